@@ -1,0 +1,240 @@
+/*!
+Runs jobs. One trait, [`Backend`], takes a [`Job`] and returns a [`RunResult`]; the
+[`LocalBackend`] runs it on this machine, either cold (a fresh sandboxed interpreter)
+or warm (a fork of a sandboxed zygote that has already imported torch and numpy), and
+opens persistent [`Session`]s for tools that need state across calls. A later backend
+can run the same jobs on a cluster.
+
+```no_run
+# async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+use proctor_core::{Command, Job};
+use proctor_engine::{Backend, EngineConfig, LocalBackend};
+let backend = LocalBackend::start(EngineConfig::detect(false)?).await?;
+let result = backend.run(Job::new(Command::Code { code: "print(1 + 1)".into() })).await?;
+assert_eq!(result.stdout, "2\n");
+# Ok(()) }
+```
+*/
+#![deny(missing_docs)]
+
+mod cold;
+mod pool;
+mod supervise;
+mod workspace;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proctor_core::{Job, JobError, Limits, RunResult};
+use proctor_runtime::Runtime;
+use proctor_sandbox::Sandbox;
+
+pub use pool::{Session, SessionReply};
+
+/// Runs jobs somewhere. The only door through which untrusted code is run.
+pub trait Backend: Send + Sync {
+    /// Runs one job to its end.
+    fn run(&self, job: Job) -> impl std::future::Future<Output = Result<RunResult, JobError>> + Send;
+}
+
+/// The harness files, embedded so that the binary is all there is to install.
+const HARNESS: &[(&str, &str)] = &[
+    ("proctor_harness/__init__.py", include_str!("../../../python/proctor_harness/__init__.py")),
+    ("proctor_harness/confine.py", include_str!("../../../python/proctor_harness/confine.py")),
+    ("proctor_harness/zygote.py", include_str!("../../../python/proctor_harness/zygote.py")),
+    ("proctor_harness/child.py", include_str!("../../../python/proctor_harness/child.py")),
+];
+
+/// Where and how the local backend runs things.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `$PROCTOR_HOME`: runs, harness, runtime.
+    pub home: PathBuf,
+    /// The managed Python runtime.
+    pub runtime: Runtime,
+    /// The `proctor` binary, re-executed as the sandbox helper.
+    pub helper: PathBuf,
+    /// Run without any confinement. Unsafe; for developing proctor itself.
+    pub no_sandbox: bool,
+    /// Limits of a session unless the caller says otherwise.
+    pub session_limits: Limits,
+}
+
+impl EngineConfig {
+    /// The default configuration: `$PROCTOR_HOME`, the runtime (provisioned if missing),
+    /// and this executable as the helper.
+    pub fn detect(no_sandbox: bool) -> Result<EngineConfig, JobError> {
+        let home = proctor_runtime::proctor_home();
+        let runtime = proctor_runtime::ensure(&proctor_runtime::EnsureOptions {
+            home: home.clone(),
+            quiet: false,
+        })
+        .map_err(|e| JobError::Engine(e.to_string()))?;
+        let helper = std::env::current_exe()
+            .map_err(|e| JobError::Engine(format!("cannot find the proctor executable: {e}")))?;
+        Ok(EngineConfig {
+            home,
+            runtime,
+            helper,
+            no_sandbox,
+            session_limits: Limits::default(),
+        })
+    }
+}
+
+/// Paths every run of this engine reads: the runtime, its base interpreter, the harness.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    pub python: PathBuf,
+    pub read_only: Vec<PathBuf>,
+    pub harness: PathBuf,
+    pub runs: PathBuf,
+}
+
+impl Paths {
+    fn new(config: &EngineConfig) -> Result<Paths, JobError> {
+        let harness = install_harness(&config.home)?;
+        let mut read_only = vec![config.runtime.root.clone(), harness.clone()];
+        read_only.extend(base_prefix(&config.runtime.root));
+        let runs = config.home.join("runs");
+        std::fs::create_dir_all(&runs)
+            .map_err(|e| JobError::Engine(format!("cannot create {}: {e}", runs.display())))?;
+        Ok(Paths {
+            python: config.runtime.python.clone(),
+            read_only,
+            harness,
+            runs,
+        })
+    }
+
+    /// The environment of every sandboxed interpreter, for a run whose work dir is `work`.
+    pub fn env(&self, work: &Path, extra: &[(String, String)]) -> Vec<(String, String)> {
+        let bin = self.python.parent().unwrap_or(Path::new("/usr/bin"));
+        let mut env = vec![
+            ("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())),
+            ("HOME".into(), work.display().to_string()),
+            ("TMPDIR".into(), work.join(".tmp").display().to_string()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+            ("PYTHONPATH".into(), self.harness.display().to_string()),
+            ("MPLBACKEND".into(), "Agg".into()),
+            ("MPLCONFIGDIR".into(), work.join(".tmp").display().to_string()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    }
+}
+
+/// A venv's interpreter lives in its base installation (e.g. under pyenv); only that
+/// prefix is readable, not the home directory around it.
+fn base_prefix(venv: &Path) -> Option<PathBuf> {
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    let home = cfg.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "home").then(|| PathBuf::from(v.trim()))
+    })?;
+    let home = std::fs::canonicalize(&home).unwrap_or(home);
+    home.parent().map(Path::to_path_buf)
+}
+
+fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for (name, text) in HARNESS {
+        for b in name.bytes().chain(text.bytes()) {
+            hash = (hash ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    let dir = home.join("harness").join(format!("{hash:016x}"));
+    if dir.join("proctor_harness/child.py").exists() {
+        return Ok(dir);
+    }
+    let tmp = home.join("harness").join(format!(".tmp-{}", std::process::id()));
+    let err = |e: std::io::Error| JobError::Engine(format!("cannot install the harness: {e}"));
+    std::fs::create_dir_all(tmp.join("proctor_harness")).map_err(err)?;
+    for (name, text) in HARNESS {
+        std::fs::write(tmp.join(name), text).map_err(err)?;
+    }
+    match std::fs::rename(&tmp, &dir) {
+        Ok(()) => Ok(dir),
+        // Another process installed the same harness first.
+        Err(_) if dir.join("proctor_harness/child.py").exists() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(dir)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Runs jobs on this machine: cold, or warm through the zygote pool.
+#[derive(Clone)]
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub paths: Paths,
+    pub sandbox: Option<Sandbox>,
+    pub pool: pool::Pool,
+}
+
+impl LocalBackend {
+    /// Checks the sandbox (failing closed unless `no_sandbox`), installs the harness and
+    /// starts warming the zygote in the background.
+    pub async fn start(config: EngineConfig) -> Result<LocalBackend, JobError> {
+        let sandbox = if config.no_sandbox {
+            tracing::warn!("running WITHOUT a sandbox: untrusted code has full access to this machine");
+            None
+        } else {
+            Some(Sandbox::detect(config.helper.clone()).map_err(|e| JobError::Sandbox(e.to_string()))?)
+        };
+        let paths = Paths::new(&config)?;
+        let pool = pool::Pool::new();
+        let backend = LocalBackend {
+            inner: Arc::new(Inner {
+                config,
+                paths,
+                sandbox,
+                pool,
+            }),
+        };
+        let warm = backend.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.inner.pool.zygote(&warm.inner).await {
+                tracing::warn!("warm pool not started: {e}");
+            }
+        });
+        Ok(backend)
+    }
+
+    /// Waits until the warm zygote is up (it starts in the background).
+    pub async fn warm_up(&self) -> Result<(), JobError> {
+        self.inner.pool.zygote(&self.inner).await.map(|_| ())
+    }
+
+    /// Opens a persistent session: a forked child keeping one namespace across snippets.
+    pub async fn open_session(&self, limits: Limits, idle_timeout: std::time::Duration) -> Result<Session, JobError> {
+        pool::open_session(&self.inner, limits, idle_timeout).await
+    }
+
+    /// Whether runs are confined.
+    pub fn sandboxed(&self) -> bool {
+        self.inner.sandbox.is_some()
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+}
+
+impl Backend for LocalBackend {
+    async fn run(&self, job: Job) -> Result<RunResult, JobError> {
+        if job.cold || job.policy.network || self.inner.sandbox.is_none() {
+            cold::run(&self.inner, job).await
+        } else {
+            pool::run(&self.inner, job).await
+        }
+    }
+}

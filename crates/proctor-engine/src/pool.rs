@@ -1,0 +1,620 @@
+//! The warm pool: a sandboxed zygote that has imported torch and numpy forks a child
+//! per run or session; each child is moved into its own cgroup and narrows its own
+//! landlock domain to its run directory before running anything untrusted.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use proctor_core::{Job, JobError, Limits, RunResult, Status};
+use proctor_sandbox::cgroup::Cgroup;
+use proctor_sandbox::{ExitReport, Spec, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::supervise::{classify, supervise, Killer};
+use crate::workspace::{job_args, Target, Workspace};
+use crate::Inner;
+
+/// Largest datagram either side sends (a SOCK_SEQPACKET message must fit the socket buffer).
+const MAX_MESSAGE: usize = 200_000;
+/// Largest snippet a session accepts.
+pub const MAX_SNIPPET_BYTES: usize = 150_000;
+
+/// Holds the current zygote; restarts it when it has died.
+pub(crate) struct Pool {
+    zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    forked: Option<oneshot::Sender<i32>>,
+    exited: Option<oneshot::Sender<ExitReport>>,
+}
+
+pub(crate) struct Zygote {
+    sock: Arc<OwnedFd>,
+    send_lock: Mutex<()>,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    alive: Arc<AtomicBool>,
+    host_pid: i32,
+    dir: PathBuf,
+    cgroup: Arc<Cgroup>,
+    _helper: Mutex<tokio::process::Child>,
+    next_id: AtomicU64,
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        self.cgroup.remove();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Deserialize)]
+struct ZygoteMessage {
+    op: String,
+    #[serde(default)]
+    id: u64,
+    #[serde(default)]
+    pid: i32,
+    #[serde(default)]
+    exit_code: Option<i32>,
+    #[serde(default)]
+    signal: Option<i32>,
+    #[serde(default)]
+    maxrss_kb: i64,
+}
+
+fn engine_err(what: &str, e: impl std::fmt::Display) -> JobError {
+    JobError::Engine(format!("{what}: {e}"))
+}
+
+fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), JobError> {
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| engine_err("cannot create a control socket", e))
+}
+
+fn send(fd: &OwnedFd, msg: &serde_json::Value, fds: &[i32]) -> Result<(), JobError> {
+    let data = serde_json::to_vec(msg).expect("json");
+    let iov = [IoSlice::new(&data)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
+        .map(|_| ())
+        .map_err(|e| engine_err("cannot reach the warm pool", e))
+}
+
+/// Host pid of `pid`'s child whose pid in its own namespace is `ns_pid`.
+fn host_child(pid: i32, ns_pid: Option<i32>) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().filter_map(|c| c.parse().ok()).find(|child: &i32| {
+        let Some(want) = ns_pid else { return true };
+        std::fs::read_to_string(format!("/proc/{child}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last().and_then(|p| p.parse::<i32>().ok()))
+            })
+            == Some(want)
+    })
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool {
+            zygote: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The live zygote, started (or restarted after a death) on demand.
+    pub async fn zygote(&self, inner: &Inner) -> Result<Arc<Zygote>, JobError> {
+        let mut slot = self.zygote.lock().await;
+        if let Some(z) = slot.as_ref() {
+            if z.alive.load(Ordering::SeqCst) {
+                return Ok(z.clone());
+            }
+            tracing::warn!("the warm zygote died; starting a new one");
+        }
+        let z = Arc::new(start_zygote(inner).await?);
+        *slot = Some(z.clone());
+        Ok(z)
+    }
+}
+
+static POOL_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
+    let sandbox = inner
+        .sandbox
+        .as_ref()
+        .ok_or_else(|| JobError::Engine("the warm pool needs the sandbox".into()))?;
+    let dir = inner.paths.runs.join(format!(
+        "warm-{}-{}",
+        std::process::id(),
+        POOL_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| engine_err("cannot create the pool directory", e))?;
+    let (ours, theirs) = seqpacket_pair()?;
+    let spec = Spec {
+        program: inner.paths.python.clone(),
+        args: ["-u", "-s", "-m", "proctor_harness.zygote"].map(String::from).to_vec(),
+        env: inner.paths.env(&dir, &[]),
+        cwd: dir.clone(),
+        read_only: inner.paths.read_only.clone(),
+        read_write: vec![dir.clone()],
+        network: false,
+        cgroup_procs: Vec::new(),
+        pass_fd: true,
+    };
+    // The zygote's own cgroup holds only the zygote and children not yet moved out.
+    let limits = Limits {
+        timeout_ms: u64::MAX,
+        memory_mb: 8192,
+        max_pids: 4096,
+        ..Limits::default()
+    };
+    let prepared = sandbox
+        .command_with_fd(&spec, &limits, Some(&theirs))
+        .map_err(|e| JobError::Sandbox(e.to_string()))?;
+    let mut command = prepared.command;
+    let log = std::fs::File::create(dir.join("zygote.log")).map_err(|e| engine_err("cannot create the zygote log", e))?;
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    let cgroup = Arc::new(prepared.cgroup);
+    let helper = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| engine_err("cannot start the warm zygote", e))?;
+    drop(prepared.status_writer);
+    drop(theirs);
+    let helper_pid = helper.id().unwrap_or(0) as i32;
+    let sock = Arc::new(ours);
+    let pending: Arc<Mutex<HashMap<u64, Pending>>> = Arc::default();
+    let alive = Arc::new(AtomicBool::new(true));
+    let (ready_tx, ready_rx) = oneshot::channel::<i32>();
+    {
+        let (sock, pending, alive) = (sock.clone(), pending.clone(), alive.clone());
+        let status = prepared.status;
+        std::thread::Builder::new()
+            .name("proctor-zygote-reader".into())
+            .spawn(move || {
+                let _status = status; // keep init's status pipe open while the zygote lives
+                read_zygote(&sock, &pending, ready_tx);
+                alive.store(false, Ordering::SeqCst);
+                pending.lock().unwrap().clear();
+            })
+            .map_err(|e| engine_err("cannot start the pool reader", e))?;
+    }
+    let ready = tokio::time::timeout(Duration::from_secs(300), ready_rx).await;
+    let zygote_ns_pid = match ready {
+        Ok(Ok(pid)) => pid,
+        _ => {
+            cgroup.remove();
+            let log = std::fs::read_to_string(dir.join("zygote.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(JobError::Engine(format!(
+                "the warm zygote did not start:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+    };
+    let init = host_child(helper_pid, None);
+    let host_pid = init
+        .and_then(|init| host_child(init, Some(zygote_ns_pid)))
+        .ok_or_else(|| JobError::Engine("cannot find the warm zygote's process".into()))?;
+    Ok(Zygote {
+        sock,
+        send_lock: Mutex::new(()),
+        pending,
+        alive,
+        host_pid,
+        dir,
+        cgroup,
+        _helper: Mutex::new(helper),
+        next_id: AtomicU64::new(1),
+    })
+}
+
+fn read_zygote(sock: &OwnedFd, pending: &Mutex<HashMap<u64, Pending>>, ready: oneshot::Sender<i32>) {
+    let mut ready = Some(ready);
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        let Ok(msg) = serde_json::from_slice::<ZygoteMessage>(&buf[..n]) else {
+            continue;
+        };
+        match msg.op.as_str() {
+            "ready" => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(msg.pid);
+                }
+            }
+            "forked" => {
+                if let Some(tx) = pending.lock().unwrap().get_mut(&msg.id).and_then(|p| p.forked.take()) {
+                    let _ = tx.send(msg.pid);
+                }
+            }
+            "exit" => {
+                if let Some(tx) = pending.lock().unwrap().remove(&msg.id).and_then(|p| p.exited) {
+                    let _ = tx.send(ExitReport {
+                        exit_code: msg.exit_code,
+                        signal: msg.signal,
+                        maxrss_kb: msg.maxrss_kb,
+                        setup_error: None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A forked child, moved into its cgroup and told to go.
+struct Forked {
+    ctl: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    exited: oneshot::Receiver<ExitReport>,
+}
+
+impl Zygote {
+    async fn fork(
+        &self,
+        inner: &Inner,
+        ws: &Workspace,
+        cgroup: &Cgroup,
+        mut request: serde_json::Value,
+        extra_env: &[(String, String)],
+    ) -> Result<Forked, JobError> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| engine_err("cannot create a pipe", e));
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (ctl, ctl_theirs) = seqpacket_pair()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (forked_tx, forked_rx) = oneshot::channel();
+        let (exited_tx, exited_rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(
+            id,
+            Pending {
+                forked: Some(forked_tx),
+                exited: Some(exited_tx),
+            },
+        );
+        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY.iter().map(PathBuf::from).collect();
+        read_only.extend(inner.paths.read_only.iter().cloned());
+        read_only.push(ws.inputs.clone());
+        let mut read_write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
+        read_write.push(ws.work.clone());
+        let env: HashMap<String, String> = inner.paths.env(&ws.work, extra_env).into_iter().collect();
+        let fields = request.as_object_mut().expect("request is an object");
+        fields.insert("op".into(), json!("spawn"));
+        fields.insert("id".into(), json!(id));
+        fields.insert("cwd".into(), json!(ws.work));
+        fields.insert("env".into(), json!(env));
+        fields.insert("read_only".into(), json!(read_only));
+        fields.insert("read_write".into(), json!(read_write));
+        {
+            let _guard = self.send_lock.lock().unwrap();
+            let fds = [out_w.as_raw_fd(), err_w.as_raw_fd(), ctl_theirs.as_raw_fd()];
+            if let Err(e) = send(&self.sock, &request, &fds) {
+                self.pending.lock().unwrap().remove(&id);
+                self.alive.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        drop((out_w, err_w, ctl_theirs));
+        let ns_pid = tokio::time::timeout(Duration::from_secs(30), forked_rx)
+            .await
+            .map_err(|_| JobError::Engine("the warm zygote did not fork in time".into()))?
+            .map_err(|_| JobError::Engine("the warm zygote died while forking".into()))?;
+        let host = host_child(self.host_pid, Some(ns_pid))
+            .ok_or_else(|| JobError::Engine("the forked child vanished before it started".into()))?;
+        cgroup
+            .add_pid(host as u32)
+            .map_err(|e| JobError::Sandbox(e.to_string()))?;
+        send(&ctl, &json!({"op": "go"}), &[])?;
+        Ok(Forked {
+            ctl,
+            stdout: out_r,
+            stderr: err_r,
+            exited: exited_rx,
+        })
+    }
+}
+
+fn target_request(target: &Target, args: &[String]) -> serde_json::Value {
+    match target {
+        Target::Script(path) => json!({"kind": "run", "mode": "script", "target": path, "args": args}),
+        Target::Module(module) => json!({"kind": "run", "mode": "module", "target": module, "args": args}),
+    }
+}
+
+fn pipe_reader(fd: OwnedFd) -> Result<tokio::net::unix::pipe::Receiver, JobError> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| engine_err("cannot watch a pipe", e))
+}
+
+/// A warm run; falls back to a cold one if the pool cannot start.
+pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> {
+    let started = Instant::now();
+    let zygote = match inner.pool.zygote(inner).await {
+        Ok(z) => z,
+        Err(e) => {
+            tracing::warn!("warm pool unavailable, running cold: {e}");
+            return crate::cold::run(inner, job).await;
+        }
+    };
+    let sandbox = inner.sandbox.as_ref().expect("warm runs are sandboxed");
+    let (ws, target) = Workspace::create(&zygote.dir, &job)?;
+    let cgroup = Arc::new(
+        sandbox
+            .cgroups()
+            .create(&job.limits)
+            .map_err(|e| JobError::Sandbox(e.to_string()))?,
+    );
+    let request = target_request(&target, job_args(&job));
+    let forked = match zygote.fork(inner, &ws, &cgroup, request, &job.env).await {
+        Ok(f) => f,
+        Err(e) => {
+            cgroup.remove();
+            return Err(e);
+        }
+    };
+    drop(forked.ctl);
+    let exited = forked.exited;
+    let exit = async { exited.await.ok() };
+    let killer = Killer::new(Some(cgroup.clone()), None);
+    let observed = supervise(
+        pipe_reader(forked.stdout)?,
+        pipe_reader(forked.stderr)?,
+        exit,
+        &job.limits,
+        killer,
+        started,
+    )
+    .await;
+    let result = classify(observed, Some(&cgroup), &job.limits);
+    let cg = cgroup.clone();
+    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+    drop(ws);
+    Ok(result)
+}
+
+/// What one snippet in a session did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReply {
+    /// `ok`, `error` (an exception), `timeout`, `oom` or `killed` (the last three end the session
+    /// unless the snippet could be interrupted in Python, in which case the session lives on).
+    pub status: Status,
+    /// Captured standard output (file-descriptor level).
+    pub stdout: String,
+    /// Captured standard error, with the traceback if the snippet raised.
+    pub stderr: String,
+    /// `repr` of the last expression's value, if the snippet ended with one.
+    pub value: Option<String>,
+    /// The exception, if any.
+    pub error: Option<String>,
+    /// Whether the call hit its timeout.
+    pub timed_out: bool,
+    /// Whether output was cut at the limit.
+    pub output_truncated: bool,
+    /// Time the snippet took.
+    pub wall_ms: f64,
+    /// Whether the session is still usable.
+    pub session_alive: bool,
+}
+
+#[derive(Deserialize)]
+struct ChildReply {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    value: Option<String>,
+    error: Option<String>,
+    timed_out: bool,
+    output_truncated: bool,
+    wall_ms: f64,
+}
+
+struct SessionState {
+    ctl: Arc<OwnedFd>,
+    cgroup: Arc<Cgroup>,
+    _ws: Workspace,
+    limits: Limits,
+    last_used: Mutex<Instant>,
+    alive: AtomicBool,
+    call_lock: tokio::sync::Mutex<()>,
+    _zygote: Arc<Zygote>,
+}
+
+impl SessionState {
+    fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        self.cgroup.kill_all(Duration::from_secs(5));
+    }
+}
+
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.cgroup.remove();
+    }
+}
+
+/// A persistent forked child that runs successive snippets in one namespace.
+/// Dropping the last handle kills it; so does its idle timeout.
+#[derive(Clone)]
+pub struct Session {
+    state: Arc<SessionState>,
+}
+
+pub(crate) async fn open_session(inner: &Inner, limits: Limits, idle: Duration) -> Result<Session, JobError> {
+    let zygote = inner.pool.zygote(inner).await?;
+    let sandbox = inner.sandbox.as_ref().expect("sessions are sandboxed");
+    let job = Job::new(proctor_core::Command::Code { code: String::new() });
+    let (ws, _) = Workspace::create(&zygote.dir, &job)?;
+    let cgroup = Arc::new(
+        sandbox
+            .cgroups()
+            .create(&limits)
+            .map_err(|e| JobError::Sandbox(e.to_string()))?,
+    );
+    let forked = match zygote.fork(inner, &ws, &cgroup, json!({"kind": "session"}), &[]).await {
+        Ok(f) => f,
+        Err(e) => {
+            cgroup.remove();
+            return Err(e);
+        }
+    };
+    // Sessions report output per call; the child's own stdout/stderr carry nothing.
+    drop((forked.stdout, forked.stderr, forked.exited));
+    let state = Arc::new(SessionState {
+        ctl: Arc::new(forked.ctl),
+        cgroup,
+        _ws: ws,
+        limits,
+        last_used: Mutex::new(Instant::now()),
+        alive: AtomicBool::new(true),
+        call_lock: tokio::sync::Mutex::new(()),
+        _zygote: zygote,
+    });
+    spawn_idle_reaper(Arc::downgrade(&state), idle);
+    Ok(Session { state })
+}
+
+fn spawn_idle_reaper(state: Weak<SessionState>, idle: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(idle.min(Duration::from_secs(1))).await;
+            let Some(s) = state.upgrade() else { return };
+            if !s.alive.load(Ordering::SeqCst) {
+                return;
+            }
+            let since = s.last_used.lock().unwrap().elapsed();
+            if since >= idle && s.call_lock.try_lock().is_ok() {
+                tracing::info!("session idle for {:.0} s, freeing it", since.as_secs_f64());
+                let s2 = s.clone();
+                let _ = tokio::task::spawn_blocking(move || s2.kill()).await;
+                return;
+            }
+        }
+    });
+}
+
+impl Session {
+    /// Whether the session can still run snippets.
+    pub fn is_alive(&self) -> bool {
+        self.state.alive.load(Ordering::SeqCst)
+    }
+
+    /// Runs `code` in the session's namespace. A snippet that overruns `timeout` is
+    /// interrupted (the session survives); one stuck where Python cannot interrupt it
+    /// is killed with the session.
+    pub async fn exec(&self, code: &str, timeout: Duration) -> Result<SessionReply, JobError> {
+        let state = &self.state;
+        let _call = state.call_lock.lock().await;
+        if !self.is_alive() {
+            return Err(JobError::Engine("the session has ended (idle timeout, kill or crash); open a new one".into()));
+        }
+        if code.len() > MAX_SNIPPET_BYTES {
+            return Err(JobError::Engine(format!(
+                "the snippet is {} bytes; the limit is {MAX_SNIPPET_BYTES}",
+                code.len()
+            )));
+        }
+        *state.last_used.lock().unwrap() = Instant::now();
+        let request = json!({
+            "op": "exec",
+            "code": code,
+            "timeout_s": timeout.as_secs_f64(),
+            "max_output_bytes": state.limits.max_output_bytes.min(60_000),
+        });
+        send(&state.ctl, &request, &[])?;
+        let ctl = state.ctl.clone();
+        let hard = timeout + Duration::from_secs(2);
+        let reply = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(hard.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+            let mut buf = vec![0u8; MAX_MESSAGE];
+            match recv(ctl.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) if n > 0 => Some(buf[..n].to_vec()),
+                _ => None,
+            }
+        })
+        .await
+        .map_err(|e| engine_err("session reader failed", e))?;
+        *state.last_used.lock().unwrap() = Instant::now();
+        match reply.and_then(|r| serde_json::from_slice::<ChildReply>(&r).ok()) {
+            Some(r) => Ok(SessionReply {
+                status: if r.timed_out {
+                    Status::Timeout
+                } else if r.ok {
+                    Status::Ok
+                } else {
+                    Status::Error
+                },
+                stdout: r.stdout,
+                stderr: r.stderr,
+                value: r.value,
+                error: r.error,
+                timed_out: r.timed_out,
+                output_truncated: r.output_truncated,
+                wall_ms: r.wall_ms,
+                session_alive: true,
+            }),
+            None => {
+                // No answer: stuck past the hard deadline, or dead (OOM, kill).
+                let oom = state.cgroup.oom_killed();
+                let timed_out = !oom && state.cgroup.pids().len() > 0;
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || s.kill()).await;
+                let status = if oom {
+                    Status::Oom
+                } else if timed_out {
+                    Status::Timeout
+                } else {
+                    Status::Killed
+                };
+                Ok(SessionReply {
+                    status,
+                    stdout: String::new(),
+                    stderr: match status {
+                        Status::Oom => format!("[proctor] the session exceeded its memory limit of {} MiB and was killed", state.limits.memory_mb),
+                        Status::Timeout => format!("[proctor] the snippet could not be interrupted after {:.1} s; the session was killed", timeout.as_secs_f64()),
+                        _ => "[proctor] the session's process died".to_string(),
+                    },
+                    value: None,
+                    error: Some(format!("session ended: {status}")),
+                    timed_out,
+                    output_truncated: false,
+                    wall_ms: hard.as_secs_f64() * 1000.0,
+                    session_alive: false,
+                })
+            }
+        }
+    }
+
+    /// Ends the session now.
+    pub async fn close(&self) {
+        let s = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.kill()).await;
+    }
+}

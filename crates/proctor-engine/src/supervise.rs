@@ -1,0 +1,170 @@
+//! Watching a run: bounded output capture, the wall-clock limit, and turning what the
+//! kernel reported into a [`RunResult`].
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proctor_core::{Limits, RunResult, Status};
+use proctor_sandbox::cgroup::Cgroup;
+use proctor_sandbox::ExitReport;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Kills a run's whole tree. Cheap to clone into readers and timers.
+#[derive(Clone)]
+pub(crate) struct Killer {
+    cgroup: Option<Arc<Cgroup>>,
+    /// Process groups to kill as well (the unsandboxed developer mode has no cgroup).
+    pgid: Option<i32>,
+}
+
+impl Killer {
+    pub fn new(cgroup: Option<Arc<Cgroup>>, pgid: Option<i32>) -> Killer {
+        Killer { cgroup, pgid }
+    }
+
+    pub async fn kill(&self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: kill(2) of a process group we created.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        if let Some(cg) = self.cgroup.clone() {
+            let _ = tokio::task::spawn_blocking(move || cg.kill_all(Duration::from_secs(5))).await;
+        }
+    }
+}
+
+/// Reads at most `limit` bytes; past that, kills the run and drains nothing more.
+async fn read_limited<R: AsyncRead + Unpin>(mut r: R, limit: u64, exceeded: Arc<AtomicBool>, killer: Killer) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return buf,
+            Ok(n) => {
+                let room = (limit as usize).saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
+                if n > room {
+                    exceeded.store(true, Ordering::SeqCst);
+                    killer.kill().await;
+                    return buf;
+                }
+            }
+        }
+    }
+}
+
+/// What the supervision saw, before classification.
+pub(crate) struct Observed {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Option<ExitReport>,
+    pub timed_out: bool,
+    pub output_exceeded: bool,
+    pub started: Instant,
+}
+
+/// Captures both streams and waits for `exit`, within `limits.timeout_ms`.
+pub(crate) async fn supervise<O, E, X>(
+    stdout: O,
+    stderr: E,
+    exit: X,
+    limits: &Limits,
+    killer: Killer,
+    started: Instant,
+) -> Observed
+where
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+    X: Future<Output = Option<ExitReport>>,
+{
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let work = async {
+        tokio::join!(
+            read_limited(stdout, limits.max_output_bytes, exceeded.clone(), killer.clone()),
+            read_limited(stderr, limits.max_output_bytes, exceeded.clone(), killer.clone()),
+            exit
+        )
+    };
+    tokio::pin!(work);
+    let deadline = Duration::from_millis(limits.timeout_ms);
+    let mut timed_out = false;
+    let (stdout, stderr, exit) = tokio::select! {
+        r = &mut work => r,
+        _ = tokio::time::sleep(deadline.saturating_sub(started.elapsed())) => {
+            timed_out = true;
+            killer.kill().await;
+            (&mut work).await
+        }
+    };
+    Observed {
+        stdout,
+        stderr,
+        exit,
+        timed_out,
+        output_exceeded: exceeded.load(Ordering::SeqCst),
+        started,
+    }
+}
+
+/// Turns observations into a result. Memory is judged by the kernel's counters, with
+/// Python's `MemoryError` under a hit limit as the one textual sign accepted (a run
+/// can only make its own result worse by faking it).
+pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) -> RunResult {
+    let exit = obs.exit.unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&obs.stderr).into_owned();
+    let oom = cgroup.is_some_and(|cg| {
+        cg.oom_killed()
+            || (cg.memory_limit_hit() && exit.exit_code.is_some_and(|c| c != 0) && stderr.contains("MemoryError"))
+    });
+    let status = if obs.output_exceeded {
+        Status::OutputLimit
+    } else if obs.timed_out {
+        Status::Timeout
+    } else if oom {
+        Status::Oom
+    } else {
+        match (exit.exit_code, exit.signal) {
+            (Some(0), _) => Status::Ok,
+            (Some(_), _) => Status::Error,
+            _ => Status::Killed,
+        }
+    };
+    let mut stderr = stderr;
+    if status == Status::Oom && !stderr.contains("memory limit") {
+        stderr.push_str(&format!(
+            "\n[proctor] the run exceeded its memory limit of {} MiB and was stopped\n",
+            limits.memory_mb
+        ));
+    }
+    if status == Status::Timeout {
+        stderr.push_str(&format!(
+            "\n[proctor] the run exceeded its time limit of {:.1} s and was killed\n",
+            limits.timeout_ms as f64 / 1000.0
+        ));
+    }
+    if status == Status::OutputLimit {
+        stderr.push_str(&format!(
+            "\n[proctor] output passed the limit of {} bytes; the rest was dropped and the run stopped\n",
+            limits.max_output_bytes
+        ));
+    }
+    let peak_kb = exit.maxrss_kb.max(0) as f64;
+    let peak_rss_mb = if peak_kb > 0.0 {
+        peak_kb / 1024.0
+    } else {
+        cgroup.and_then(Cgroup::peak_bytes).unwrap_or(0) as f64 / (1024.0 * 1024.0)
+    };
+    RunResult {
+        status,
+        exit_code: exit.exit_code,
+        stdout: String::from_utf8_lossy(&obs.stdout).into_owned(),
+        stderr,
+        wall_ms: obs.started.elapsed().as_secs_f64() * 1000.0,
+        peak_rss_mb,
+        output_truncated: obs.output_exceeded,
+    }
+}

@@ -1,0 +1,132 @@
+//! A run's directory: `inputs/` (read-only in the sandbox) and `work/` (its scratch, cwd).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proctor_core::{Command, Job, JobError};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The directories of one run, removed when dropped.
+pub(crate) struct Workspace {
+    pub root: PathBuf,
+    pub inputs: PathBuf,
+    pub work: PathBuf,
+}
+
+/// How the interpreter is told what to run, relative to the workspace.
+pub(crate) enum Target {
+    Script(PathBuf),
+    Module(String),
+}
+
+impl Workspace {
+    /// Creates `<parent>/<unique>/{inputs,work}` and stages the job's inputs.
+    pub fn create(parent: &Path, job: &Job) -> Result<(Workspace, Target), JobError> {
+        let name = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let root = parent.join(name);
+        let ws = Workspace {
+            inputs: root.join("inputs"),
+            work: root.join("work"),
+            root,
+        };
+        let io = |what: &str, e: std::io::Error| JobError::Engine(format!("{what}: {e}"));
+        fs::create_dir_all(&ws.inputs).map_err(|e| io("cannot create the run directory", e))?;
+        fs::create_dir_all(ws.work.join(".tmp")).map_err(|e| io("cannot create the scratch directory", e))?;
+        for input in &job.inputs {
+            if !input.host.exists() {
+                return Err(JobError::MissingInput {
+                    path: input.host.clone(),
+                });
+            }
+            if input.name.contains('/') || input.name.starts_with('.') || input.name.is_empty() {
+                return Err(JobError::Engine(format!(
+                    "input name {:?} must be a plain file name",
+                    input.name
+                )));
+            }
+            stage(&input.host, &ws.inputs.join(&input.name))
+                .map_err(|e| io(&format!("cannot stage input {}", input.host.display()), e))?;
+        }
+        let target = match &job.command {
+            Command::Script { path, .. } => {
+                // A script given by host path is staged as an input unless it already is one.
+                if path.is_absolute() && path.exists() && !path.starts_with(&ws.inputs) {
+                    let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| "main.py".into());
+                    let staged = ws.inputs.join(&name);
+                    if !staged.exists() {
+                        stage(path, &staged).map_err(|e| io("cannot stage the script", e))?;
+                    }
+                    Target::Script(staged)
+                } else if path.is_absolute() {
+                    return Err(JobError::MissingInput { path: path.clone() });
+                } else {
+                    Target::Script(ws.work.join(path))
+                }
+            }
+            Command::Module { module, .. } => Target::Module(module.clone()),
+            Command::Code { code } => {
+                let path = ws.inputs.join("__main__.py");
+                fs::write(&path, code).map_err(|e| io("cannot write the code", e))?;
+                Target::Script(path)
+            }
+        };
+        Ok((ws, target))
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Hard-links (or copies, across filesystems) a file or a directory tree.
+fn stage(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        fs::create_dir_all(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            stage(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if meta.file_type().is_symlink() {
+        stage(&fs::canonicalize(from)?, to)
+    } else {
+        fs::hard_link(from, to).or_else(|_| fs::copy(from, to).map(|_| ()))
+    }
+}
+
+impl Target {
+    /// Interpreter arguments for a cold run.
+    pub fn argv(&self, args: &[String]) -> Vec<String> {
+        let mut argv = vec!["-u".to_string(), "-s".to_string()];
+        match self {
+            Target::Script(p) => argv.push(p.display().to_string()),
+            Target::Module(m) => {
+                argv.push("-m".into());
+                argv.push(m.clone());
+            }
+        }
+        argv.extend(args.iter().cloned());
+        argv
+    }
+}
+
+/// The arguments after the target.
+pub(crate) fn job_args(job: &Job) -> &[String] {
+    match &job.command {
+        Command::Script { args, .. } | Command::Module { args, .. } => args,
+        Command::Code { .. } => &[],
+    }
+}

@@ -1,0 +1,382 @@
+//! The sandbox helper: runs as `proctor __sandbox SPEC`, single-threaded, and turns
+//! itself into a confined process tree (see the crate docs for the steps).
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+use landlock::{
+    path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope, ABI,
+};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use crate::{seccomp, SandboxError, Spec, PASSED_FD, STATUS_FD, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
+
+/// How the sandboxed program ended, reported by init as one JSON line on [`STATUS_FD`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExitReport {
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+    /// Peak resident set of the program (and reaped descendants), KiB.
+    pub maxrss_kb: i64,
+    /// Set when the sandbox could not be set up; nothing untrusted ran.
+    pub setup_error: Option<String>,
+}
+
+/// Entry point of the helper; never returns.
+pub fn helper_main(spec_json: &str) -> ! {
+    let code = match serde_json::from_str::<Spec>(spec_json) {
+        Ok(spec) => match run(&spec) {
+            Ok(code) => code,
+            Err(e) => {
+                report(&ExitReport {
+                    setup_error: Some(e.to_string()),
+                    ..ExitReport::default()
+                });
+                126
+            }
+        },
+        Err(e) => {
+            report(&ExitReport {
+                setup_error: Some(format!("bad sandbox spec: {e}")),
+                ..ExitReport::default()
+            });
+            126
+        }
+    };
+    std::process::exit(code)
+}
+
+fn report(r: &ExitReport) {
+    // SAFETY: STATUS_FD was placed by the parent; ManuallyDrop keeps it open for init's later use.
+    let mut f = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(STATUS_FD) });
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    let _ = f.write_all(&line);
+}
+
+fn setup(context: &str, e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Setup(format!("{context}: {e}"))
+}
+
+fn die_with_parent() -> Result<(), SandboxError> {
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return Err(setup("prctl(PR_SET_PDEATHSIG)", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn run(spec: &Spec) -> Result<i32, SandboxError> {
+    let parent = nix::unistd::getppid();
+    die_with_parent()?;
+    if nix::unistd::getppid() != parent {
+        return Err(setup("parent", "proctor exited before the sandbox started"));
+    }
+    let me = std::process::id().to_string();
+    for procs in &spec.cgroup_procs {
+        fs::write(procs, &me).map_err(|e| setup(&format!("joining cgroup {}", procs.display()), e))?;
+    }
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        enter_user_namespace()?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS;
+    if !spec.network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| {
+        SandboxError::MissingFeature {
+            feature: format!("namespaces (unshare failed: {e})"),
+            how: "enable user namespaces: sysctl -w kernel.unprivileged_userns_clone=1 (Debian) or kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu), or run as root".into(),
+        }
+    })?;
+    let filters = seccomp::build(spec.network)?;
+    // SAFETY: this process is single-threaded (a fresh exec of the helper).
+    match unsafe { fork() }.map_err(|e| setup("fork of init", e))? {
+        ForkResult::Child => {
+            let code = match init(spec, &filters) {
+                Ok(code) => code,
+                Err(e) => {
+                    report(&ExitReport {
+                        setup_error: Some(e.to_string()),
+                        ..ExitReport::default()
+                    });
+                    126
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => Ok(wait_exit_code(child)),
+    }
+}
+
+fn wait_exit_code(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+fn enter_user_namespace() -> Result<(), SandboxError> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SandboxError::MissingFeature {
+        feature: format!("unprivileged user namespaces (unshare(CLONE_NEWUSER) failed: {e})"),
+        how: "enable them: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04+), or user.max_user_namespaces>0".into(),
+    })?;
+    fs::write("/proc/self/setgroups", "deny").map_err(|e| setup("writing setgroups", e))?;
+    fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).map_err(|e| setup("writing uid_map", e))?;
+    fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).map_err(|e| setup("writing gid_map", e))?;
+    Ok(())
+}
+
+/// pid 1 of the new pid namespace: mounts, forks the worker, reaps, reports.
+fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
+    die_with_parent()?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| setup("making mounts private", e))?;
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), "/proc", Some("proc"), nosuid, None::<&str>)
+        .map_err(|e| setup("mounting a private /proc", e))?;
+    if std::path::Path::new("/dev/shm").is_dir() {
+        mount(Some("tmpfs"), "/dev/shm", Some("tmpfs"), nosuid, Some("size=1g,mode=1777"))
+            .map_err(|e| setup("mounting a private /dev/shm", e))?;
+    }
+    // SAFETY: single-threaded.
+    let worker = match unsafe { fork() }.map_err(|e| setup("fork of worker", e))? {
+        ForkResult::Child => {
+            let err = exec_worker(spec, filters);
+            report(&ExitReport {
+                setup_error: Some(err.to_string()),
+                ..ExitReport::default()
+            });
+            // SAFETY: leaving the forked worker without running destructors.
+            unsafe { libc::_exit(126) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    if spec.pass_fd {
+        // SAFETY: init does not use the passed fd; only the worker keeps it.
+        unsafe { libc::close(PASSED_FD) };
+    }
+    // Reap everything; the worker's end ends the run (and, by init's exit, the namespace).
+    loop {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: plain wait4 with valid out-pointers.
+        let pid = unsafe { libc::wait4(-1, &mut status, 0, &mut usage) };
+        if pid < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Ok(125);
+        }
+        if pid != worker.as_raw() {
+            continue;
+        }
+        let mut children: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut children) };
+        let (exit_code, signal) = if libc::WIFEXITED(status) {
+            (Some(libc::WEXITSTATUS(status)), None)
+        } else {
+            (None, Some(libc::WTERMSIG(status)))
+        };
+        report(&ExitReport {
+            exit_code,
+            signal,
+            maxrss_kb: usage.ru_maxrss.max(children.ru_maxrss),
+            setup_error: None,
+        });
+        return Ok(exit_code.unwrap_or(128 + signal.unwrap_or(0)));
+    }
+}
+
+/// In the worker: drop privileges, confine, exec. Returns only on failure.
+fn exec_worker(spec: &Spec, filters: &seccomp::Filters) -> SandboxError {
+    match confine(spec, filters) {
+        Ok(()) => {}
+        Err(e) => return e,
+    }
+    let program = match CString::new(spec.program.as_os_str().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return setup("program path", e),
+    };
+    let mut argv = vec![program.clone()];
+    for a in &spec.args {
+        match CString::new(a.as_bytes()) {
+            Ok(a) => argv.push(a),
+            Err(e) => return setup("argument", e),
+        }
+    }
+    let mut envp = Vec::new();
+    for (k, v) in &spec.env {
+        match CString::new(format!("{k}={v}")) {
+            Ok(e) => envp.push(e),
+            Err(e) => return setup("environment", e),
+        }
+    }
+    // Only stdio, and the passed fd if asked, survive into the program. Close-on-exec
+    // rather than close, so that a failed exec can still report on STATUS_FD.
+    let keep_until = if spec.pass_fd { PASSED_FD } else { STATUS_FD - 1 };
+    // SAFETY: marking fds this process owns; CLOSE_RANGE_CLOEXEC exists since Linux 5.11.
+    unsafe {
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        libc::syscall(libc::SYS_close_range, (keep_until + 1) as u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+        libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    match nix::unistd::execve(&program, &argv, &envp) {
+        Ok(never) => match never {},
+        Err(e) => setup(&format!("cannot execute {}", spec.program.display()), e),
+    }
+}
+
+fn confine(spec: &Spec, filters: &seccomp::Filters) -> Result<(), SandboxError> {
+    std::env::set_current_dir(&spec.cwd)
+        .map_err(|e| setup(&format!("entering {}", spec.cwd.display()), e))?;
+    set_rlimit(libc::RLIMIT_CORE, 0)?;
+    if nix::unistd::geteuid().is_root() {
+        drop_capabilities()?;
+    }
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(setup("no_new_privs", std::io::Error::last_os_error()));
+    }
+    restrict_filesystem(spec)?;
+    seccomp::apply(filters)
+}
+
+/// Root keeps uid 0 (so that a runtime under a 0700 home stays reachable) but loses every
+/// capability for good: securebits stop exec from granting them back, the bounding set
+/// is emptied, and the current sets are cleared. Files are then guarded by landlock.
+fn drop_capabilities() -> Result<(), SandboxError> {
+    const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
+    const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
+    const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
+    const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+    const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+    let bits = SECBIT_NOROOT
+        | SECBIT_NOROOT_LOCKED
+        | SECBIT_NO_SETUID_FIXUP
+        | SECBIT_NO_SETUID_FIXUP_LOCKED
+        | SECBIT_KEEP_CAPS_LOCKED
+        | SECBIT_NO_CAP_AMBIENT_RAISE
+        | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let fail = |what: &str| setup(what, std::io::Error::last_os_error());
+    // SAFETY: prctl/capset with valid arguments and pointers to locals.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) != 0 {
+            return Err(fail("setting securebits"));
+        }
+        for cap in 0..=63 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+            {
+                return Err(fail("dropping the capability bounding set"));
+            }
+        }
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        let header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+            return Err(fail("clearing capabilities"));
+        }
+    }
+    Ok(())
+}
+
+fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), SandboxError> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: valid pointer to a local.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(setup("setrlimit", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The landlock ABI the ruleset is written for; the kernel may offer more.
+const LANDLOCK_ABI: ABI = ABI::V5;
+
+fn restrict_filesystem(spec: &Spec) -> Result<(), SandboxError> {
+    let existing = |paths: Vec<std::path::PathBuf>| -> Vec<std::path::PathBuf> {
+        paths.into_iter().filter(|p| p.exists()).collect()
+    };
+    let read_only = existing(
+        SYSTEM_READ_ONLY
+            .iter()
+            .map(Into::into)
+            .chain(spec.read_only.iter().cloned())
+            .collect(),
+    );
+    let read_write = existing(
+        SYSTEM_READ_WRITE
+            .iter()
+            .map(Into::into)
+            .chain(spec.read_write.iter().cloned())
+            .collect(),
+    );
+    let ll = |e: landlock::RulesetError| setup("landlock", e);
+    let ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
+        .map_err(ll)?;
+    // Signals and abstract unix sockets stay inside the run (kernels with landlock ABI 6+).
+    let ruleset = ruleset.scope(Scope::from_all(ABI::V6)).map_err(ll)?;
+    let status = ruleset
+        .create()
+        .map_err(ll)?
+        .add_rules(path_beneath_rules(&read_only, AccessFs::from_read(LANDLOCK_ABI)))
+        .map_err(ll)?
+        .add_rules(path_beneath_rules(&read_write, AccessFs::from_all(LANDLOCK_ABI)))
+        .map_err(ll)?
+        .restrict_self()
+        .map_err(ll)?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(SandboxError::MissingFeature {
+            feature: "landlock".into(),
+            how: "boot a kernel ≥ 5.13 with landlock in the lsm= list (e.g. lsm=landlock,lockdown,yama,apparmor)".into(),
+        });
+    }
+    Ok(())
+}

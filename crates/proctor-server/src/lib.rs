@@ -1,0 +1,110 @@
+/*!
+The HTTP server of the proctor platform: health and status today; the gym, challenges
+and review nest their routers here.
+
+```no_run
+# async fn demo(backend: proctor_engine::LocalBackend) -> std::io::Result<()> {
+let app = proctor_server::router(proctor_server::AppState::new(backend));
+let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+axum::serve(listener, app).await
+# }
+```
+*/
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use proctor_engine::LocalBackend;
+use serde_json::json;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    backend: LocalBackend,
+    started: Arc<Instant>,
+}
+
+impl AppState {
+    /// State around a started backend.
+    pub fn new(backend: LocalBackend) -> AppState {
+        AppState {
+            backend,
+            started: Arc::new(Instant::now()),
+        }
+    }
+}
+
+/// The one error type of handlers: a status and a message a user can act on.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<proctor_core::JobError> for AppError {
+    fn from(e: proctor_core::JobError) -> AppError {
+        AppError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// All routes of the platform.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/api/status", get(status))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    let config = state.backend.config().clone();
+    let sandbox = tokio::task::spawn_blocking(proctor_sandbox::doctor)
+        .await
+        .map_err(|e| AppError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        })?;
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": state.started.elapsed().as_secs_f64(),
+        "sandboxed": state.backend.sandboxed(),
+        "sandbox": sandbox,
+        "runtime": config.runtime,
+        "home": config.home,
+    })))
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+/// Serves the platform on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    backend: LocalBackend,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(AppState::new(backend)))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

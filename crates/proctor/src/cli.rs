@@ -1,0 +1,114 @@
+//! Command-line definitions (clap only; the work is in `commands/`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run untrusted ML code safely and fast, and judge it by what it really does.
+#[derive(Debug, Parser)]
+#[command(name = "proctor", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether the command was asked for JSON output.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Exec(a) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Doctor(a) => a.json,
+            Command::Runtime { command: RuntimeCommand::Ensure(a) } => a.json,
+            Command::Serve(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Python file in the sandbox (warm by default).
+    Exec(ExecArgs),
+    /// Measure cold vs warm runs, sessions, sandbox overhead and parallelism on this machine.
+    Bench(BenchArgs),
+    /// Report the kernel features, cgroups and runtime proctor found.
+    Doctor(JsonArg),
+    /// Manage the managed Python runtime.
+    Runtime {
+        #[command(subcommand)]
+        command: RuntimeCommand,
+    },
+    /// Run the platform's HTTP server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Install the pinned runtime if it is missing (a no-op when present).
+    Ensure(JsonArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JsonArg {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SandboxArg {
+    /// UNSAFE: run without any confinement (for developing proctor only, never for untrusted code).
+    #[arg(long)]
+    pub no_sandbox: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The Python file to run.
+    pub file: PathBuf,
+    /// Arguments passed to the script.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout_s: f64,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub memory_mb: u64,
+    /// Maximum processes and threads.
+    #[arg(long, default_value_t = 256)]
+    pub max_pids: u64,
+    /// Bytes kept of stdout and of stderr each.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_output_bytes: u64,
+    /// Run in a fresh interpreter instead of a fork of the warm zygote.
+    #[arg(long)]
+    pub cold: bool,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Repetitions of each timed step (more is steadier, slower).
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Port to listen on (127.0.0.1).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[command(flatten)]
+    pub sandbox: SandboxArg,
+}

@@ -1,0 +1,163 @@
+"""A forked child of the zygote: one run, or a persistent session.
+
+Runs behave like `python script.py` (same sys.argv, __main__, exit codes, tracebacks).
+Sessions keep one namespace across snippets; each call's output is captured at the file
+descriptor level (so C-level writes count too), bounded, and returned with the value of
+the last expression.
+"""
+import ast
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from proctor_harness import confine
+
+
+def _redirect(stdout_fd, stderr_fd):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+
+
+def _setup(req, fds):
+    stdout_fd, stderr_fd, control_fd = fds
+    _redirect(stdout_fd, stderr_fd)
+    os.close(stdout_fd)
+    os.close(stderr_fd)
+    ctl = socket.socket(fileno=control_fd)
+    go = ctl.recv(4096)
+    if not go:
+        os._exit(111)  # proctor gave up on this run before it started
+    confine.restrict(req["read_only"], req["read_write"])
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    return ctl
+
+
+def main(req, fds):
+    ctl = _setup(req, fds)
+    if req["kind"] == "session":
+        _session(ctl, req)
+        sys.exit(0)
+    ctl.close()
+    sys.exit(_run(req))
+
+
+def _run(req):
+    target = req["target"]
+    sys.argv = [target] + list(req.get("args", []))
+    try:
+        if req["mode"] == "module":
+            sys.path.insert(0, req["cwd"])
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+# A SOCK_SEQPACKET datagram must fit the socket buffer (~208 KiB by default).
+MAX_REPLY = 180_000
+
+
+class CallTimeout(BaseException):
+    """Raised inside a session snippet when its time is up (BaseException: not caught by `except Exception`)."""
+
+
+def _on_alarm(*_):
+    raise CallTimeout()
+
+
+def _read_capped(path, limit):
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    truncated = len(data) > limit
+    return data[:limit].decode("utf-8", "replace"), truncated
+
+
+def _execute(code, namespace):
+    """Runs `code` in `namespace`; returns repr of the last expression's value, if any."""
+    tree = ast.parse(code, "<snippet>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, "<snippet>", "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, "<snippet>", "eval"), namespace)
+        if value is not None:
+            namespace["_"] = value
+            text = repr(value)
+            return text if len(text) <= 10000 else text[:10000] + "..."
+    return None
+
+
+def _session(ctl, req):
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    signal.signal(signal.SIGALRM, _on_alarm)
+    out_path = os.path.join(req["cwd"], ".proctor-stdout")
+    err_path = os.path.join(req["cwd"], ".proctor-stderr")
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    while True:
+        msg = ctl.recv(MAX_REPLY)
+        if not msg:
+            return
+        call = json.loads(msg)
+        limit = int(call.get("max_output_bytes", 1 << 20))
+        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        _redirect(out_fd, err_fd)
+        os.close(out_fd)
+        os.close(err_fd)
+        value, error, timed_out = None, None, False
+        start = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, max(float(call.get("timeout_s", 30)), 0.001))
+        try:
+            value = _execute(call["code"], namespace)
+        except CallTimeout:
+            timed_out = True
+            error = f"TimeoutError: the snippet ran longer than {call.get('timeout_s')} s and was interrupted"
+        except SystemExit as e:
+            error = f"SystemExit: {e.code}"
+        except BaseException:
+            error = traceback.format_exc()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        wall_ms = (time.perf_counter() - start) * 1000
+        _redirect(saved_out, saved_err)
+        stdout, out_cut = _read_capped(out_path, limit)
+        stderr, err_cut = _read_capped(err_path, limit)
+        if error:
+            stderr += error
+        reply = {
+            "ok": error is None,
+            "stdout": stdout,
+            "stderr": stderr,
+            "value": value,
+            "error": error,
+            "timed_out": timed_out,
+            "output_truncated": out_cut or err_cut,
+            "wall_ms": wall_ms,
+        }
+        data = json.dumps(reply).encode()
+        if len(data) > MAX_REPLY:
+            reply.update(stdout=stdout[:1000], stderr=stderr[:1000], value=None, output_truncated=True)
+            data = json.dumps(reply).encode()
+        ctl.send(data)
