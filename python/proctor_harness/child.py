@@ -34,7 +34,9 @@ def _setup(req, fds):
     go = ctl.recv(4096)
     if not go:
         os._exit(111)  # proctor gave up on this run before it started
-    confine.restrict(req["read_only"], req["read_write"])
+    # Siblings share the zygote's pid namespace: a child may read only its own /proc entry.
+    read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
+    confine.restrict(read_only, req["read_write"])
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])

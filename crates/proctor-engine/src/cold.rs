@@ -121,7 +121,12 @@ async fn run_unsandboxed(
     let mut child = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| JobError::Engine(format!("cannot start {}: {e}", inner.paths.python.display())))?;
+        .map_err(|e| {
+            JobError::Engine(format!(
+                "cannot start {}: {e}",
+                inner.paths.python.display()
+            ))
+        })?;
     let pgid = child.id().map(|p| p as i32);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -132,6 +137,14 @@ async fn run_unsandboxed(
             ..ExitReport::default()
         })
     };
-    let observed = supervise(stdout, stderr, exit, &job.limits, Killer::new(None, pgid), started).await;
+    let observed = supervise(
+        stdout,
+        stderr,
+        exit,
+        &job.limits,
+        Killer::new(None, pgid),
+        started,
+    )
+    .await;
     Ok(classify(observed, None, &job.limits))
 }

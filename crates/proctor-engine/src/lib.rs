@@ -34,15 +34,30 @@ pub use pool::{Session, SessionReply};
 /// Runs jobs somewhere. The only door through which untrusted code is run.
 pub trait Backend: Send + Sync {
     /// Runs one job to its end.
-    fn run(&self, job: Job) -> impl std::future::Future<Output = Result<RunResult, JobError>> + Send;
+    fn run(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = Result<RunResult, JobError>> + Send;
 }
 
 /// The harness files, embedded so that the binary is all there is to install.
 const HARNESS: &[(&str, &str)] = &[
-    ("proctor_harness/__init__.py", include_str!("../../../python/proctor_harness/__init__.py")),
-    ("proctor_harness/confine.py", include_str!("../../../python/proctor_harness/confine.py")),
-    ("proctor_harness/zygote.py", include_str!("../../../python/proctor_harness/zygote.py")),
-    ("proctor_harness/child.py", include_str!("../../../python/proctor_harness/child.py")),
+    (
+        "proctor_harness/__init__.py",
+        include_str!("../../../python/proctor_harness/__init__.py"),
+    ),
+    (
+        "proctor_harness/confine.py",
+        include_str!("../../../python/proctor_harness/confine.py"),
+    ),
+    (
+        "proctor_harness/zygote.py",
+        include_str!("../../../python/proctor_harness/zygote.py"),
+    ),
+    (
+        "proctor_harness/child.py",
+        include_str!("../../../python/proctor_harness/child.py"),
+    ),
 ];
 
 /// Where and how the local backend runs things.
@@ -95,7 +110,9 @@ impl Paths {
     fn new(config: &EngineConfig) -> Result<Paths, JobError> {
         let harness = install_harness(&config.home)?;
         let mut read_only = vec![config.runtime.root.clone(), harness.clone()];
-        read_only.extend(base_prefix(&config.runtime.root));
+        // A venv's interpreter and stdlib live in its base installation (e.g. under pyenv);
+        // only that prefix is readable, not the home directory around it.
+        read_only.extend(config.runtime.base_prefix());
         let runs = config.home.join("runs");
         std::fs::create_dir_all(&runs)
             .map_err(|e| JobError::Engine(format!("cannot create {}: {e}", runs.display())))?;
@@ -118,24 +135,15 @@ impl Paths {
             ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
             ("PYTHONPATH".into(), self.harness.display().to_string()),
             ("MPLBACKEND".into(), "Agg".into()),
-            ("MPLCONFIGDIR".into(), work.join(".tmp").display().to_string()),
+            (
+                "MPLCONFIGDIR".into(),
+                work.join(".tmp").display().to_string(),
+            ),
             ("LANG".into(), "C.UTF-8".into()),
         ];
         env.extend(extra.iter().cloned());
         env
     }
-}
-
-/// A venv's interpreter lives in its base installation (e.g. under pyenv); only that
-/// prefix is readable, not the home directory around it.
-fn base_prefix(venv: &Path) -> Option<PathBuf> {
-    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
-    let home = cfg.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == "home").then(|| PathBuf::from(v.trim()))
-    })?;
-    let home = std::fs::canonicalize(&home).unwrap_or(home);
-    home.parent().map(Path::to_path_buf)
 }
 
 fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
@@ -149,7 +157,9 @@ fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
     if dir.join("proctor_harness/child.py").exists() {
         return Ok(dir);
     }
-    let tmp = home.join("harness").join(format!(".tmp-{}", std::process::id()));
+    let tmp = home
+        .join("harness")
+        .join(format!(".tmp-{}", std::process::id()));
     let err = |e: std::io::Error| JobError::Engine(format!("cannot install the harness: {e}"));
     std::fs::create_dir_all(tmp.join("proctor_harness")).map_err(err)?;
     for (name, text) in HARNESS {
@@ -184,10 +194,15 @@ impl LocalBackend {
     /// starts warming the zygote in the background.
     pub async fn start(config: EngineConfig) -> Result<LocalBackend, JobError> {
         let sandbox = if config.no_sandbox {
-            tracing::warn!("running WITHOUT a sandbox: untrusted code has full access to this machine");
+            tracing::warn!(
+                "running WITHOUT a sandbox: untrusted code has full access to this machine"
+            );
             None
         } else {
-            Some(Sandbox::detect(config.helper.clone()).map_err(|e| JobError::Sandbox(e.to_string()))?)
+            Some(
+                Sandbox::detect(config.helper.clone())
+                    .map_err(|e| JobError::Sandbox(e.to_string()))?,
+            )
         };
         let paths = Paths::new(&config)?;
         let pool = pool::Pool::new();
@@ -214,8 +229,17 @@ impl LocalBackend {
     }
 
     /// Opens a persistent session: a forked child keeping one namespace across snippets.
-    pub async fn open_session(&self, limits: Limits, idle_timeout: std::time::Duration) -> Result<Session, JobError> {
+    pub async fn open_session(
+        &self,
+        limits: Limits,
+        idle_timeout: std::time::Duration,
+    ) -> Result<Session, JobError> {
         pool::open_session(&self.inner, limits, idle_timeout).await
+    }
+
+    /// Host pid of the warm zygote, when one is running.
+    pub async fn zygote_pid(&self) -> Option<i32> {
+        self.inner.pool.zygote_pid().await
     }
 
     /// Whether runs are confined.

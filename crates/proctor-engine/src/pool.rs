@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 use proctor_core::{Job, JobError, Limits, RunResult, Status};
 use proctor_sandbox::cgroup::Cgroup;
 use proctor_sandbox::{ExitReport, Spec, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
@@ -27,6 +29,19 @@ use crate::Inner;
 const MAX_MESSAGE: usize = 200_000;
 /// Largest snippet a session accepts.
 pub const MAX_SNIPPET_BYTES: usize = 150_000;
+
+/// What of `/proc` a forked child may read: its own entry (`/proc/self` is resolved by the
+/// child) and machine-wide facts, but not the list of processes nor a sibling's entry.
+const CHILD_PROC: &[&str] = &[
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/loadavg",
+    "/proc/uptime",
+    "/proc/version",
+    "/proc/sys",
+];
 
 /// Holds the current zygote; restarts it when it has died.
 pub(crate) struct Pool {
@@ -78,8 +93,13 @@ fn engine_err(what: &str, e: impl std::fmt::Display) -> JobError {
 }
 
 fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), JobError> {
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| engine_err("cannot create a control socket", e))
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| engine_err("cannot create a control socket", e))
 }
 
 fn send(fd: &OwnedFd, msg: &serde_json::Value, fds: &[i32]) -> Result<(), JobError> {
@@ -95,17 +115,22 @@ fn send(fd: &OwnedFd, msg: &serde_json::Value, fds: &[i32]) -> Result<(), JobErr
 /// Host pid of `pid`'s child whose pid in its own namespace is `ns_pid`.
 fn host_child(pid: i32, ns_pid: Option<i32>) -> Option<i32> {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().filter_map(|c| c.parse().ok()).find(|child: &i32| {
-        let Some(want) = ns_pid else { return true };
-        std::fs::read_to_string(format!("/proc/{child}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("NSpid:"))
-                    .and_then(|l| l.split_whitespace().last().and_then(|p| p.parse::<i32>().ok()))
-            })
-            == Some(want)
-    })
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find(|child: &i32| {
+            let Some(want) = ns_pid else { return true };
+            std::fs::read_to_string(format!("/proc/{child}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| {
+                        l.split_whitespace()
+                            .last()
+                            .and_then(|p| p.parse::<i32>().ok())
+                    })
+                })
+                == Some(want)
+        })
 }
 
 impl Pool {
@@ -113,6 +138,14 @@ impl Pool {
         Pool {
             zygote: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The zygote's host pid, if one is running.
+    pub async fn zygote_pid(&self) -> Option<i32> {
+        let slot = self.zygote.lock().await;
+        slot.as_ref()
+            .filter(|z| z.alive.load(Ordering::SeqCst))
+            .map(|z| z.host_pid)
     }
 
     /// The live zygote, started (or restarted after a death) on demand.
@@ -146,7 +179,9 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
     let (ours, theirs) = seqpacket_pair()?;
     let spec = Spec {
         program: inner.paths.python.clone(),
-        args: ["-u", "-s", "-m", "proctor_harness.zygote"].map(String::from).to_vec(),
+        args: ["-u", "-s", "-m", "proctor_harness.zygote"]
+            .map(String::from)
+            .to_vec(),
         env: inner.paths.env(&dir, &[]),
         cwd: dir.clone(),
         read_only: inner.paths.read_only.clone(),
@@ -166,8 +201,12 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         .command_with_fd(&spec, &limits, Some(&theirs))
         .map_err(|e| JobError::Sandbox(e.to_string()))?;
     let mut command = prepared.command;
-    let log = std::fs::File::create(dir.join("zygote.log")).map_err(|e| engine_err("cannot create the zygote log", e))?;
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    let log = std::fs::File::create(dir.join("zygote.log"))
+        .map_err(|e| engine_err("cannot create the zygote log", e))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
     let cgroup = Arc::new(prepared.cgroup);
     let helper = tokio::process::Command::from(command)
         .kill_on_drop(true)
@@ -224,7 +263,11 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
     })
 }
 
-fn read_zygote(sock: &OwnedFd, pending: &Mutex<HashMap<u64, Pending>>, ready: oneshot::Sender<i32>) {
+fn read_zygote(
+    sock: &OwnedFd,
+    pending: &Mutex<HashMap<u64, Pending>>,
+    ready: oneshot::Sender<i32>,
+) {
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
@@ -244,12 +287,22 @@ fn read_zygote(sock: &OwnedFd, pending: &Mutex<HashMap<u64, Pending>>, ready: on
                 }
             }
             "forked" => {
-                if let Some(tx) = pending.lock().unwrap().get_mut(&msg.id).and_then(|p| p.forked.take()) {
+                if let Some(tx) = pending
+                    .lock()
+                    .unwrap()
+                    .get_mut(&msg.id)
+                    .and_then(|p| p.forked.take())
+                {
                     let _ = tx.send(msg.pid);
                 }
             }
             "exit" => {
-                if let Some(tx) = pending.lock().unwrap().remove(&msg.id).and_then(|p| p.exited) {
+                if let Some(tx) = pending
+                    .lock()
+                    .unwrap()
+                    .remove(&msg.id)
+                    .and_then(|p| p.exited)
+                {
                     let _ = tx.send(ExitReport {
                         exit_code: msg.exit_code,
                         signal: msg.signal,
@@ -280,7 +333,10 @@ impl Zygote {
         mut request: serde_json::Value,
         extra_env: &[(String, String)],
     ) -> Result<Forked, JobError> {
-        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| engine_err("cannot create a pipe", e));
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| engine_err("cannot create a pipe", e))
+        };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (ctl, ctl_theirs) = seqpacket_pair()?;
@@ -294,12 +350,18 @@ impl Zygote {
                 exited: Some(exited_tx),
             },
         );
-        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY.iter().map(PathBuf::from).collect();
+        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
+            .iter()
+            .filter(|p| **p != "/proc")
+            .chain(CHILD_PROC)
+            .map(PathBuf::from)
+            .collect();
         read_only.extend(inner.paths.read_only.iter().cloned());
         read_only.push(ws.inputs.clone());
         let mut read_write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
         read_write.push(ws.work.clone());
-        let env: HashMap<String, String> = inner.paths.env(&ws.work, extra_env).into_iter().collect();
+        let env: HashMap<String, String> =
+            inner.paths.env(&ws.work, extra_env).into_iter().collect();
         let fields = request.as_object_mut().expect("request is an object");
         fields.insert("op".into(), json!("spawn"));
         fields.insert("id".into(), json!(id));
@@ -321,8 +383,9 @@ impl Zygote {
             .await
             .map_err(|_| JobError::Engine("the warm zygote did not fork in time".into()))?
             .map_err(|_| JobError::Engine("the warm zygote died while forking".into()))?;
-        let host = host_child(self.host_pid, Some(ns_pid))
-            .ok_or_else(|| JobError::Engine("the forked child vanished before it started".into()))?;
+        let host = host_child(self.host_pid, Some(ns_pid)).ok_or_else(|| {
+            JobError::Engine("the forked child vanished before it started".into())
+        })?;
         cgroup
             .add_pid(host as u32)
             .map_err(|e| JobError::Sandbox(e.to_string()))?;
@@ -338,13 +401,18 @@ impl Zygote {
 
 fn target_request(target: &Target, args: &[String]) -> serde_json::Value {
     match target {
-        Target::Script(path) => json!({"kind": "run", "mode": "script", "target": path, "args": args}),
-        Target::Module(module) => json!({"kind": "run", "mode": "module", "target": module, "args": args}),
+        Target::Script(path) => {
+            json!({"kind": "run", "mode": "script", "target": path, "args": args})
+        }
+        Target::Module(module) => {
+            json!({"kind": "run", "mode": "module", "target": module, "args": args})
+        }
     }
 }
 
 fn pipe_reader(fd: OwnedFd) -> Result<tokio::net::unix::pipe::Receiver, JobError> {
-    tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| engine_err("cannot watch a pipe", e))
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+        .map_err(|e| engine_err("cannot watch a pipe", e))
 }
 
 /// A warm run; falls back to a cold one if the pool cannot start.
@@ -460,10 +528,16 @@ pub struct Session {
     state: Arc<SessionState>,
 }
 
-pub(crate) async fn open_session(inner: &Inner, limits: Limits, idle: Duration) -> Result<Session, JobError> {
+pub(crate) async fn open_session(
+    inner: &Inner,
+    limits: Limits,
+    idle: Duration,
+) -> Result<Session, JobError> {
     let zygote = inner.pool.zygote(inner).await?;
     let sandbox = inner.sandbox.as_ref().expect("sessions are sandboxed");
-    let job = Job::new(proctor_core::Command::Code { code: String::new() });
+    let job = Job::new(proctor_core::Command::Code {
+        code: String::new(),
+    });
     let (ws, _) = Workspace::create(&zygote.dir, &job)?;
     let cgroup = Arc::new(
         sandbox
@@ -471,7 +545,10 @@ pub(crate) async fn open_session(inner: &Inner, limits: Limits, idle: Duration) 
             .create(&limits)
             .map_err(|e| JobError::Sandbox(e.to_string()))?,
     );
-    let forked = match zygote.fork(inner, &ws, &cgroup, json!({"kind": "session"}), &[]).await {
+    let forked = match zygote
+        .fork(inner, &ws, &cgroup, json!({"kind": "session"}), &[])
+        .await
+    {
         Ok(f) => f,
         Err(e) => {
             cgroup.remove();
@@ -526,7 +603,9 @@ impl Session {
         let state = &self.state;
         let _call = state.call_lock.lock().await;
         if !self.is_alive() {
-            return Err(JobError::Engine("the session has ended (idle timeout, kill or crash); open a new one".into()));
+            return Err(JobError::Engine(
+                "the session has ended (idle timeout, kill or crash); open a new one".into(),
+            ));
         }
         if code.len() > MAX_SNIPPET_BYTES {
             return Err(JobError::Engine(format!(
@@ -544,26 +623,40 @@ impl Session {
         send(&state.ctl, &request, &[])?;
         let ctl = state.ctl.clone();
         let hard = timeout + Duration::from_secs(2);
-        let reply = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+        /// What the control socket gave back.
+        enum Answer {
+            Reply(Vec<u8>),
+            /// Nothing within the hard deadline: stuck where Python cannot interrupt it.
+            Silent,
+            /// The child is gone (OOM kill, crash).
+            Closed,
+        }
+        let answer = tokio::task::spawn_blocking(move || {
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
             use std::os::fd::AsFd;
             let mut fds = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
-            let ms = PollTimeout::try_from(hard.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+            let ms = PollTimeout::try_from(hard.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, ms) {
-                Ok(n) if n > 0 => {}
-                _ => return None,
+                Ok(0) => return Answer::Silent,
+                Ok(_) => {}
+                Err(_) => return Answer::Closed,
             }
             let mut buf = vec![0u8; MAX_MESSAGE];
             match recv(ctl.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) if n > 0 => Some(buf[..n].to_vec()),
-                _ => None,
+                Ok(n) if n > 0 => Answer::Reply(buf[..n].to_vec()),
+                _ => Answer::Closed,
             }
         })
         .await
         .map_err(|e| engine_err("session reader failed", e))?;
         *state.last_used.lock().unwrap() = Instant::now();
-        match reply.and_then(|r| serde_json::from_slice::<ChildReply>(&r).ok()) {
-            Some(r) => Ok(SessionReply {
+        let parsed = match &answer {
+            Answer::Reply(bytes) => serde_json::from_slice::<ChildReply>(bytes).ok(),
+            _ => None,
+        };
+        if let Some(r) = parsed {
+            return Ok(SessionReply {
                 status: if r.timed_out {
                     Status::Timeout
                 } else if r.ok {
@@ -579,37 +672,33 @@ impl Session {
                 output_truncated: r.output_truncated,
                 wall_ms: r.wall_ms,
                 session_alive: true,
-            }),
-            None => {
-                // No answer: stuck past the hard deadline, or dead (OOM, kill).
-                let oom = state.cgroup.oom_killed();
-                let timed_out = !oom && state.cgroup.pids().len() > 0;
-                let s = state.clone();
-                let _ = tokio::task::spawn_blocking(move || s.kill()).await;
-                let status = if oom {
-                    Status::Oom
-                } else if timed_out {
-                    Status::Timeout
-                } else {
-                    Status::Killed
-                };
-                Ok(SessionReply {
-                    status,
-                    stdout: String::new(),
-                    stderr: match status {
-                        Status::Oom => format!("[proctor] the session exceeded its memory limit of {} MiB and was killed", state.limits.memory_mb),
-                        Status::Timeout => format!("[proctor] the snippet could not be interrupted after {:.1} s; the session was killed", timeout.as_secs_f64()),
-                        _ => "[proctor] the session's process died".to_string(),
-                    },
-                    value: None,
-                    error: Some(format!("session ended: {status}")),
-                    timed_out,
-                    output_truncated: false,
-                    wall_ms: hard.as_secs_f64() * 1000.0,
-                    session_alive: false,
-                })
-            }
+            });
         }
+        let oom = state.cgroup.oom_killed();
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.kill()).await;
+        let (status, stderr) = match answer {
+            _ if oom => (
+                Status::Oom,
+                format!("[proctor] the session exceeded its memory limit of {} MiB and was killed", state.limits.memory_mb),
+            ),
+            Answer::Silent => (
+                Status::Timeout,
+                format!("[proctor] the snippet could not be interrupted after {:.1} s; the session was killed", timeout.as_secs_f64()),
+            ),
+            _ => (Status::Killed, "[proctor] the session's process died".to_string()),
+        };
+        Ok(SessionReply {
+            status,
+            stdout: String::new(),
+            stderr,
+            value: None,
+            error: Some(format!("session ended: {status}")),
+            timed_out: status == Status::Timeout,
+            output_truncated: false,
+            wall_ms: hard.as_secs_f64() * 1000.0,
+            session_alive: false,
+        })
     }
 
     /// Ends the session now.

@@ -38,7 +38,12 @@ impl Killer {
 }
 
 /// Reads at most `limit` bytes; past that, kills the run and drains nothing more.
-async fn read_limited<R: AsyncRead + Unpin>(mut r: R, limit: u64, exceeded: Arc<AtomicBool>, killer: Killer) -> Vec<u8> {
+async fn read_limited<R: AsyncRead + Unpin>(
+    mut r: R,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+    killer: Killer,
+) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -82,10 +87,28 @@ where
     X: Future<Output = Option<ExitReport>>,
 {
     let exceeded = Arc::new(AtomicBool::new(false));
+    // The run ends with its main process: whatever it left behind (daemons holding the
+    // output pipes open) is killed, as a cold run's pid namespace would be.
+    let reaper = killer.clone();
+    let exit = async move {
+        let report = exit.await;
+        reaper.kill().await;
+        report
+    };
     let work = async {
         tokio::join!(
-            read_limited(stdout, limits.max_output_bytes, exceeded.clone(), killer.clone()),
-            read_limited(stderr, limits.max_output_bytes, exceeded.clone(), killer.clone()),
+            read_limited(
+                stdout,
+                limits.max_output_bytes,
+                exceeded.clone(),
+                killer.clone()
+            ),
+            read_limited(
+                stderr,
+                limits.max_output_bytes,
+                exceeded.clone(),
+                killer.clone()
+            ),
             exit
         )
     };
@@ -111,15 +134,19 @@ where
 }
 
 /// Turns observations into a result. Memory is judged by the kernel's counters, with
-/// Python's `MemoryError` under a hit limit as the one textual sign accepted (a run
-/// can only make its own result worse by faking it).
+/// one textual sign accepted: a failed run whose last line is Python's `MemoryError`
+/// (an allocation refused outright, e.g. 50 GB on a 24 GB machine, never reaches the
+/// cgroup limit). A run can only make its own result worse by faking it.
 pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) -> RunResult {
     let exit = obs.exit.unwrap_or_default();
     let stderr = String::from_utf8_lossy(&obs.stderr).into_owned();
-    let oom = cgroup.is_some_and(|cg| {
-        cg.oom_killed()
-            || (cg.memory_limit_hit() && exit.exit_code.is_some_and(|c| c != 0) && stderr.contains("MemoryError"))
-    });
+    let memory_error = exit.exit_code.is_some_and(|c| c != 0)
+        && stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.starts_with("MemoryError"));
+    let oom = memory_error || cgroup.is_some_and(Cgroup::oom_killed);
     let status = if obs.output_exceeded {
         Status::OutputLimit
     } else if obs.timed_out {

@@ -41,7 +41,8 @@ impl Workspace {
         };
         let io = |what: &str, e: std::io::Error| JobError::Engine(format!("{what}: {e}"));
         fs::create_dir_all(&ws.inputs).map_err(|e| io("cannot create the run directory", e))?;
-        fs::create_dir_all(ws.work.join(".tmp")).map_err(|e| io("cannot create the scratch directory", e))?;
+        fs::create_dir_all(ws.work.join(".tmp"))
+            .map_err(|e| io("cannot create the scratch directory", e))?;
         for input in &job.inputs {
             if !input.host.exists() {
                 return Err(JobError::MissingInput {
@@ -61,7 +62,10 @@ impl Workspace {
             Command::Script { path, .. } => {
                 // A script given by host path is staged as an input unless it already is one.
                 if path.is_absolute() && path.exists() && !path.starts_with(&ws.inputs) {
-                    let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| "main.py".into());
+                    let name = path
+                        .file_name()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| "main.py".into());
                     let staged = ws.inputs.join(&name);
                     if !staged.exists() {
                         stage(path, &staged).map_err(|e| io("cannot stage the script", e))?;

@@ -732,6 +732,11 @@ fn cleanup_stale_if_idle(home: &Path) {
 }
 
 /// An exclusive `flock` on `$home/runtimes/.lock`, released on drop.
+///
+/// The lock belongs to the open file description, so it also lives on in a
+/// child that another thread forks before that child execs (the fd is
+/// close-on-exec); so a lock can stay taken for a moment after the drop. That
+/// only makes waiters wait a little longer.
 struct InstallLock {
     _file: File,
 }

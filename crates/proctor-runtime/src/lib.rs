@@ -28,7 +28,7 @@
 //! ```no_run
 //! use proctor_runtime::{ensure, EnsureOptions};
 //!
-//! // Find the runtime or install it (a few minutes the first time, instant after).
+//! // Find the runtime or install it (about a minute the first time, instant after).
 //! let runtime = ensure(&EnsureOptions::default())?;
 //! println!("python {} with torch {}", runtime.python_version, runtime.torch_version);
 //! let status = std::process::Command::new(&runtime.python)
@@ -123,6 +123,21 @@ impl Runtime {
             .join("lib")
             .join(format!("python{minor}"))
             .join("site-packages")
+    }
+
+    /// The prefix of the base interpreter the venv was made from (e.g.
+    /// `/usr` or `~/.pyenv/versions/3.11.7`): the parent of the `home` key in
+    /// `<root>/pyvenv.cfg`. The venv's `bin/python` is a symlink into it and
+    /// the standard library lives there, so a sandbox that runs
+    /// [`Runtime::python`] must make this directory readable too. `None` if
+    /// `pyvenv.cfg` cannot be read or has no `home`.
+    pub fn base_prefix(&self) -> Option<PathBuf> {
+        let cfg = std::fs::read_to_string(self.root.join("pyvenv.cfg")).ok()?;
+        let home = cfg.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+        })?;
+        Some(home.parent().map(Path::to_path_buf).unwrap_or(home))
     }
 }
 
@@ -344,6 +359,13 @@ mod tests {
             rt.site_packages(),
             root.join("lib/python3.11/site-packages")
         );
+        assert_eq!(rt.base_prefix(), None);
+        std::fs::write(
+            root.join("pyvenv.cfg"),
+            "home = /opt/py/3.11.7/bin\nimplementation = CPython\nrelocatable = true\n",
+        )
+        .unwrap();
+        assert_eq!(rt.base_prefix(), Some(PathBuf::from("/opt/py/3.11.7")));
     }
 
     #[test]

@@ -31,6 +31,14 @@ fn real_runtime_installs_and_imports_torch() {
         runtime.torch_version
     );
     assert!(runtime.python_version.starts_with("3.11."));
+    let base = runtime
+        .base_prefix()
+        .expect("pyvenv.cfg names the base python");
+    let target = std::fs::canonicalize(&runtime.python).expect("bin/python resolves");
+    assert!(
+        target.starts_with(std::fs::canonicalize(&base).unwrap()),
+        "{target:?} not in {base:?}"
+    );
 
     let out = Command::new(&runtime.python)
         .args(["-c", "import torch, numpy, yaml; print(torch.__version__)"])

@@ -127,7 +127,9 @@ impl CgroupRoot {
         own: &[(Vec<String>, String)],
         parent_override: Option<&str>,
     ) -> Result<CgroupRoot, SandboxError> {
-        let v1_memory = mounts.iter().find(|m| m.controllers.iter().any(|c| c == "memory"));
+        let v1_memory = mounts
+            .iter()
+            .find(|m| m.controllers.iter().any(|c| c == "memory"));
         if v1_memory.is_some() {
             let mut parents = Vec::new();
             for controller in ["memory", "pids", "cpu", "freezer"] {
@@ -151,7 +153,10 @@ impl CgroupRoot {
                         .map(|(_, p)| p.trim_start_matches('/').to_string())
                         .unwrap_or_default(),
                 };
-                parents.push((controller.to_string(), mount.mount_point.join(base).join("proctor")));
+                parents.push((
+                    controller.to_string(),
+                    mount.mount_point.join(base).join("proctor"),
+                ));
             }
             return Ok(CgroupRoot {
                 version: Version::V1,
@@ -243,14 +248,13 @@ impl CgroupRoot {
 }
 
 fn probe_writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!("probe-{}", std::process::id()));
-    fs::create_dir(&probe).or_else(|e| {
-        if e.kind() == ErrorKind::AlreadyExists {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    // Unique per call: several backends of one process may probe at once.
+    let probe = dir.join(format!(
+        "probe-{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir(&probe)?;
     fs::remove_dir(&probe)
 }
 
@@ -298,8 +302,9 @@ fn prepare_v2_parent(parent: &Path, own_pid: u32) -> Result<(), SandboxError> {
         if procs.lines().any(|l| l.trim() == own_pid.to_string()) {
             let leaf = parent.join(format!("supervisor-{own_pid}"));
             let _ = fs::create_dir(&leaf);
-            fs::write(leaf.join("cgroup.procs"), own_pid.to_string())
-                .map_err(|e| SandboxError::Cgroup(format!("cannot move proctor into {}: {e}", leaf.display())))?;
+            fs::write(leaf.join("cgroup.procs"), own_pid.to_string()).map_err(|e| {
+                SandboxError::Cgroup(format!("cannot move proctor into {}: {e}", leaf.display()))
+            })?;
             write_subtree(parent).map_err(|e| not_delegated("memory", parent, &e))?;
         } else {
             return Err(not_delegated("memory", parent, &e));
@@ -366,7 +371,12 @@ impl Cgroup {
             Version::V1 => {
                 write("memory", "memory.limit_in_bytes", mem.to_string(), true)?;
                 // Present only with swap accounting; keeps swap from extending the limit.
-                write("memory", "memory.memsw.limit_in_bytes", mem.to_string(), false)?;
+                write(
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    mem.to_string(),
+                    false,
+                )?;
                 write("memory", "memory.swappiness", "0".into(), false)?;
                 write("pids", "pids.max", limits.max_pids.to_string(), true)?;
                 if quota > 0 {
@@ -466,28 +476,6 @@ impl Cgroup {
         }
     }
 
-    /// Whether the memory limit was hit at all (allocation failures count, even without a kill).
-    pub fn memory_limit_hit(&self) -> bool {
-        let Some(dir) = self.dir("memory") else {
-            return false;
-        };
-        match self.version {
-            Version::V1 => fs::read_to_string(dir.join("memory.failcnt"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0),
-            Version::V2 => fs::read_to_string(dir.join("memory.events"))
-                .ok()
-                .is_some_and(|s| {
-                    s.lines().any(|l| {
-                        l.split_once(' ').is_some_and(|(k, v)| {
-                            (k == "max" || k == "oom") && v.trim() != "0"
-                        })
-                    })
-                }),
-        }
-    }
-
     /// Peak memory charged to the cgroup, in bytes, when the kernel reports it.
     pub fn peak_bytes(&self) -> Option<u64> {
         let dir = self.dir("memory")?;
@@ -529,12 +517,16 @@ mod tests {
     #[test]
     fn detects_v2_and_uses_own_cgroup_as_parent() {
         let mounts = parse_mountinfo(V2_MOUNTINFO);
-        let own = parse_proc_cgroup("0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n");
+        let own = parse_proc_cgroup(
+            "0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n",
+        );
         let root = CgroupRoot::plan(&mounts, &own, None).unwrap();
         assert_eq!(root.version, Version::V2);
         assert_eq!(
             root.parents[0].1,
-            PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope")
+            PathBuf::from(
+                "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope"
+            )
         );
     }
 
@@ -545,7 +537,10 @@ mod tests {
         let root = CgroupRoot::plan(&mounts, &own, None).unwrap();
         assert_eq!(root.version, Version::V1);
         let memory = &root.parents.iter().find(|(c, _)| c == "memory").unwrap().1;
-        assert_eq!(memory, &PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/proctor"));
+        assert_eq!(
+            memory,
+            &PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/proctor")
+        );
         let cpu = &root.parents.iter().find(|(c, _)| c == "cpu").unwrap().1;
         assert_eq!(cpu, &PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/proctor"));
         assert!(root.parents.iter().any(|(c, _)| c == "freezer"));
@@ -558,7 +553,8 @@ mod tests {
         for (_, dir) in &root.parents {
             assert!(dir.ends_with("proctor-ci/proctor"), "{}", dir.display());
         }
-        let root = CgroupRoot::plan(&parse_mountinfo(V2_MOUNTINFO), &[], Some("delegated")).unwrap();
+        let root =
+            CgroupRoot::plan(&parse_mountinfo(V2_MOUNTINFO), &[], Some("delegated")).unwrap();
         assert_eq!(root.parents[0].1, PathBuf::from("/sys/fs/cgroup/delegated"));
     }
 
@@ -608,9 +604,12 @@ mod tests {
         assert_eq!(read("pids.max"), "64");
         assert_eq!(read("cpu.max"), "150000 100000");
         assert_eq!(cg.procs_files(), vec![run.join("cgroup.procs")]);
-        fs::write(run.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        fs::write(
+            run.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert!(cg.oom_killed());
-        assert!(cg.memory_limit_hit());
         fs::write(run.join("memory.peak"), "1048576\n").unwrap();
         assert_eq!(cg.peak_bytes(), Some(1 << 20));
     }

@@ -64,7 +64,9 @@ fn namespaces_problem(root: bool) -> Option<String> {
         return None;
     }
     if read_sysctl("/proc/sys/user/max_user_namespaces") == Some(0) {
-        return Some("user namespaces are disabled: sysctl -w user.max_user_namespaces=15000".into());
+        return Some(
+            "user namespaces are disabled: sysctl -w user.max_user_namespaces=15000".into(),
+        );
     }
     if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
         return Some("unprivileged user namespaces are disabled: sysctl -w kernel.unprivileged_userns_clone=1".into());
@@ -78,7 +80,9 @@ fn namespaces_problem(root: bool) -> Option<String> {
 fn kernel_problems(root: bool, abi: i64, seccomp: bool) -> Vec<String> {
     let mut problems = Vec::new();
     if abi < 1 {
-        problems.push("landlock is missing: boot a kernel ≥ 5.13 with landlock in the lsm= list".into());
+        problems.push(
+            "landlock is missing: boot a kernel ≥ 5.13 with landlock in the lsm= list".into(),
+        );
     }
     if !seccomp {
         problems.push("seccomp is missing: use a kernel built with CONFIG_SECCOMP_FILTER".into());
@@ -90,10 +94,15 @@ fn kernel_problems(root: bool, abi: i64, seccomp: bool) -> Vec<String> {
 /// Refuses with the first missing kernel feature (cgroups are checked separately).
 pub(crate) fn require_kernel_features() -> Result<(), SandboxError> {
     let root = nix::unistd::geteuid().is_root();
-    match kernel_problems(root, landlock_abi(), seccomp_available()).into_iter().next() {
+    match kernel_problems(root, landlock_abi(), seccomp_available())
+        .into_iter()
+        .next()
+    {
         None => Ok(()),
         Some(problem) => {
-            let (feature, how) = problem.split_once(": ").unwrap_or((&problem, "see proctor doctor"));
+            let (feature, how) = problem
+                .split_once(": ")
+                .unwrap_or((&problem, "see proctor doctor"));
             Err(SandboxError::MissingFeature {
                 feature: feature.to_string(),
                 how: how.to_string(),

@@ -8,8 +8,8 @@ use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    Scope, ABI,
 };
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -17,7 +17,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use crate::{seccomp, SandboxError, Spec, PASSED_FD, STATUS_FD, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
+use crate::{
+    seccomp, SandboxError, Spec, PASSED_FD, STATUS_FD, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE,
+};
 
 /// How the sandboxed program ended, reported by init as one JSON line on [`STATUS_FD`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -71,7 +73,10 @@ fn setup(context: &str, e: impl std::fmt::Display) -> SandboxError {
 fn die_with_parent() -> Result<(), SandboxError> {
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-        return Err(setup("prctl(PR_SET_PDEATHSIG)", std::io::Error::last_os_error()));
+        return Err(setup(
+            "prctl(PR_SET_PDEATHSIG)",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -84,7 +89,8 @@ fn run(spec: &Spec) -> Result<i32, SandboxError> {
     }
     let me = std::process::id().to_string();
     for procs in &spec.cgroup_procs {
-        fs::write(procs, &me).map_err(|e| setup(&format!("joining cgroup {}", procs.display()), e))?;
+        fs::write(procs, &me)
+            .map_err(|e| setup(&format!("joining cgroup {}", procs.display()), e))?;
     }
     let root = nix::unistd::geteuid().is_root();
     if !root {
@@ -143,22 +149,36 @@ fn enter_user_namespace() -> Result<(), SandboxError> {
         how: "enable them: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04+), or user.max_user_namespaces>0".into(),
     })?;
     fs::write("/proc/self/setgroups", "deny").map_err(|e| setup("writing setgroups", e))?;
-    fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).map_err(|e| setup("writing uid_map", e))?;
-    fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).map_err(|e| setup("writing gid_map", e))?;
+    fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+        .map_err(|e| setup("writing uid_map", e))?;
+    fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
+        .map_err(|e| setup("writing gid_map", e))?;
     Ok(())
 }
 
 /// pid 1 of the new pid namespace: mounts, forks the worker, reaps, reports.
 fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
     die_with_parent()?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| setup("making mounts private", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| setup("making mounts private", e))?;
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("proc"), "/proc", Some("proc"), nosuid, None::<&str>)
         .map_err(|e| setup("mounting a private /proc", e))?;
     if std::path::Path::new("/dev/shm").is_dir() {
-        mount(Some("tmpfs"), "/dev/shm", Some("tmpfs"), nosuid, Some("size=1g,mode=1777"))
-            .map_err(|e| setup("mounting a private /dev/shm", e))?;
+        mount(
+            Some("tmpfs"),
+            "/dev/shm",
+            Some("tmpfs"),
+            nosuid,
+            Some("size=1g,mode=1777"),
+        )
+        .map_err(|e| setup("mounting a private /dev/shm", e))?;
     }
     // SAFETY: single-threaded.
     let worker = match unsafe { fork() }.map_err(|e| setup("fork of worker", e))? {
@@ -236,11 +256,20 @@ fn exec_worker(spec: &Spec, filters: &seccomp::Filters) -> SandboxError {
     }
     // Only stdio, and the passed fd if asked, survive into the program. Close-on-exec
     // rather than close, so that a failed exec can still report on STATUS_FD.
-    let keep_until = if spec.pass_fd { PASSED_FD } else { STATUS_FD - 1 };
+    let keep_until = if spec.pass_fd {
+        PASSED_FD
+    } else {
+        STATUS_FD - 1
+    };
     // SAFETY: marking fds this process owns; CLOSE_RANGE_CLOEXEC exists since Linux 5.11.
     unsafe {
         const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        libc::syscall(libc::SYS_close_range, (keep_until + 1) as u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            (keep_until + 1) as u32,
+            u32::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        );
         libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
     }
     match nix::unistd::execve(&program, &argv, &envp) {
@@ -307,7 +336,13 @@ fn drop_capabilities() -> Result<(), SandboxError> {
                 return Err(fail("dropping the capability bounding set"));
             }
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         let header = CapHeader {
             version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
             pid: 0,
@@ -366,9 +401,15 @@ fn restrict_filesystem(spec: &Spec) -> Result<(), SandboxError> {
     let status = ruleset
         .create()
         .map_err(ll)?
-        .add_rules(path_beneath_rules(&read_only, AccessFs::from_read(LANDLOCK_ABI)))
+        .add_rules(path_beneath_rules(
+            &read_only,
+            AccessFs::from_read(LANDLOCK_ABI),
+        ))
         .map_err(ll)?
-        .add_rules(path_beneath_rules(&read_write, AccessFs::from_all(LANDLOCK_ABI)))
+        .add_rules(path_beneath_rules(
+            &read_write,
+            AccessFs::from_all(LANDLOCK_ABI),
+        ))
         .map_err(ll)?
         .restrict_self()
         .map_err(ll)?;

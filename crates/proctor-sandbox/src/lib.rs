@@ -202,8 +202,8 @@ impl Sandbox {
         let mut spec = spec.clone();
         spec.cgroup_procs = cgroup.procs_files();
         spec.pass_fd = fd.is_some();
-        let (status_read, status_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io {
+        let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SandboxError::Io {
                 context: "cannot create the status pipe".into(),
                 source: e.into(),
             })?;
@@ -246,4 +246,3 @@ impl Sandbox {
         })
     }
 }
-

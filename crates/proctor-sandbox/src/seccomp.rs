@@ -90,8 +90,13 @@ pub fn build(network: bool) -> Result<Filters, SandboxError> {
     let mut clone_rules = Vec::new();
     for flag in ns_flags {
         let flag = flag as u64;
-        let cond = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
-            .map_err(|e| err(&e))?;
+        let cond = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )
+        .map_err(|e| err(&e))?;
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| err(&e))?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
@@ -115,7 +120,9 @@ pub fn build(network: bool) -> Result<Filters, SandboxError> {
         arch(),
     )
     .map_err(|e| err(&e))?;
-    let main: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| err(&e))?;
+    let main: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
     // clone3 passes its flags in memory, where seccomp cannot look; answering ENOSYS
     // makes libc fall back to clone(2), whose flags the main filter checks.
     let clone3 = SeccompFilter::new(
@@ -125,7 +132,9 @@ pub fn build(network: bool) -> Result<Filters, SandboxError> {
         arch(),
     )
     .map_err(|e| err(&e))?;
-    let clone3: BpfProgram = clone3.try_into().map_err(|e: seccompiler::BackendError| err(&e))?;
+    let clone3: BpfProgram = clone3
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
     Ok(Filters { main, clone3 })
 }
 

@@ -19,7 +19,9 @@ impl Cli {
             Command::Exec(a) => a.json,
             Command::Bench(a) => a.json,
             Command::Doctor(a) => a.json,
-            Command::Runtime { command: RuntimeCommand::Ensure(a) } => a.json,
+            Command::Runtime {
+                command: RuntimeCommand::Ensure(a),
+            } => a.json,
             Command::Serve(_) => false,
         }
     }

@@ -84,7 +84,11 @@ fn compute_seconds(stdout: &str) -> Result<f64> {
 /// Calibrates iterations so that the CPU-bound script takes about `target` seconds.
 async fn calibrate(backend: &LocalBackend, target: f64) -> Result<u64> {
     let probe = 200u64;
-    let (_, r) = timed(backend, job(&CPU_BOUND.replace("ITERS", &probe.to_string()), false)).await?;
+    let (_, r) = timed(
+        backend,
+        job(&CPU_BOUND.replace("ITERS", &probe.to_string()), false),
+    )
+    .await?;
     let secs = compute_seconds(&r.stdout)?.max(1e-4);
     Ok(((probe as f64) * target / secs).max(10.0) as u64)
 }
@@ -112,7 +116,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let session = backend
             .open_session(Limits::default(), Duration::from_secs(60))
             .await?;
-        session.exec("import torch", Duration::from_secs(30)).await?;
+        session
+            .exec("import torch", Duration::from_secs(30))
+            .await?;
         let mut calls = Vec::new();
         for _ in 0..reps {
             let start = Instant::now();
@@ -183,16 +189,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             sequential_8_ms,
             cold_reps,
             warm_reps: reps,
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         })
     })?;
     if args.json {
         super::print_json(&figures)?;
     } else {
         println!("cold_exec_ms_p50        {:>9.1}", figures.cold_exec_ms_p50);
-        println!("warm_exec_ms_p50        {:>9.1}  (p90 {:.1})", figures.warm_exec_ms_p50, figures.warm_exec_ms_p90);
+        println!(
+            "warm_exec_ms_p50        {:>9.1}  (p90 {:.1})",
+            figures.warm_exec_ms_p50, figures.warm_exec_ms_p90
+        );
         println!("warm_speedup            {:>9.1}x", figures.warm_speedup);
-        println!("session_call_ms_p50     {:>9.2}", figures.session_call_ms_p50);
+        println!(
+            "session_call_ms_p50     {:>9.2}",
+            figures.session_call_ms_p50
+        );
         println!(
             "sandbox_overhead_ratio  {:>9.3}  ({:.3} s sandboxed vs {:.3} s bare)",
             figures.sandbox_overhead_ratio, figures.sandbox_compute_s, figures.bare_compute_s

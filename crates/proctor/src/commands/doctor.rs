@@ -39,7 +39,13 @@ pub fn run(args: JsonArg) -> Result<ExitCode> {
             None => println!("cgroups:     unusable"),
         }
         match &runtime {
-            Some(rt) => println!("runtime:     {} (python {}, torch {}) at {}", rt.id, rt.python_version, rt.torch_version, rt.root.display()),
+            Some(rt) => println!(
+                "runtime:     {} (python {}, torch {}) at {}",
+                rt.id,
+                rt.python_version,
+                rt.torch_version,
+                rt.root.display()
+            ),
             None => println!("runtime:     not installed (run `proctor runtime ensure`)"),
         }
         if ready {
@@ -51,5 +57,9 @@ pub fn run(args: JsonArg) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

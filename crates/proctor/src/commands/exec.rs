@@ -56,5 +56,9 @@ pub fn run(args: ExecArgs) -> Result<ExitCode> {
             result.peak_rss_mb
         );
     }
-    Ok(if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -18,14 +18,18 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Exec(args) => exec::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
-        Command::Runtime { command: RuntimeCommand::Ensure(args) } => runtime::ensure(args),
+        Command::Runtime {
+            command: RuntimeCommand::Ensure(args),
+        } => runtime::ensure(args),
         Command::Serve(args) => serve::run(args),
     }
 }
 
 /// A multi-threaded tokio runtime for commands that run jobs.
 fn tokio() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Provisions the runtime (implicitly, with progress) and starts the local backend.

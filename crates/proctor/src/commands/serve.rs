@@ -12,7 +12,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .with_context(|| format!("cannot listen on {addr}: is another server using the port? pass --port"))?;
+            .with_context(|| {
+                format!("cannot listen on {addr}: is another server using the port? pass --port")
+            })?;
         eprintln!("proctor serving on http://{addr}");
         proctor_server::serve(listener, backend, async {
             let _ = tokio::signal::ctrl_c().await;

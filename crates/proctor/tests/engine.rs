@@ -1,0 +1,246 @@
+//! The engine as a library: warm runs, isolation between concurrent runs, persistent sessions.
+
+mod util;
+
+use std::time::Duration;
+
+use proctor_core::{Command, Job, Limits, Status};
+use proctor_engine::{Backend, EngineConfig, LocalBackend};
+
+async fn backend() -> LocalBackend {
+    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
+        .await
+        .unwrap()
+        .expect("engine config");
+    config.helper = util::proctor_bin();
+    LocalBackend::start(config).await.expect("backend")
+}
+
+fn code(c: &str) -> Job {
+    Job::new(Command::Code { code: c.into() }).with_limits(Limits {
+        timeout_ms: 30_000,
+        ..Limits::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_runs_cannot_see_each_other() {
+    let backend = backend().await;
+    backend.warm_up().await.unwrap();
+    let secret = format!("secret-{}", std::process::id());
+    let a = {
+        let b = backend.clone();
+        let s = secret.clone();
+        tokio::spawn(async move {
+            b.run(code(&format!(
+                "import os, time\nopen('secret.txt','w').write({s:?})\nprint(os.getcwd())\ntime.sleep(4)\n"
+            )))
+            .await
+        })
+    };
+    // Find A's scratch from the trusted side, then let B try to read it.
+    let runs = backend.config().home.join("runs");
+    let mut target = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        target = find_file(&runs, "secret.txt");
+        if target.is_some() {
+            break;
+        }
+    }
+    let target = target.expect("A's secret file appears in its scratch");
+    let probe = format!(
+        r#"
+import os
+out = []
+for attempt in [lambda: open({t:?}).read(), lambda: os.listdir({d:?}), lambda: os.listdir('/proc'), lambda: os.listdir('..')]:
+    try:
+        out.append('LEAK ' + str(attempt())[:40])
+    except OSError as e:
+        out.append('denied %d' % e.errno)
+print(' | '.join(out))
+mine = os.getpid()
+seen = []
+for pid in range(1, 200):
+    if pid != mine and os.path.exists('/proc/%d/status' % pid):
+        try:
+            open('/proc/%d/status' % pid).read(); seen.append(pid)
+        except OSError:
+            pass
+print('siblings readable:', seen)
+"#,
+        t = target.display().to_string(),
+        d = target.parent().unwrap().display().to_string()
+    );
+    let b = backend.run(code(&probe)).await.unwrap();
+    assert_eq!(b.status, Status::Ok, "{b:?}");
+    assert!(!b.stdout.contains("LEAK"), "{}", b.stdout);
+    assert!(!b.stdout.contains(&secret), "{}", b.stdout);
+    assert!(b.stdout.contains("siblings readable: []"), "{}", b.stdout);
+    let a = a.await.unwrap().unwrap();
+    assert_eq!(a.status, Status::Ok, "{a:?}");
+    // A's scratch is gone once A is done.
+    assert!(!target.exists());
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_are_readable_and_read_only() {
+    let backend = backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "41").unwrap();
+    let job = code("v = int(open('../inputs/data.txt').read())\nprint(v + 1)\ntry:\n    open('../inputs/data.txt', 'w')\n    print('WRITABLE')\nexcept OSError:\n    print('read-only')\n")
+        .with_input(dir.path().join("data.txt"), "data.txt");
+    for cold in [false, true] {
+        let r = backend.run(job.clone().cold(cold)).await.unwrap();
+        assert_eq!(r.stdout, "42\nread-only\n", "{r:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data.txt")).unwrap(),
+        "41"
+    );
+    let missing = backend
+        .run(code("print(1)").with_input("/nonexistent/data.bin", "data.bin"))
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/data.bin"),
+        "{missing}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_state_and_survive_errors_and_timeouts() {
+    let backend = backend().await;
+    let s = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let r = s
+        .exec(
+            "import torch\nx = torch.arange(6.).reshape(2, 3)\nprint('made')\nx.sum().item()",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.stdout.as_str(), r.value.as_deref()),
+        (Status::Ok, "made\n", Some("15.0")),
+        "{r:?}"
+    );
+    let r = s.exec("x.shape", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.value.as_deref(), Some("torch.Size([2, 3])"));
+    let r = s.exec("1 / 0", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.status, Status::Error);
+    assert!(r.stderr.contains("ZeroDivisionError"), "{r:?}");
+    let r = s
+        .exec(
+            "import os\nos.write(2, b'c-level\\n')\nprint('py')",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("py\n", "c-level\n")
+    );
+    // Interruptible overrun: the session lives on.
+    let r = s
+        .exec("while True:\n    pass", Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(r.timed_out && r.session_alive, "{r:?}");
+    let r = s
+        .exec("x.mean().item()", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.value.as_deref(), Some("2.5"));
+    // Stuck where Python cannot interrupt it: the session is killed, and says so.
+    let r = s
+        .exec(
+            "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(60)",
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Timeout, "{r:?}");
+    assert!(!r.session_alive && !s.is_alive());
+    let err = s.exec("1", Duration::from_secs(1)).await.unwrap_err();
+    assert!(err.to_string().contains("open a new one"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_on_idle_and_on_oom() {
+    let backend = backend().await;
+    let idle = backend
+        .open_session(Limits::default(), Duration::from_millis(500))
+        .await
+        .unwrap();
+    idle.exec("a = 1", Duration::from_secs(5)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!idle.is_alive(), "idle session freed");
+    let limits = Limits {
+        memory_mb: 400,
+        ..Limits::default()
+    };
+    let s = backend
+        .open_session(limits, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let r = s
+        .exec(
+            "chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 2**20))",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r.status, Status::Oom), "{r:?}");
+    // Another session is unaffected.
+    let other = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .exec("6 * 7", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("42")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_restarts_a_dead_zygote() {
+    let backend = backend().await;
+    backend.warm_up().await.unwrap();
+    let zygote = backend.zygote_pid().await.expect("a zygote runs");
+    // SAFETY: kill(2) of the zygote this test's backend started.
+    unsafe { libc_kill(zygote) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = backend.run(code("print('after restart')")).await.unwrap();
+    assert_eq!(r.stdout, "after restart\n", "{r:?}");
+    let restarted = backend.zygote_pid().await.expect("a new zygote runs");
+    assert_ne!(restarted, zygote);
+}
+
+unsafe fn libc_kill(pid: i32) {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    kill(pid, 9);
+}

@@ -1,0 +1,80 @@
+//! Shared helpers of the integration tests: drive the real `proctor` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The built `proctor` binary.
+pub fn proctor_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_proctor"))
+}
+
+/// A temp dir holding one script.
+pub struct Script {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn script(code: &str) -> Script {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("main.py");
+    std::fs::write(&path, code).expect("write script");
+    Script { dir, path }
+}
+
+/// Runs `proctor exec FILE --json ARGS...` on `code`; returns the JSON result.
+pub fn exec(code: &str, args: &[&str]) -> Value {
+    let s = script(code);
+    exec_file(&s.path, args)
+}
+
+pub fn exec_file(path: &Path, args: &[&str]) -> Value {
+    let out = Command::new(proctor_bin())
+        .arg("exec")
+        .arg(path)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run proctor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one JSON line expected, got stdout={stdout} stderr={}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad json {e}: {stdout}"))
+}
+
+pub fn status(v: &Value) -> &str {
+    v["status"].as_str().unwrap_or("<none>")
+}
+
+/// Host pids whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// A marker unlikely to collide: used as a `sleep` argument to find processes by pid.
+pub fn marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}.{:09}", 4000 + std::process::id() % 1000, nanos)
+}
