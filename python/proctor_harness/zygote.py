@@ -16,6 +16,8 @@ import sys
 import numpy  # noqa: F401  (warm import, the point of the zygote)
 import torch  # noqa: F401
 
+from proctor_harness import child  # imported here so that no fork pays for it
+
 CONTROL_FD = 4
 MAX_MESSAGE = 1 << 20
 
@@ -50,9 +52,7 @@ def main():
                     for fd in (wake_r, wake_w):
                         os.close(fd)
                     sock.close()
-                    from proctor_harness import child
-
-                    child.main(req, fds)  # raises SystemExit: the child exits like a script does
+                    child.main(req, fds)  # never returns
                 for fd in fds:
                     os.close(fd)
                 children[pid] = req["id"]

@@ -116,6 +116,7 @@ impl Paths {
         let runs = config.home.join("runs");
         std::fs::create_dir_all(&runs)
             .map_err(|e| JobError::Engine(format!("cannot create {}: {e}", runs.display())))?;
+        sweep_stale_runs(&runs);
         Ok(Paths {
             python: config.runtime.python.clone(),
             read_only,
@@ -143,6 +144,23 @@ impl Paths {
         ];
         env.extend(extra.iter().cloned());
         env
+    }
+}
+
+/// Run directories are named `<pid>-...` or `warm-<pid>-...` after the proctor process
+/// that made them; those of processes that died without cleaning up are removed.
+fn sweep_stale_runs(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.trim_start_matches("warm-").split('-').next() else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -434,6 +434,10 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
             .map_err(|e| JobError::Sandbox(e.to_string()))?,
     );
     let request = target_request(&target, job_args(&job));
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "warm run: workspace and cgroup ready"
+    );
     let forked = match zygote.fork(inner, &ws, &cgroup, request, &job.env).await {
         Ok(f) => f,
         Err(e) => {
@@ -442,6 +446,10 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         }
     };
     drop(forked.ctl);
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "warm run: child forked and released"
+    );
     let exited = forked.exited;
     let exit = async { exited.await.ok() };
     let killer = Killer::new(Some(cgroup.clone()), None);
@@ -454,10 +462,18 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         started,
     )
     .await;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "warm run: ended"
+    );
     let result = classify(observed, Some(&cgroup), &job.limits);
     let cg = cgroup.clone();
     let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
     drop(ws);
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "warm run: cleaned up"
+    );
     Ok(result)
 }
 

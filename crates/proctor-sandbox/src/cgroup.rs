@@ -208,6 +208,33 @@ impl CgroupRoot {
         }
     }
 
+    /// Removes run cgroups left by proctor processes that died without cleaning up.
+    pub fn sweep_stale(&self) {
+        for (controller, parent) in &self.parents {
+            let dir = match self.version {
+                Version::V1 => parent.clone(),
+                Version::V2 => parent.join("proctor"),
+            };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("run-").and_then(|r| r.split('-').next()) else {
+                    continue;
+                };
+                if Path::new(&format!("/proc/{pid}")).exists() {
+                    continue;
+                }
+                let stale = Cgroup {
+                    version: self.version,
+                    dirs: vec![(controller.clone(), entry.path())],
+                };
+                stale.remove();
+            }
+        }
+    }
+
     /// Creates the cgroup of one run, with its limits written.
     pub fn create(&self, limits: &Limits) -> Result<Cgroup, SandboxError> {
         let name = format!(

@@ -177,6 +177,7 @@ impl Sandbox {
     pub fn detect(helper: PathBuf) -> Result<Sandbox, SandboxError> {
         doctor::require_kernel_features()?;
         let cgroups = cgroup::CgroupRoot::detect()?;
+        cgroups.sweep_stale();
         Ok(Sandbox { helper, cgroups })
     }
 

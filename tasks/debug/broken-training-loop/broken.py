@@ -20,7 +20,7 @@ def make_data(n, seed):
     y = torch.randint(0, 2, (n,), generator=g)
     direction = torch.linspace(-1.0, 1.0, N_FEATURES)
     x = torch.randn(n, N_FEATURES, generator=g) * 3.0
-    x = x + (2 * y.float() - 1).unsqueeze(1) * direction * 1.5
+    x = x + (2 * y.float() - 1).unsqueeze(1) * direction * 2.0
     return x, y
 
 
@@ -31,7 +31,7 @@ model = nn.Linear(N_FEATURES, 2)
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.SGD(model.parameters(), lr=10.0)
 
-EPOCHS = 30
+EPOCHS = 20
 BATCH = 100
 losses = []
 for epoch in range(EPOCHS):

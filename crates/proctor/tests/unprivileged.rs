@@ -1,0 +1,135 @@
+//! The sandbox as an ordinary user: a user namespace plus a delegated cgroup subtree,
+//! and a clear refusal without the delegation. `.ci/run` creates the user
+//! (`PROCTOR_TEST_UNPRIVILEGED_USER`) and delegates `/sys/fs/cgroup/<controller>/<user>`.
+
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+struct User {
+    name: String,
+    home: PathBuf,
+    bin: PathBuf,
+    _bin_dir: tempfile::TempDir,
+}
+
+fn user() -> Option<User> {
+    let Ok(name) = std::env::var("PROCTOR_TEST_UNPRIVILEGED_USER") else {
+        eprintln!("PROCTOR_TEST_UNPRIVILEGED_USER is not set: the unprivileged sandbox checks run in CI (.ci/run), which creates that user");
+        return None;
+    };
+    let home = PathBuf::from(format!("/home/{name}"));
+    // The build tree may sit under a private home; give the user its own copy of the binary.
+    let bin_dir = tempfile::Builder::new()
+        .prefix("proctor-bin")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("proctor");
+    std::fs::copy(util::proctor_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(User {
+        name,
+        home,
+        bin,
+        _bin_dir: bin_dir,
+    })
+}
+
+impl User {
+    /// `proctor exec` as the user; `delegated` chooses whether its cgroup subtree is named.
+    fn exec(&self, code: &str, args: &[&str], delegated: bool) -> (Option<i32>, Value) {
+        let dir = tempfile::Builder::new()
+            .prefix("proctor-u")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = dir.path().join("main.py");
+        std::fs::write(&script, code).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", &self.name, "--", "env", "-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+            .arg(format!(
+                "PROCTOR_HOME={}/.cache/proctor",
+                self.home.display()
+            ));
+        if delegated {
+            cmd.arg(format!("PROCTOR_CGROUP_PARENT={}", self.name));
+        }
+        let out = cmd
+            .arg(&self.bin)
+            .arg("exec")
+            .arg(&script)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "bad json ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), value)
+    }
+}
+
+#[test]
+fn unprivileged_user_with_a_delegated_cgroup_is_sandboxed() {
+    let Some(user) = user() else { return };
+    let (_, r) = user.exec("import os\nprint('uid', os.getuid())\n", &["--cold"], true);
+    assert_eq!(util::status(&r), "ok", "{r}");
+    let probe = r#"
+import os, socket
+for p in ["/etc/shadow", "/root", os.path.expanduser("~/.bashrc"), "/home"]:
+    try:
+        os.listdir(p) if os.path.isdir(p) else open(p).read()
+        print("READ", p)
+    except OSError:
+        print("denied")
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=2); print("CONNECTED")
+except OSError:
+    print("denied")
+try:
+    open("/var/tmp/escape", "w"); print("WROTE")
+except OSError:
+    print("denied")
+"#;
+    for mode in [&["--cold"][..], &[][..]] {
+        let (_, r) = user.exec(probe, mode, true);
+        assert_eq!(util::status(&r), "ok", "{r}");
+        let out = r["stdout"].as_str().unwrap();
+        assert_eq!(out.matches("denied").count(), 6, "{mode:?}: {out}");
+    }
+    let (_, r) = user.exec(
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 2**20))\n",
+        &["--memory-mb", "512"],
+        true,
+    );
+    assert_eq!(util::status(&r), "oom", "{r}");
+    let (_, r) = user.exec(
+        "while True:\n    pass\n",
+        &["--timeout-s", "2", "--cold"],
+        true,
+    );
+    assert_eq!(util::status(&r), "timeout", "{r}");
+}
+
+#[test]
+fn unprivileged_user_without_delegation_is_refused_clearly() {
+    let Some(user) = user() else { return };
+    let (code, r) = user.exec("print('must not run')\n", &["--cold"], false);
+    assert_eq!(code, Some(2), "{r}");
+    let msg = r["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("sandbox unavailable"), "{msg}");
+    assert!(msg.contains("writable cgroup"), "{msg}");
+    assert!(msg.contains("PROCTOR_CGROUP_PARENT"), "{msg}");
+}
