@@ -27,26 +27,29 @@ def _redirect(stdout_fd, stderr_fd):
     os.dup2(stderr_fd, 2)
 
 
-def _setup(req, fds):
+def _setup(fds):
+    """Takes over the fds, then waits for the job: a child may be forked ahead of demand,
+    so it learns what to run (and is moved into its cgroup) only when proctor says go."""
     stdout_fd, stderr_fd, control_fd = fds
     _redirect(stdout_fd, stderr_fd)
     os.close(stdout_fd)
     os.close(stderr_fd)
     ctl = socket.socket(fileno=control_fd)
-    go = ctl.recv(4096)
+    go = ctl.recv(MAX_REPLY)
     if not go:
-        os._exit(111)  # proctor gave up on this run before it started
+        os._exit(111)  # proctor retired this child before giving it a job
+    req = json.loads(go)
     # Siblings share the zygote's pid namespace: a child may read only its own /proc entry.
     read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
     confine.restrict(read_only, req["read_write"])
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
-    return ctl
+    return ctl, req
 
 
-def main(req, fds):
-    ctl = _setup(req, fds)
+def main(fds):
+    ctl, req = _setup(fds)
     if req["kind"] == "session":
         _session(ctl, req)
         _exit(0)

@@ -1,10 +1,11 @@
 """The warm zygote: imports torch and numpy once, then forks a child per run or session.
 
 Protocol on fd 4 (a SOCK_SEQPACKET unix socket from proctor), one JSON object per datagram:
-  proctor -> zygote  {"op": "spawn", "id", "kind": "run"|"session", ...} with fds [stdout, stderr, control]
+  proctor -> zygote  {"op": "spawn", "id"} with fds [stdout, stderr, control]
   zygote -> proctor  {"op": "ready"}, {"op": "forked", "id", "pid"}, {"op": "exit", "id", "exit_code", "signal", "maxrss_kb"}
-The child waits for {"op": "go"} on its control socket (proctor has moved it into the
-run's cgroup by then), confines itself further and runs the job (see child.py).
+The child waits for {"op": "go", ...job} on its control socket (proctor has moved it into
+the run's cgroup by then; children are forked ahead of demand), confines itself further
+and runs the job (see child.py).
 """
 import json
 import os
@@ -52,7 +53,7 @@ def main():
                     for fd in (wake_r, wake_w):
                         os.close(fd)
                     sock.close()
-                    child.main(req, fds)  # never returns
+                    child.main(fds)  # never returns
                 for fd in fds:
                     os.close(fd)
                 children[pid] = req["id"]

@@ -234,8 +234,9 @@ impl LocalBackend {
         };
         let warm = backend.clone();
         tokio::spawn(async move {
-            if let Err(e) = warm.inner.pool.zygote(&warm.inner).await {
-                tracing::warn!("warm pool not started: {e}");
+            match warm.inner.pool.zygote(&warm.inner).await {
+                Ok(_) => pool::refill(warm.inner.clone()),
+                Err(e) => tracing::warn!("warm pool not started: {e}"),
             }
         });
         Ok(backend)

@@ -46,6 +46,8 @@ const CHILD_PROC: &[&str] = &[
 /// Holds the current zygote; restarts it when it has died.
 pub(crate) struct Pool {
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+    spare: Mutex<Option<Spare>>,
+    refilling: AtomicBool,
 }
 
 #[derive(Default)]
@@ -137,6 +139,8 @@ impl Pool {
     pub fn new() -> Pool {
         Pool {
             zygote: tokio::sync::Mutex::new(None),
+            spare: Mutex::new(None),
+            refilling: AtomicBool::new(false),
         }
     }
 
@@ -325,14 +329,8 @@ struct Forked {
 }
 
 impl Zygote {
-    async fn fork(
-        &self,
-        inner: &Inner,
-        ws: &Workspace,
-        cgroup: &Cgroup,
-        mut request: serde_json::Value,
-        extra_env: &[(String, String)],
-    ) -> Result<Forked, JobError> {
+    /// Forks a child and moves it into `cgroup`; it waits for its job (see [`Forked::start`]).
+    async fn prefork(&self, cgroup: &Cgroup) -> Result<Forked, JobError> {
         let pipe = || {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| engine_err("cannot create a pipe", e))
@@ -350,29 +348,10 @@ impl Zygote {
                 exited: Some(exited_tx),
             },
         );
-        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
-            .iter()
-            .filter(|p| **p != "/proc")
-            .chain(CHILD_PROC)
-            .map(PathBuf::from)
-            .collect();
-        read_only.extend(inner.paths.read_only.iter().cloned());
-        read_only.push(ws.inputs.clone());
-        let mut read_write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
-        read_write.push(ws.work.clone());
-        let env: HashMap<String, String> =
-            inner.paths.env(&ws.work, extra_env).into_iter().collect();
-        let fields = request.as_object_mut().expect("request is an object");
-        fields.insert("op".into(), json!("spawn"));
-        fields.insert("id".into(), json!(id));
-        fields.insert("cwd".into(), json!(ws.work));
-        fields.insert("env".into(), json!(env));
-        fields.insert("read_only".into(), json!(read_only));
-        fields.insert("read_write".into(), json!(read_write));
         {
             let _guard = self.send_lock.lock().unwrap();
             let fds = [out_w.as_raw_fd(), err_w.as_raw_fd(), ctl_theirs.as_raw_fd()];
-            if let Err(e) = send(&self.sock, &request, &fds) {
+            if let Err(e) = send(&self.sock, &json!({"op": "spawn", "id": id}), &fds) {
                 self.pending.lock().unwrap().remove(&id);
                 self.alive.store(false, Ordering::SeqCst);
                 return Err(e);
@@ -389,13 +368,131 @@ impl Zygote {
         cgroup
             .add_pid(host as u32)
             .map_err(|e| JobError::Sandbox(e.to_string()))?;
-        send(&ctl, &json!({"op": "go"}), &[])?;
         Ok(Forked {
             ctl,
             stdout: out_r,
             stderr: err_r,
             exited: exited_rx,
         })
+    }
+}
+
+impl Forked {
+    /// Gives the child its job: what to run, where, and what it may touch.
+    fn start(
+        &self,
+        inner: &Inner,
+        ws: &Workspace,
+        mut request: serde_json::Value,
+        extra_env: &[(String, String)],
+    ) -> Result<(), JobError> {
+        let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
+            .iter()
+            .filter(|p| **p != "/proc")
+            .chain(CHILD_PROC)
+            .map(PathBuf::from)
+            .collect();
+        read_only.extend(inner.paths.read_only.iter().cloned());
+        read_only.push(ws.inputs.clone());
+        let mut read_write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
+        read_write.push(ws.work.clone());
+        let env: HashMap<String, String> =
+            inner.paths.env(&ws.work, extra_env).into_iter().collect();
+        let fields = request.as_object_mut().expect("request is an object");
+        fields.insert("op".into(), json!("go"));
+        fields.insert("cwd".into(), json!(ws.work));
+        fields.insert("env".into(), json!(env));
+        fields.insert("read_only".into(), json!(read_only));
+        fields.insert("read_write".into(), json!(read_write));
+        send(&self.ctl, &request, &[])
+    }
+}
+
+/// A child forked ahead of demand, already in its own cgroup.
+struct Spare {
+    zygote: Arc<Zygote>,
+    forked: Forked,
+    cgroup: Arc<Cgroup>,
+}
+
+/// A forked child for a run or a session: the spare if there is one, else a fresh fork.
+/// Either way a new spare is prepared in the background for the next caller.
+async fn acquire(inner: &Arc<Inner>, limits: &Limits) -> Result<(Arc<Zygote>, Forked, Arc<Cgroup>), JobError> {
+    let zygote = inner.pool.zygote(inner).await?;
+    let spare = inner.pool.spare.lock().unwrap().take();
+    let acquired = match spare {
+        Some(s) if Arc::ptr_eq(&s.zygote, &zygote) && zygote.alive.load(Ordering::SeqCst) => {
+            s.cgroup
+                .set_limits(limits)
+                .map_err(|e| JobError::Sandbox(e.to_string()))?;
+            let Spare { zygote, forked, cgroup } = s;
+            (zygote, forked, cgroup)
+        }
+        stale => {
+            if let Some(stale) = stale {
+                stale.retire();
+            }
+            let sandbox = inner.sandbox.as_ref().expect("warm runs are sandboxed");
+            let cgroup = Arc::new(
+                sandbox
+                    .cgroups()
+                    .create(limits)
+                    .map_err(|e| JobError::Sandbox(e.to_string()))?,
+            );
+            match zygote.prefork(&cgroup).await {
+                Ok(forked) => (zygote, forked, cgroup),
+                Err(e) => {
+                    cgroup.remove();
+                    return Err(e);
+                }
+            }
+        }
+    };
+    refill(inner.clone());
+    Ok(acquired)
+}
+
+pub(crate) fn refill(inner: Arc<Inner>) {
+    if inner.pool.refilling.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async move {
+        let made = async {
+            let zygote = inner.pool.zygote(&inner).await?;
+            let sandbox = inner.sandbox.as_ref().expect("warm runs are sandboxed");
+            let cgroup = Arc::new(
+                sandbox
+                    .cgroups()
+                    .create(&Limits::default())
+                    .map_err(|e| JobError::Sandbox(e.to_string()))?,
+            );
+            match zygote.prefork(&cgroup).await {
+                Ok(forked) => Ok(Spare { zygote, forked, cgroup }),
+                Err(e) => {
+                    cgroup.remove();
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        match made {
+            Ok(spare) => {
+                let old = inner.pool.spare.lock().unwrap().replace(spare);
+                if let Some(old) = old {
+                    old.retire();
+                }
+            }
+            Err(e) => tracing::warn!("could not fork a spare child: {e}"),
+        }
+        inner.pool.refilling.store(false, Ordering::SeqCst);
+    });
+}
+
+impl Spare {
+    /// Kills the unused child (closing its control socket alone would let it exit too,
+    /// but its cgroup must go as well).
+    fn retire(self) {
+        self.cgroup.remove();
     }
 }
 
@@ -416,39 +513,25 @@ fn pipe_reader(fd: OwnedFd) -> Result<tokio::net::unix::pipe::Receiver, JobError
 }
 
 /// A warm run; falls back to a cold one if the pool cannot start.
-pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> {
+pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobError> {
     let started = Instant::now();
-    let zygote = match inner.pool.zygote(inner).await {
-        Ok(z) => z,
+    let (zygote, forked, cgroup) = match acquire(inner, &job.limits).await {
+        Ok(acquired) => acquired,
         Err(e) => {
             tracing::warn!("warm pool unavailable, running cold: {e}");
             return crate::cold::run(inner, job).await;
         }
     };
-    let sandbox = inner.sandbox.as_ref().expect("warm runs are sandboxed");
     let (ws, target) = Workspace::create(&zygote.dir, &job)?;
-    let cgroup = Arc::new(
-        sandbox
-            .cgroups()
-            .create(&job.limits)
-            .map_err(|e| JobError::Sandbox(e.to_string()))?,
-    );
-    let request = target_request(&target, job_args(&job));
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
-        "warm run: workspace and cgroup ready"
+        "warm run: child and workspace ready"
     );
-    let forked = match zygote.fork(inner, &ws, &cgroup, request, &job.env).await {
-        Ok(f) => f,
-        Err(e) => {
-            cgroup.remove();
-            return Err(e);
-        }
-    };
+    forked.start(inner, &ws, target_request(&target, job_args(&job)), &job.env)?;
     drop(forked.ctl);
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
-        "warm run: child forked and released"
+        "warm run: child released"
     );
     let exited = forked.exited;
     let exit = async { exited.await.ok() };
@@ -545,32 +628,16 @@ pub struct Session {
 }
 
 pub(crate) async fn open_session(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     limits: Limits,
     idle: Duration,
 ) -> Result<Session, JobError> {
-    let zygote = inner.pool.zygote(inner).await?;
-    let sandbox = inner.sandbox.as_ref().expect("sessions are sandboxed");
+    let (zygote, forked, cgroup) = acquire(inner, &limits).await?;
     let job = Job::new(proctor_core::Command::Code {
         code: String::new(),
     });
     let (ws, _) = Workspace::create(&zygote.dir, &job)?;
-    let cgroup = Arc::new(
-        sandbox
-            .cgroups()
-            .create(&limits)
-            .map_err(|e| JobError::Sandbox(e.to_string()))?,
-    );
-    let forked = match zygote
-        .fork(inner, &ws, &cgroup, json!({"kind": "session"}), &[])
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            cgroup.remove();
-            return Err(e);
-        }
-    };
+    forked.start(inner, &ws, json!({"kind": "session"}), &[])?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
     drop((forked.stdout, forked.stderr, forked.exited));
     let state = Arc::new(SessionState {

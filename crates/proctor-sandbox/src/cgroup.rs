@@ -266,7 +266,7 @@ impl CgroupRoot {
             version: self.version,
             dirs,
         };
-        if let Err(e) = cg.write_limits(limits) {
+        if let Err(e) = cg.set_limits(limits) {
             cg.remove();
             return Err(e);
         }
@@ -377,7 +377,8 @@ impl Cgroup {
         self.dirs().map(|d| d.join("cgroup.procs")).collect()
     }
 
-    fn write_limits(&self, limits: &Limits) -> Result<(), SandboxError> {
+    /// Writes (or rewrites) the run's limits.
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), SandboxError> {
         let mem = limits.memory_mb.saturating_mul(1 << 20);
         let write = |controller: &str, file: &str, value: String, required: bool| {
             let Some(dir) = self.dir(controller) else {

@@ -62,6 +62,15 @@ impl User {
         if delegated {
             cmd.arg(format!("PROCTOR_CGROUP_PARENT={}", self.name));
         }
+        // What a login of that user would have to reach PyPI (CA bundles, proxies, index).
+        for (key, value) in std::env::vars() {
+            let passed = key.starts_with("SSL_CERT")
+                || key.starts_with("UV_")
+                || key.to_ascii_lowercase().ends_with("_proxy");
+            if passed {
+                cmd.arg(format!("{key}={value}"));
+            }
+        }
         let out = cmd
             .arg(&self.bin)
             .arg("exec")
