@@ -417,7 +417,10 @@ struct Spare {
 
 /// A forked child for a run or a session: the spare if there is one, else a fresh fork.
 /// Either way a new spare is prepared in the background for the next caller.
-async fn acquire(inner: &Arc<Inner>, limits: &Limits) -> Result<(Arc<Zygote>, Forked, Arc<Cgroup>), JobError> {
+async fn acquire(
+    inner: &Arc<Inner>,
+    limits: &Limits,
+) -> Result<(Arc<Zygote>, Forked, Arc<Cgroup>), JobError> {
     let zygote = inner.pool.zygote(inner).await?;
     let spare = inner.pool.spare.lock().unwrap().take();
     let acquired = match spare {
@@ -425,7 +428,11 @@ async fn acquire(inner: &Arc<Inner>, limits: &Limits) -> Result<(Arc<Zygote>, Fo
             s.cgroup
                 .set_limits(limits)
                 .map_err(|e| JobError::Sandbox(e.to_string()))?;
-            let Spare { zygote, forked, cgroup } = s;
+            let Spare {
+                zygote,
+                forked,
+                cgroup,
+            } = s;
             (zygote, forked, cgroup)
         }
         stale => {
@@ -467,7 +474,11 @@ pub(crate) fn refill(inner: Arc<Inner>) {
                     .map_err(|e| JobError::Sandbox(e.to_string()))?,
             );
             match zygote.prefork(&cgroup).await {
-                Ok(forked) => Ok(Spare { zygote, forked, cgroup }),
+                Ok(forked) => Ok(Spare {
+                    zygote,
+                    forked,
+                    cgroup,
+                }),
                 Err(e) => {
                     cgroup.remove();
                     Err(e)
@@ -527,7 +538,12 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child and workspace ready"
     );
-    forked.start(inner, &ws, target_request(&target, job_args(&job)), &job.env)?;
+    forked.start(
+        inner,
+        &ws,
+        target_request(&target, job_args(&job)),
+        &job.env,
+    )?;
     drop(forked.ctl);
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,

@@ -15,7 +15,7 @@ pub fn run(args: ExecArgs) -> Result<ExitCode> {
     if !file.is_file() {
         bail!("{:?} is not a file: pass a Python file", args.file);
     }
-    if !(args.timeout_s > 0.0) {
+    if args.timeout_s.is_nan() || args.timeout_s <= 0.0 {
         bail!("--timeout-s must be positive, got {}", args.timeout_s);
     }
     let limits = Limits {
