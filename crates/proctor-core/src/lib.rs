@@ -108,6 +108,11 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Run in a fresh interpreter instead of a fork of the warm zygote.
     pub cold: bool,
+    /// When set, the run's scratch directory is moved here after the run (it must not
+    /// exist yet), so that trusted code can read what the run wrote. Treat its content
+    /// as untrusted: it may hold symlinks, huge files or garbage.
+    #[serde(default)]
+    pub collect: Option<PathBuf>,
 }
 
 impl Job {
@@ -120,6 +125,7 @@ impl Job {
             policy: Policy::default(),
             env: Vec::new(),
             cold: false,
+            collect: None,
         }
     }
 
@@ -135,6 +141,12 @@ impl Job {
             host: host.into(),
             name: name.into(),
         });
+        self
+    }
+
+    /// Moves the run's scratch directory to `dir` after the run (see [`Job::collect`]).
+    pub fn collect_into(mut self, dir: impl Into<PathBuf>) -> Job {
+        self.collect = Some(dir.into());
         self
     }
 

@@ -95,6 +95,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
     if let Some(err) = setup_error.into_inner().unwrap() {
         return Err(JobError::Sandbox(err));
     }
+    ws.collect(job.collect.as_deref())?;
     Ok(result)
 }
 
@@ -146,5 +147,6 @@ async fn run_unsandboxed(
         started,
     )
     .await;
+    ws.collect(job.collect.as_deref())?;
     Ok(classify(observed, None, &job.limits))
 }

@@ -568,6 +568,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
     let result = classify(observed, Some(&cgroup), &job.limits);
     let cg = cgroup.clone();
     let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+    ws.collect(job.collect.as_deref())?;
     drop(ws);
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,

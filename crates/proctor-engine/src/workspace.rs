@@ -88,6 +88,24 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// Hands the scratch directory over to `dest` (see `Job::collect`); the rest is removed on drop.
+    pub fn collect(&self, dest: Option<&Path>) -> Result<(), JobError> {
+        let Some(dest) = dest else { return Ok(()) };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| {
+                JobError::Engine(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        fs::rename(&self.work, dest).map_err(|e| {
+            JobError::Engine(format!(
+                "cannot move the run's scratch to {}: {e} (it must not exist and be on the same filesystem as PROCTOR_HOME)",
+                dest.display()
+            ))
+        })
+    }
+}
+
 impl Drop for Workspace {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.root);

@@ -112,6 +112,17 @@ async fn inputs_are_readable_and_read_only() {
         std::fs::read_to_string(dir.path().join("data.txt")).unwrap(),
         "41"
     );
+    // Collected scratch: what the run wrote, handed to the trusted side.
+    let out = dir.path().join("collected");
+    let r = backend
+        .run(code("open('model.txt', 'w').write('weights')").collect_into(&out))
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("model.txt")).unwrap(),
+        "weights"
+    );
     let missing = backend
         .run(code("print(1)").with_input("/nonexistent/data.bin", "data.bin"))
         .await
