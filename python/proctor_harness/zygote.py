@@ -14,8 +14,9 @@ import signal
 import socket
 import sys
 
-import numpy  # noqa: F401  (warm import, the point of the zygote)
+import numpy  # noqa: F401  (warm imports, the point of the zygote)
 import torch  # noqa: F401
+import torchvision  # noqa: F401  (review smoke runs and vision tasks use it)
 
 from proctor_harness import child  # imported here so that no fork pays for it
 

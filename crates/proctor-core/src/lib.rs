@@ -213,6 +213,10 @@ pub struct RunResult {
     /// Whether output was cut at the limit.
     #[serde(default)]
     pub output_truncated: bool,
+    /// Peak memory charged to the run's cgroup, in MiB: what its memory limit applies to
+    /// (a warm run's pages shared with the zygote are not charged to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_peak_mb: Option<f64>,
 }
 
 impl RunResult {

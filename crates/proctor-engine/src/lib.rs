@@ -58,6 +58,18 @@ const HARNESS: &[(&str, &str)] = &[
         "proctor_harness/child.py",
         include_str!("../../../python/proctor_harness/child.py"),
     ),
+    (
+        "proctor_harness/gym_grade.py",
+        include_str!("../../../python/proctor_harness/gym_grade.py"),
+    ),
+    (
+        "proctor_harness/gym_eval.py",
+        include_str!("../../../python/proctor_harness/gym_eval.py"),
+    ),
+    (
+        "proctor_harness/gym_tools.py",
+        include_str!("../../../python/proctor_harness/gym_tools.py"),
+    ),
 ];
 
 /// Where and how the local backend runs things.

@@ -193,5 +193,8 @@ pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) 
         wall_ms: obs.started.elapsed().as_secs_f64() * 1000.0,
         peak_rss_mb,
         output_truncated: obs.output_exceeded,
+        memory_peak_mb: cgroup
+            .and_then(Cgroup::peak_bytes)
+            .map(|b| b as f64 / (1024.0 * 1024.0)),
     }
 }

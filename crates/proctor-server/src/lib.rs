@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use proctor_engine::LocalBackend;
 use serde_json::json;
 
@@ -62,13 +62,23 @@ impl From<proctor_core::JobError> for AppError {
     }
 }
 
-/// All routes of the platform.
+pub use axum::Router;
+
+/// All routes of the platform; the debug gym is nested under `/gym`.
 pub fn router(state: AppState) -> Router {
+    let gym = proctor_gym::episode::Gym::new(
+        state.backend.clone(),
+        32,
+        proctor_gym::episode::EpisodeConfig::default(),
+    );
+    let review = proctor_review::router(state.backend.clone());
     Router::new()
         .route("/", get(index))
         .route("/health", get(health))
         .route("/api/status", get(status))
         .with_state(state)
+        .nest("/gym", proctor_gym::server::router(gym))
+        .merge(review)
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -104,7 +114,16 @@ pub async fn serve(
     backend: LocalBackend,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(AppState::new(backend)))
+    serve_router(listener, router(AppState::new(backend)), shutdown).await
+}
+
+/// Serves any router (e.g. the gym alone) on `listener` until `shutdown` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -22,7 +22,17 @@ impl Cli {
             Command::Runtime {
                 command: RuntimeCommand::Ensure(a),
             } => a.json,
-            Command::Serve(_) => false,
+            Command::Serve(_) | Command::Mcp(_) => false,
+            Command::Review(a) => a.json,
+            Command::Gym {
+                command: GymCommand::Tasks(a),
+            } => a.json,
+            Command::Gym {
+                command: GymCommand::Grade(a),
+            } => a.json,
+            Command::Gym {
+                command: GymCommand::Serve(_),
+            } => false,
         }
     }
 }
@@ -42,6 +52,83 @@ pub enum Command {
     },
     /// Run the platform's HTTP server.
     Serve(ServeArgs),
+    /// The debug gym: tasks, grading, the OpenEnv server.
+    Gym {
+        #[command(subcommand)]
+        command: GymCommand,
+    },
+    /// The gym's MCP server over stdio (JSON-RPC 2.0, one message per line).
+    Mcp(SandboxArg),
+    /// Review derived experiment code: static analysis and sandboxed smoke runs of every variation.
+    Review(ReviewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewArgs {
+    /// The case as JSON (`new_method`, `experiment`, `base_code`, `experiment_code`).
+    #[arg(long, conflicts_with_all = ["base", "derived"])]
+    pub input: Option<PathBuf>,
+    /// The base template's directory (src/, config/, pyproject.toml).
+    #[arg(long, requires = "derived")]
+    pub base: Option<PathBuf>,
+    /// The derived experiment code's directory.
+    #[arg(long, requires = "base")]
+    pub derived: Option<PathBuf>,
+    /// The run variations, comma-separated (with --base/--derived).
+    #[arg(long)]
+    pub variations: Option<String>,
+    /// A file holding the method's text (with --base/--derived).
+    #[arg(long)]
+    pub method: Option<PathBuf>,
+    /// Only the static pass: do not smoke-run the code.
+    #[arg(long)]
+    pub static_only: bool,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GymCommand {
+    /// List the debug tasks.
+    Tasks(JsonArg),
+    /// Grade a fix of a task by what it does.
+    Grade(GymGradeArgs),
+    /// Serve the gym alone on the OpenEnv protocol, at the root.
+    Serve(GymServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GymGradeArgs {
+    /// Task slug or WhipStudio id (task1…task6).
+    #[arg(long)]
+    pub task: String,
+    /// The fixed script.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GymServeArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Most episodes at once.
+    #[arg(long, default_value_t = 32)]
+    pub max_episodes: usize,
+    /// Turn limit of an episode.
+    #[arg(long, default_value_t = 10)]
+    pub max_turns: u32,
+    #[command(flatten)]
+    pub sandbox: SandboxArg,
 }
 
 #[derive(Debug, Subcommand)]

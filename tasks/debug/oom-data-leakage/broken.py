@@ -1,7 +1,7 @@
 """CNN image classifier (10 classes, 1x32x32) with data augmentation.
 
 The dataset is small, so every image is expanded with augmented copies
-(pixel noise + small shifts). Reports the per-epoch training loss, the final
+(pixel noise). Reports the per-epoch training loss, the final
 loss and the validation accuracy.
 """
 import json
@@ -15,8 +15,9 @@ torch.set_num_threads(1)
 
 N_CLASSES = 10
 IMG = 32
-COPIES = 4          # augmented copies per original image
+COPIES = 2          # augmented copies per original image
 NOISE = 3.0
+DROPOUT = 0.06
 
 
 def make_data(n, seed):
@@ -25,18 +26,18 @@ def make_data(n, seed):
     protos = torch.randn(N_CLASSES, 1, 8, 8, generator=torch.Generator().manual_seed(99))
     protos = F.interpolate(protos, size=(IMG, IMG), mode="bilinear", align_corners=False)
     labels = torch.randint(0, N_CLASSES, (n,), generator=g)
-    images = protos[labels] + NOISE * torch.randn(n, 1, IMG, IMG, generator=g)
+    # a few captures are blank (sensor dropout): pure noise, label kept
+    visible = (torch.rand(n, generator=g) >= DROPOUT).float().view(n, 1, 1, 1)
+    images = visible * protos[labels] + NOISE * torch.randn(n, 1, IMG, IMG, generator=g)
     return images, labels
 
 
 def augment(images, labels, copies, seed):
-    """Return the originals plus `copies` noisy, randomly shifted versions of each."""
+    """Return the originals plus `copies` pixel-noise-augmented versions of each."""
     g = torch.Generator().manual_seed(seed)
     out_x, out_y = [images], [labels]
     for _ in range(copies):
-        dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
-        shifted = torch.roll(images, shifts=(dy, dx), dims=(2, 3))
-        out_x.append(shifted + 0.5 * torch.randn(images.shape, generator=g))
+        out_x.append(images + 0.3 * torch.randn(images.shape, generator=g))
         out_y.append(labels)
     return torch.cat(out_x), torch.cat(out_y)
 
@@ -45,9 +46,9 @@ class SmallCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, padding=1)
         self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(32 * 8 * 8, N_CLASSES)
+        self.fc = nn.Linear(16 * 8 * 8, N_CLASSES)
 
     def forward(self, x):
         x = self.pool(F.relu(self.conv1(x)))
@@ -55,7 +56,7 @@ class SmallCNN(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-images, labels = make_data(500, seed=1)
+images, labels = make_data(1000, seed=2)
 
 images, labels = augment(images, labels, COPIES, seed=3)
 perm = torch.randperm(len(images))
@@ -84,8 +85,8 @@ def evaluate(model, X, y):
     return total_loss / n_batches, correct / len(X)
 
 
-EPOCHS = 4
-train_losses, val_losses = [], []
+EPOCHS = 5
+train_losses = []
 for epoch in range(EPOCHS):
     model.train()
     order = torch.randperm(len(X_train))
@@ -98,7 +99,6 @@ for epoch in range(EPOCHS):
     train_loss, train_acc = evaluate(model, X_train, y_train)
     val_loss, val_acc = evaluate(model, X_val, y_val)
     train_losses.append(train_loss)
-    val_losses.append(val_loss)
 
 losses = [round(float(l), 4) for l in train_losses]
 print("LOSSES:" + json.dumps(losses))

@@ -3,6 +3,8 @@
 mod bench;
 mod doctor;
 mod exec;
+mod gym;
+mod review;
 mod runtime;
 mod serve;
 
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use proctor_engine::{EngineConfig, LocalBackend};
 
-use crate::cli::{Cli, Command, RuntimeCommand};
+use crate::cli::{Cli, Command, GymCommand, RuntimeCommand};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -22,6 +24,17 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             command: RuntimeCommand::Ensure(args),
         } => runtime::ensure(args),
         Command::Serve(args) => serve::run(args),
+        Command::Gym {
+            command: GymCommand::Tasks(args),
+        } => gym::tasks(args),
+        Command::Gym {
+            command: GymCommand::Grade(args),
+        } => gym::grade(args),
+        Command::Gym {
+            command: GymCommand::Serve(args),
+        } => gym::serve(args),
+        Command::Mcp(args) => gym::mcp_stdio(args),
+        Command::Review(args) => review::run(args),
     }
 }
 

@@ -1,0 +1,972 @@
+//! Trusted parameter counting from an exported module (`torch.save(model)`), without
+//! executing any of the participant's code.
+//!
+//! The archive's `data.pkl` is read by a restricted pickle machine: torch's own tensor
+//! rebuild functions are understood, every other class is only recorded by name, and
+//! storages come from the archive's persistent ids. Every stored tensor element counts
+//! (trainable or frozen parameters, buffers, any other tensor), except the running
+//! statistics of `torch.nn` normalization layers. A pickled structure larger than
+//! [`PICKLE_ALLOWANCE`] is refused: capacity cannot hide in lists, bytes or strings.
+//! Finally the archive is rewritten to hold exactly what was counted, so that inference
+//! cannot read anything else from it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest accepted pickled structure (the module tree without tensor data).
+pub const PICKLE_ALLOWANCE: u64 = 64 << 10;
+/// Largest accepted artifact file.
+pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
+/// Running statistics are free only while they stay below this fraction of the count
+/// (honest models use far less than 1/8: a BatchNorm layer has 2 statistics per feature).
+const EXEMPT_FRACTION: u64 = 8;
+
+/// The torch.nn normalization layers whose running statistics are not counted.
+const NORM_CLASSES: &[&str] = &[
+    "torch.nn.modules.batchnorm.BatchNorm1d",
+    "torch.nn.modules.batchnorm.BatchNorm2d",
+    "torch.nn.modules.batchnorm.BatchNorm3d",
+    "torch.nn.modules.batchnorm.SyncBatchNorm",
+    "torch.nn.modules.instancenorm.InstanceNorm1d",
+    "torch.nn.modules.instancenorm.InstanceNorm2d",
+    "torch.nn.modules.instancenorm.InstanceNorm3d",
+];
+
+/// Why an artifact cannot be counted (the submission is `rejected`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    /// Not a torch zip archive.
+    #[error("the exported model is not a torch.save archive: {0}")]
+    NotArchive(String),
+    /// The pickled structure is over the allowance.
+    #[error("the exported module's pickled structure is {size} bytes, over the {max}-byte allowance: keep weights in tensors (parameters or buffers), not in Python lists, bytes or strings")]
+    PickleTooLarge {
+        /// Its size.
+        size: u64,
+        /// The allowance.
+        max: u64,
+    },
+    /// The pickle holds something the counter does not accept.
+    #[error("the exported module cannot be counted: {0}")]
+    Unsupported(String),
+}
+
+type R<T> = Result<T, ArtifactError>;
+
+fn bad<T>(msg: impl Into<String>) -> R<T> {
+    Err(ArtifactError::Unsupported(msg.into()))
+}
+
+/// What the counter found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// Counted elements: every stored tensor element (wider-than-32-bit dtypes count per
+    /// 32 bits), less the exempt running statistics.
+    pub params: u64,
+    /// The original rule: elements of parameters with `requires_grad`.
+    pub params_trainable: u64,
+    /// Elements of parameters with `requires_grad` off.
+    pub frozen: u64,
+    /// Elements of module buffers (running statistics excluded).
+    pub buffers: u64,
+    /// Elements of tensors kept elsewhere (attributes, lists, dicts).
+    pub other: u64,
+    /// Running statistics of torch.nn normalization layers, not counted.
+    pub exempt_running_stats: u64,
+    /// Distinct storages in the archive.
+    pub storages: u64,
+    /// Size of the pickled structure.
+    pub pickle_bytes: u64,
+    /// Classes the module tree is made of.
+    pub classes: Vec<String>,
+    /// Why `params` and `params_trainable` differ, in words.
+    pub note: String,
+}
+
+#[derive(Debug)]
+struct StorageInfo {
+    itemsize: u64,
+    numel: u64,
+}
+
+#[derive(Debug)]
+struct Tensor {
+    key: String,
+    offset: u64,
+    numel: u64,
+    param: bool,
+    requires_grad: bool,
+}
+
+#[derive(Debug, Default)]
+struct Obj {
+    class: String,
+    state: Vec<V>,
+    items: Vec<V>,
+}
+
+#[derive(Debug, Clone)]
+enum V {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float,
+    Str(Rc<str>),
+    Bytes,
+    List(Rc<RefCell<Vec<V>>>),
+    Tuple(Rc<Vec<V>>),
+    Dict(Rc<RefCell<Vec<(V, V)>>>),
+    Global(Rc<str>),
+    Obj(Rc<RefCell<Obj>>),
+    Tensor(Rc<Tensor>),
+    Storage(Rc<str>),
+    Mark,
+}
+
+fn itemsize(storage_type: &str) -> Option<u64> {
+    Some(match storage_type.strip_prefix("torch.")? {
+        "FloatStorage" | "IntStorage" | "QInt32Storage" => 4,
+        "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
+        "ComplexDoubleStorage" => 16,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "ByteStorage"
+        | "CharStorage"
+        | "BoolStorage"
+        | "QInt8Storage"
+        | "QUInt8Storage"
+        | "Float8_e5m2Storage"
+        | "Float8_e4m3fnStorage" => 1,
+        _ => return None,
+    })
+}
+
+/// Counting units of a storage: elements, with wider-than-32-bit dtypes counted per 32
+/// bits, so that packing values into float64 or complex buys nothing.
+fn units(s: &StorageInfo) -> u64 {
+    s.numel.saturating_mul((s.itemsize / 4).max(1))
+}
+
+struct Machine<'a> {
+    data: &'a [u8],
+    pos: usize,
+    stack: Vec<V>,
+    memo: HashMap<u32, V>,
+    storages: BTreeMap<String, StorageInfo>,
+    classes: std::collections::BTreeSet<String>,
+}
+
+impl<'a> Machine<'a> {
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        if self.pos + n > self.data.len() {
+            return bad("truncated pickle");
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> R<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> R<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> R<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> R<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn line(&mut self) -> R<String> {
+        let rest = &self.data[self.pos..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| ArtifactError::Unsupported("truncated pickle".into()))?;
+        self.pos += end + 1;
+        String::from_utf8(rest[..end].to_vec())
+            .map_err(|_| ArtifactError::Unsupported("non-UTF-8 global name".into()))
+    }
+    fn pop(&mut self) -> R<V> {
+        match self.stack.pop() {
+            Some(V::Mark) | None => bad("pickle stack underflow"),
+            Some(v) => Ok(v),
+        }
+    }
+    fn pop_mark(&mut self) -> R<Vec<V>> {
+        let at = self
+            .stack
+            .iter()
+            .rposition(|v| matches!(v, V::Mark))
+            .ok_or_else(|| ArtifactError::Unsupported("pickle MARK missing".into()))?;
+        let items = self.stack.split_off(at + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+    fn str(&mut self, n: usize) -> R<V> {
+        let b = self.take(n)?;
+        Ok(V::Str(Rc::from(String::from_utf8_lossy(b).as_ref())))
+    }
+    fn memoize(&mut self, idx: u32) -> R<()> {
+        let top = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| ArtifactError::Unsupported("memo of an empty stack".into()))?;
+        self.memo.insert(idx, top);
+        Ok(())
+    }
+    fn get(&mut self, idx: u32) -> R<()> {
+        let v = self
+            .memo
+            .get(&idx)
+            .cloned()
+            .ok_or_else(|| ArtifactError::Unsupported(format!("memo {idx} missing")))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn run(&mut self) -> R<V> {
+        loop {
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    self.u8()?;
+                } // PROTO
+                0x95 => {
+                    self.u64()?;
+                } // FRAME
+                b'.' => return self.pop(), // STOP
+                b'(' => self.stack.push(V::Mark),
+                b'0' => {
+                    self.pop()?;
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self.pop()?;
+                    self.stack.push(v.clone());
+                    self.stack.push(v);
+                }
+                b'N' => self.stack.push(V::None),
+                0x88 => self.stack.push(V::Bool(true)),
+                0x89 => self.stack.push(V::Bool(false)),
+                b'J' => {
+                    let v = self.u32()? as i32;
+                    self.stack.push(V::Int(v as i64))
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.stack.push(V::Int(v as i64))
+                }
+                b'M' => {
+                    let v = self.u16()?;
+                    self.stack.push(V::Int(v as i64))
+                }
+                0x8a => {
+                    let n = self.u8()? as usize;
+                    let b = self.take(n)?;
+                    let v = if n == 0 {
+                        0
+                    } else if n <= 8 {
+                        let mut buf = if b[n - 1] & 0x80 != 0 {
+                            [0xff; 8]
+                        } else {
+                            [0; 8]
+                        };
+                        buf[..n].copy_from_slice(b);
+                        i64::from_le_bytes(buf)
+                    } else {
+                        i64::MAX // a huge integer: only its magnitude could matter
+                    };
+                    self.stack.push(V::Int(v))
+                }
+                0x8b => {
+                    let n = self.u32()? as usize;
+                    self.take(n)?;
+                    self.stack.push(V::Int(i64::MAX))
+                }
+                b'G' => {
+                    self.take(8)?;
+                    self.stack.push(V::Float)
+                }
+                b'X' => {
+                    let n = self.u32()? as usize;
+                    let v = self.str(n)?;
+                    self.stack.push(v)
+                }
+                0x8c => {
+                    let n = self.u8()? as usize;
+                    let v = self.str(n)?;
+                    self.stack.push(v)
+                }
+                0x8d => {
+                    let n = self.u64()? as usize;
+                    let v = self.str(n)?;
+                    self.stack.push(v)
+                }
+                b'T' => {
+                    let n = self.u32()? as usize;
+                    let v = self.str(n)?;
+                    self.stack.push(v)
+                }
+                b'U' => {
+                    let n = self.u8()? as usize;
+                    let v = self.str(n)?;
+                    self.stack.push(v)
+                }
+                b'B' => {
+                    let n = self.u32()? as usize;
+                    self.take(n)?;
+                    self.stack.push(V::Bytes)
+                }
+                b'C' => {
+                    let n = self.u8()? as usize;
+                    self.take(n)?;
+                    self.stack.push(V::Bytes)
+                }
+                0x8e | 0x96 => {
+                    let n = self.u64()? as usize;
+                    self.take(n)?;
+                    self.stack.push(V::Bytes)
+                }
+                b']' => self.stack.push(V::List(Rc::default())),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(V::List(Rc::new(RefCell::new(items))))
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    let target = self.pop()?;
+                    self.append(&target, vec![v])?;
+                    self.stack.push(target);
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    let target = self.pop()?;
+                    self.append(&target, items)?;
+                    self.stack.push(target);
+                }
+                b')' => self.stack.push(V::Tuple(Rc::new(Vec::new()))),
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(V::Tuple(Rc::new(items)))
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    if self.stack.len() < n {
+                        return bad("pickle stack underflow");
+                    }
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.stack.push(V::Tuple(Rc::new(items)))
+                }
+                b'}' => self.stack.push(V::Dict(Rc::default())),
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let dict = V::Dict(Rc::default());
+                    self.set_items(&dict, items)?;
+                    self.stack.push(dict)
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    let target = self.pop()?;
+                    self.set_items(&target, vec![k, v])?;
+                    self.stack.push(target);
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let target = self.pop()?;
+                    self.set_items(&target, items)?;
+                    self.stack.push(target);
+                }
+                0x8f => self.stack.push(V::List(Rc::default())), // EMPTY_SET
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    let target = self.pop()?;
+                    self.append(&target, items)?;
+                    self.stack.push(target);
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(V::List(Rc::new(RefCell::new(items))))
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.global(format!("{module}.{name}"));
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module, name) {
+                        (V::Str(m), V::Str(n)) => self.global(format!("{m}.{n}")),
+                        _ => return bad("STACK_GLOBAL needs two strings"),
+                    }
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let func = self.pop()?;
+                    let v = self.reduce(func, args)?;
+                    self.stack.push(v)
+                }
+                0x81 => {
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let v = self.new_obj(cls, args);
+                    self.stack.push(v)
+                }
+                0x92 => {
+                    let kwargs = self.pop()?;
+                    let args = self.pop()?;
+                    let cls = self.pop()?;
+                    let v = self.new_obj(cls, V::Tuple(Rc::new(vec![args, kwargs])));
+                    self.stack.push(v)
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.pop()?;
+                    if let V::Obj(o) = &target {
+                        o.borrow_mut().state.push(state);
+                    } else if let V::Dict(d) = &target {
+                        d.borrow_mut().push((V::Str(Rc::from("__state__")), state));
+                    }
+                    self.stack.push(target)
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let v = self.persistent(pid)?;
+                    self.stack.push(v)
+                }
+                b'h' => {
+                    let i = self.u8()? as u32;
+                    self.get(i)?
+                }
+                b'j' => {
+                    let i = self.u32()?;
+                    self.get(i)?
+                }
+                b'q' => {
+                    let i = self.u8()? as u32;
+                    self.memoize(i)?
+                }
+                b'r' => {
+                    let i = self.u32()?;
+                    self.memoize(i)?
+                }
+                0x94 => {
+                    let i = self.memo.len() as u32;
+                    self.memoize(i)?
+                }
+                other => {
+                    return bad(format!(
+                        "unsupported pickle opcode 0x{other:02x} at byte {}",
+                        self.pos - 1
+                    ))
+                }
+            }
+        }
+    }
+
+    fn global(&mut self, name: String) {
+        let name = name.replace("__builtin__.", "builtins.");
+        self.stack.push(V::Global(Rc::from(name.as_str())));
+    }
+
+    fn append(&mut self, target: &V, items: Vec<V>) -> R<()> {
+        match target {
+            V::List(l) => l.borrow_mut().extend(items),
+            V::Obj(o) => o.borrow_mut().items.extend(items),
+            _ => return bad("APPEND to a non-list"),
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, target: &V, items: Vec<V>) -> R<()> {
+        if !items.len().is_multiple_of(2) {
+            return bad("odd number of dict items");
+        }
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            match target {
+                V::Dict(d) => d.borrow_mut().push((k, v)),
+                V::Obj(o) => o.borrow_mut().items.extend([k, v]),
+                _ => return bad("SETITEM on a non-dict"),
+            }
+        }
+        Ok(())
+    }
+
+    fn persistent(&mut self, pid: V) -> R<V> {
+        let V::Tuple(t) = pid else {
+            return bad("persistent id is not a tuple");
+        };
+        match t.as_slice() {
+            [V::Str(kind), V::Global(ty), V::Str(key), V::Str(_location), V::Int(numel)]
+                if kind.as_ref() == "storage" =>
+            {
+                let itemsize = itemsize(ty)
+                    .ok_or_else(|| ArtifactError::Unsupported(format!("storage type {ty}")))?;
+                if *numel < 0 || key.is_empty() || key.contains('/') || key.contains("..") {
+                    return bad("malformed storage id");
+                }
+                let numel = *numel as u64;
+                match self.storages.get(key.as_ref()) {
+                    Some(s) if s.numel != numel || s.itemsize != itemsize => {
+                        return bad(format!("storage {key} declared with two sizes"))
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.storages
+                            .insert(key.to_string(), StorageInfo { itemsize, numel });
+                    }
+                }
+                Ok(V::Storage(key.clone()))
+            }
+            _ => bad("unsupported persistent id"),
+        }
+    }
+
+    fn new_obj(&mut self, cls: V, _args: V) -> V {
+        let class = match cls {
+            V::Global(g) => g.to_string(),
+            _ => "<dynamic>".into(),
+        };
+        self.classes.insert(class.clone());
+        V::Obj(Rc::new(RefCell::new(Obj {
+            class,
+            ..Obj::default()
+        })))
+    }
+
+    fn reduce(&mut self, func: V, args: V) -> R<V> {
+        let V::Global(name) = &func else {
+            return Ok(self.new_obj(func, args));
+        };
+        let args: Vec<V> = match &args {
+            V::Tuple(t) => t.as_ref().clone(),
+            _ => return bad(format!("arguments of {name} are not a tuple")),
+        };
+        match name.as_ref() {
+            "torch._utils._rebuild_tensor" | "torch._utils._rebuild_tensor_v2" => {
+                let (
+                    Some(V::Storage(key)),
+                    Some(V::Int(offset)),
+                    Some(V::Tuple(size)),
+                    Some(V::Tuple(stride)),
+                ) = (args.first(), args.get(1), args.get(2), args.get(3))
+                else {
+                    return bad("malformed tensor");
+                };
+                let requires_grad = matches!(args.get(4), Some(V::Bool(true)));
+                let dims = |t: &[V]| -> R<Vec<u64>> {
+                    t.iter()
+                        .map(|d| match d {
+                            V::Int(i) if *i >= 0 => Ok(*i as u64),
+                            _ => bad("malformed tensor shape"),
+                        })
+                        .collect()
+                };
+                let (size, stride) = (dims(size)?, dims(stride)?);
+                if size.len() != stride.len() || *offset < 0 {
+                    return bad("malformed tensor shape");
+                }
+                let numel = size.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+                let Some(numel) = numel else {
+                    return bad("tensor too large");
+                };
+                let storage = &self.storages[key.as_ref()];
+                if numel > 0 {
+                    let extent = size
+                        .iter()
+                        .zip(&stride)
+                        .map(|(d, s)| (d - 1).saturating_mul(*s))
+                        .fold(*offset as u64, |a, b| a.saturating_add(b));
+                    if extent >= storage.numel {
+                        return bad("tensor reaches past its storage");
+                    }
+                }
+                Ok(V::Tensor(Rc::new(Tensor {
+                    key: key.to_string(),
+                    offset: *offset as u64,
+                    numel,
+                    param: false,
+                    requires_grad,
+                })))
+            }
+            "torch._utils._rebuild_parameter" | "torch._utils._rebuild_parameter_with_state" => {
+                let Some(V::Tensor(t)) = args.first() else {
+                    return bad("malformed parameter");
+                };
+                let requires_grad = matches!(args.get(1), Some(V::Bool(true)));
+                Ok(V::Tensor(Rc::new(Tensor {
+                    key: t.key.clone(),
+                    offset: t.offset,
+                    numel: t.numel,
+                    param: true,
+                    requires_grad,
+                })))
+            }
+            "torch._tensor._rebuild_from_type_v2" => {
+                // (func, type, args, state): a tensor subclass around a rebuilt tensor.
+                match (args.first(), args.get(2)) {
+                    (Some(f), Some(a)) => self.reduce(f.clone(), a.clone()),
+                    _ => bad("malformed tensor subclass"),
+                }
+            }
+            "collections.OrderedDict" | "builtins.dict" => {
+                let dict = V::Dict(Rc::default());
+                if let Some(V::List(pairs)) = args.first() {
+                    for pair in pairs.borrow().iter() {
+                        if let V::Tuple(kv) = pair {
+                            if kv.len() == 2 {
+                                self.set_items(&dict, vec![kv[0].clone(), kv[1].clone()])?;
+                            }
+                        }
+                    }
+                }
+                Ok(dict)
+            }
+            "builtins.set" | "builtins.frozenset" | "builtins.list" => {
+                let items = match args.first() {
+                    Some(V::List(l)) => l.borrow().clone(),
+                    _ => Vec::new(),
+                };
+                Ok(V::List(Rc::new(RefCell::new(items))))
+            }
+            n if n.starts_with("torch._utils._rebuild")
+                || n.starts_with("torch._tensor._rebuild") =>
+            {
+                bad(format!(
+                    "unsupported tensor kind ({n}): use dense CPU tensors"
+                ))
+            }
+            _ => {
+                let obj = self.new_obj(func, V::None);
+                if let V::Obj(o) = &obj {
+                    // Arguments are kept so that tensors passed to a constructor stay reachable.
+                    o.borrow_mut().items.extend(args);
+                }
+                Ok(obj)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Trainable,
+    Frozen,
+    Buffer,
+    Other,
+}
+
+/// Walks the graph reachable from the root, classifying every tensor.
+#[derive(Default)]
+struct Walk {
+    seen: HashSet<usize>,
+    /// Reachable tensors with their (best) role.
+    tensors: HashMap<usize, (Rc<Tensor>, Role)>,
+    /// Tensors that are running statistics of a torch.nn normalization layer.
+    stats: HashSet<usize>,
+    /// Storages reachable raw (not through a tensor).
+    raw: HashSet<String>,
+    /// Trainable parameters found in `_parameters` dicts (the original rule).
+    trainable: HashMap<usize, u64>,
+}
+
+fn dict_get<'v>(d: &'v [(V, V)], key: &str) -> Option<&'v V> {
+    d.iter()
+        .find(|(k, _)| matches!(k, V::Str(s) if s.as_ref() == key))
+        .map(|(_, v)| v)
+}
+
+impl Walk {
+    fn tensor(&mut self, t: &Rc<Tensor>, role: Role) {
+        let id = Rc::as_ptr(t) as usize;
+        let entry = self.tensors.entry(id).or_insert((t.clone(), role));
+        entry.1 = entry.1.min(role);
+    }
+
+    fn visit(&mut self, v: &V) {
+        let id = match v {
+            V::List(l) => Rc::as_ptr(l) as usize,
+            V::Tuple(t) => Rc::as_ptr(t) as *const u8 as usize,
+            V::Dict(d) => Rc::as_ptr(d) as usize,
+            V::Obj(o) => Rc::as_ptr(o) as usize,
+            V::Tensor(t) => {
+                let role = if t.param && t.requires_grad {
+                    Role::Trainable
+                } else if t.param {
+                    Role::Frozen
+                } else {
+                    Role::Other
+                };
+                self.tensor(t, role);
+                return;
+            }
+            V::Storage(k) => {
+                self.raw.insert(k.to_string());
+                return;
+            }
+            _ => return,
+        };
+        if !self.seen.insert(id) {
+            return;
+        }
+        match v {
+            V::List(l) => l.borrow().iter().for_each(|x| self.visit(x)),
+            V::Tuple(t) => t.iter().for_each(|x| self.visit(x)),
+            V::Dict(d) => {
+                for (k, x) in d.borrow().iter() {
+                    self.visit(k);
+                    self.visit(x);
+                }
+            }
+            V::Obj(o) => {
+                let o = o.borrow();
+                for state in &o.state {
+                    if let V::Dict(d) = state {
+                        self.module_state(&o.class, &d.borrow());
+                    }
+                    self.visit(state);
+                }
+                o.items.iter().for_each(|x| self.visit(x));
+            }
+            _ => {}
+        }
+    }
+
+    /// Roles from a module's `__dict__`: `_parameters`, `_buffers`, normalization stats.
+    fn module_state(&mut self, class: &str, state: &[(V, V)]) {
+        if let Some(V::Dict(params)) = dict_get(state, "_parameters") {
+            for (_, p) in params.borrow().iter() {
+                if let V::Tensor(t) = p {
+                    if t.param && t.requires_grad {
+                        self.trainable.insert(Rc::as_ptr(t) as usize, t.numel);
+                    }
+                }
+            }
+        }
+        if let Some(V::Dict(buffers)) = dict_get(state, "_buffers") {
+            let features = match dict_get(state, "num_features") {
+                Some(V::Int(n)) if *n > 0 => Some(*n as u64),
+                _ => None,
+            };
+            let norm = NORM_CLASSES.contains(&class);
+            for (name, b) in buffers.borrow().iter() {
+                let V::Tensor(t) = b else { continue };
+                self.tensor(t, Role::Buffer);
+                let V::Str(name) = name else { continue };
+                let expected = match name.as_ref() {
+                    "running_mean" | "running_var" => features,
+                    "num_batches_tracked" => Some(1),
+                    _ => None,
+                };
+                if norm && !t.param && t.offset == 0 && Some(t.numel) == expected {
+                    self.stats.insert(Rc::as_ptr(t) as usize);
+                }
+            }
+        }
+    }
+}
+
+fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
+    let mut m = Machine {
+        data: pickle,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+        storages: BTreeMap::new(),
+        classes: Default::default(),
+    };
+    let root = m.run()?;
+    let mut walk = Walk::default();
+    walk.visit(&root);
+
+    // Per storage: the roles of the reachable tensors on it; exempt only when every
+    // reference is a running statistic that spans its whole storage.
+    let mut roles: HashMap<&str, Role> = HashMap::new();
+    let mut exempt_ok: HashMap<&str, bool> = HashMap::new();
+    for (id, (t, role)) in &walk.tensors {
+        let r = roles.entry(t.key.as_str()).or_insert(*role);
+        *r = (*r).min(*role);
+        let whole = m.storages[&t.key].numel == t.numel;
+        let ok = walk.stats.contains(id) && whole;
+        let e = exempt_ok.entry(t.key.as_str()).or_insert(true);
+        *e = *e && ok;
+    }
+    let mut count = Count {
+        storages: m.storages.len() as u64,
+        pickle_bytes: pickle.len() as u64,
+        classes: m.classes.iter().cloned().collect(),
+        params_trainable: walk.trainable.values().sum(),
+        ..Count::default()
+    };
+    let mut exempt = 0u64;
+    for (key, info) in &m.storages {
+        let u = units(info);
+        if exempt_ok.get(key.as_str()) == Some(&true) && !walk.raw.contains(key) {
+            exempt += u;
+            continue;
+        }
+        match roles.get(key.as_str()) {
+            Some(Role::Trainable) => {}
+            Some(Role::Frozen) => count.frozen += u,
+            Some(Role::Buffer) => count.buffers += u,
+            Some(Role::Other) | None => count.other += u,
+        }
+        count.params += u;
+    }
+    // Trainable storages count in `params` already; `params - frozen - buffers - other`
+    // is what trainable parameters occupy (storage-wise).
+    if exempt > count.params / EXEMPT_FRACTION {
+        // Implausibly large "statistics": they count like any buffer.
+        count.buffers += exempt;
+        count.params += exempt;
+        exempt = 0;
+        count.note = "running statistics larger than 1/8 of the model count like buffers; ".into();
+    }
+    count.exempt_running_stats = exempt;
+    count.note.push_str(&describe(&count));
+    Ok((count, m.storages))
+}
+
+fn describe(c: &Count) -> String {
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (c.frozen, "frozen parameters"),
+        (c.buffers, "buffers"),
+        (c.other, "other stored tensors"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} in {what}"));
+        }
+    }
+    let mut s = if c.params == c.params_trainable {
+        "params equals the original rule's trainable count".to_string()
+    } else if parts.is_empty() {
+        format!(
+            "params ({}) differs from the trainable count ({}): shared or wide-dtype storages",
+            c.params, c.params_trainable
+        )
+    } else {
+        format!(
+            "params ({}) counts every stored tensor element, the original rule ({}) only trainable parameters: {}",
+            c.params,
+            c.params_trainable,
+            parts.join(", ")
+        )
+    };
+    if c.exempt_running_stats > 0 {
+        s.push_str(&format!(
+            "; {} normalization running statistics not counted",
+            c.exempt_running_stats
+        ));
+    }
+    s
+}
+
+fn read_entry(
+    zip: &mut zip::ZipArchive<std::fs::File>,
+    name: &str,
+    max: u64,
+) -> R<Option<Vec<u8>>> {
+    let mut entry = match zip.by_name(name) {
+        Ok(e) => e,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(ArtifactError::NotArchive(e.to_string())),
+    };
+    let mut data = Vec::new();
+    (&mut entry)
+        .take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| ArtifactError::NotArchive(format!("{name}: {e}")))?;
+    Ok(Some(data))
+}
+
+/// Counts `artifact` (a `torch.save` zip, untrusted) and writes a canonical copy to
+/// `canonical`, holding only the pickle and the storages it references.
+pub fn count_and_rewrite(artifact: &Path, canonical: &Path) -> R<Count> {
+    let meta = std::fs::symlink_metadata(artifact)
+        .map_err(|e| ArtifactError::NotArchive(format!("no model.pt was exported ({e})")))?;
+    if !meta.is_file() {
+        return Err(ArtifactError::NotArchive(
+            "model.pt is not a regular file".into(),
+        ));
+    }
+    if meta.len() > MAX_ARTIFACT_BYTES {
+        return Err(ArtifactError::NotArchive(format!(
+            "model.pt is {} bytes, over the {MAX_ARTIFACT_BYTES}-byte limit",
+            meta.len()
+        )));
+    }
+    let file =
+        std::fs::File::open(artifact).map_err(|e| ArtifactError::NotArchive(e.to_string()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| ArtifactError::NotArchive(e.to_string()))?;
+    let pkl_name = zip
+        .file_names()
+        .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+        .map(str::to_string)
+        .ok_or_else(|| ArtifactError::NotArchive("no data.pkl in the archive".into()))?;
+    let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
+    let pickle = read_entry(&mut zip, &pkl_name, PICKLE_ALLOWANCE)?.unwrap_or_default();
+    if pickle.len() as u64 > PICKLE_ALLOWANCE {
+        let size = zip.by_name(&pkl_name).map(|e| e.size()).unwrap_or(0);
+        return Err(ArtifactError::PickleTooLarge {
+            size: size.max(pickle.len() as u64),
+            max: PICKLE_ALLOWANCE,
+        });
+    }
+    let (count, storages) = count_pickle(&pickle)?;
+    if let Some(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16)? {
+        if order != b"little" {
+            return bad("only little-endian archives are accepted");
+        }
+    }
+    let out = std::fs::File::create(canonical).map_err(|e| {
+        ArtifactError::NotArchive(format!("cannot write the canonical artifact: {e}"))
+    })?;
+    let mut w = zip::ZipWriter::new(out);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let io = |e: std::io::Error| {
+        ArtifactError::NotArchive(format!("cannot write the canonical artifact: {e}"))
+    };
+    let ze = |e: zip::result::ZipError| {
+        ArtifactError::NotArchive(format!("cannot write the canonical artifact: {e}"))
+    };
+    w.start_file("archive/data.pkl", opts).map_err(ze)?;
+    w.write_all(&pickle).map_err(io)?;
+    w.start_file("archive/byteorder", opts).map_err(ze)?;
+    w.write_all(b"little").map_err(io)?;
+    for (key, info) in &storages {
+        let bytes = info.numel.saturating_mul(info.itemsize);
+        let data = read_entry(&mut zip, &format!("{prefix}data/{key}"), bytes)?
+            .ok_or_else(|| ArtifactError::NotArchive(format!("storage {key} is missing")))?;
+        if data.len() as u64 != bytes {
+            return bad(format!(
+                "storage {key} holds {} bytes, expected {bytes}",
+                data.len()
+            ));
+        }
+        w.start_file(format!("archive/data/{key}"), opts)
+            .map_err(ze)?;
+        w.write_all(&data).map_err(io)?;
+    }
+    w.start_file("archive/version", opts).map_err(ze)?;
+    w.write_all(b"3\n").map_err(io)?;
+    w.finish().map_err(ze)?;
+    Ok(count)
+}

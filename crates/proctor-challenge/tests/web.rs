@@ -1,0 +1,182 @@
+//! The HTTP layer over a real store, with a backend that runs nothing: uploads,
+//! rejections, pages and the Pareto plot.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use proctor_challenge::{Platform, PlatformConfig};
+use proctor_core::{Job, JobError, RunResult};
+use proctor_engine::Backend;
+use proctor_store::Finished;
+use tower::ServiceExt;
+
+#[derive(Clone)]
+struct NoBackend;
+
+impl Backend for NoBackend {
+    async fn run(&self, _job: Job) -> Result<RunResult, JobError> {
+        Err(JobError::Engine("no backend in this test".into()))
+    }
+}
+
+const SOLUTION: &str = "import torch\nclass Solution:\n    def solve(self, a, b, m):\n        return torch.nn.Linear(384, 128)\n";
+
+fn multipart(file_name: &str, bytes: &[u8], participant: &str) -> (String, Vec<u8>) {
+    let boundary = "XproctorBoundaryX";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"participant\"\r\n\r\n{participant}\r\n").as_bytes(),
+    );
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Option<String>, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, file_name: &str, bytes: &[u8], who: &str) -> Request<Body> {
+    let (ct, body) = multipart(file_name, bytes, who);
+    Request::post(uri)
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn upload_list_pages_and_pareto_plot() {
+    let home = tempfile::tempdir().unwrap();
+    let platform = Platform::open(NoBackend, PlatformConfig::new(home.path().to_path_buf()))
+        .await
+        .unwrap();
+    let app: axum::Router = proctor_challenge::web::router(platform.clone());
+
+    let (st, _, body) = call(&app, get("/api/challenges")).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["challenges"].as_array().unwrap().len(), 5);
+    let (st, _, body) = call(&app, get("/api/challenges/imagenet-pareto-9k")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(body.contains("unknown challenge"));
+
+    // API upload of a bare solution.py: queued.
+    let (st, _, body) = call(
+        &app,
+        post(
+            "/api/challenges/imagenet-pareto-500k/submissions",
+            "solution.py",
+            SOLUTION.as_bytes(),
+            "alice",
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "queued");
+    let id = v["submission_id"].as_str().unwrap().to_string();
+
+    // A path-traversal zip: rejected, stored, with the reason.
+    let evil = proctor_challenge::intake::zip_files(&[("../evil.py", b"x")]).unwrap();
+    let (st, _, body) = call(
+        &app,
+        post(
+            "/api/challenges/imagenet-pareto-500k/submissions",
+            "evil.zip",
+            &evil,
+            "mallory",
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("unsafe path"), "{body}");
+
+    // The upload form redirects to the submission page.
+    let (st, location, _) = call(
+        &app,
+        post(
+            "/challenges/imagenet-pareto-500k/submit",
+            "solution.py",
+            SOLUTION.as_bytes(),
+            "bob",
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let location = location.unwrap();
+    assert!(location.starts_with("/submissions/"));
+    let (st, _, page) = call(&app, get(&location)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("queued") && page.contains("bob"), "{page}");
+
+    // Alice's submission is scored (as a worker would record it).
+    platform.store().claim(&id).await.unwrap().unwrap();
+    platform
+        .store()
+        .finish(
+            &id,
+            &Finished {
+                status: "scored".into(),
+                score: Some(96.5),
+                accuracy: Some(0.9902),
+                params: Some(49_280),
+                params_trainable: Some(49_280),
+                ..Finished::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, _, body) = call(&app, get(&format!("/api/submissions/{id}"))).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "scored");
+    assert_eq!(v["params"], 49_280);
+    let (_, _, body) = call(
+        &app,
+        get("/api/challenges/imagenet-pareto-500k/leaderboard"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["entries"][0]["participant"], "alice");
+    assert_eq!(v["entries"][0]["rank"], 1);
+
+    let (st, _, page) = call(&app, get("/challenges/imagenet-pareto-500k")).await;
+    assert_eq!(st, StatusCode::OK);
+    for needle in [
+        "ImageNet Pareto 500K",
+        "alice",
+        "mallory",
+        "rejected",
+        "<svg",
+        "frontier-point",
+        "enctype=\"multipart/form-data\"",
+        "<h2>Statement</h2>",
+    ] {
+        assert!(page.contains(needle), "missing {needle}");
+    }
+    let (st, _, svg) = call(&app, get("/challenges/imagenet-pareto-500k/pareto.svg")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(svg.matches("frontier-point").count(), 1);
+    let (_, _, list) = call(&app, get("/challenges")).await;
+    assert!(list.contains("/challenges/imagenet-pareto-2.5m"));
+    let (_, _, api) = call(&app, get("/api/openapi.json")).await;
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert!(v["paths"]["/api/challenges/{id}/submissions"]["post"].is_object());
+}

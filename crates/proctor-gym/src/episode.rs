@@ -1,0 +1,667 @@
+//! Episodes: a task, a persistent sandboxed session, WhipStudio's six tools, a turn
+//! limit, and the reward of the submitted fix.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proctor_core::Limits;
+use proctor_engine::{LocalBackend, Session, SessionReply};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::grade::{self, GradeReport, MAX_CODE_BYTES};
+use crate::task::{self, Task};
+use crate::GymError;
+
+/// The agent's actions, with exactly WhipStudio's field names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action_type", rename_all = "snake_case")]
+pub enum Action {
+    /// Run code in the episode's namespace.
+    ExecuteSnippet(ExecuteSnippet),
+    /// Statistics of a tensor.
+    InspectTensor(InspectTensor),
+    /// Run the script for a few optimizer steps and watch them.
+    RunTrainingProbe(RunTrainingProbe),
+    /// Values of expressions (and parameter tables of modules).
+    GetVariableState(GetVariableState),
+    /// Diff a proposal against the original script.
+    InspectDiff(InspectDiff),
+    /// Grade a fix; ends the episode.
+    SubmitFix(SubmitFix),
+}
+
+/// `execute_snippet`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteSnippet {
+    /// Python source.
+    pub code: String,
+}
+
+/// `inspect_tensor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectTensor {
+    /// Expression that evaluates to a tensor.
+    pub target_expression: String,
+    /// Code run first, in a copy of the namespace.
+    #[serde(default)]
+    pub setup_code: Option<String>,
+}
+
+/// `run_training_probe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunTrainingProbe {
+    /// Optimizer steps to watch (1–10).
+    pub steps: i64,
+    /// Script to probe; the task's script when absent.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// `get_variable_state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetVariableState {
+    /// Up to 10 expressions.
+    pub expressions: Vec<String>,
+    /// Code run first, in a copy of the namespace.
+    #[serde(default)]
+    pub setup_code: Option<String>,
+}
+
+/// `inspect_diff`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectDiff {
+    /// The proposed script.
+    pub proposed_code: String,
+}
+
+/// `submit_fix`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitFix {
+    /// The fixed script.
+    pub fixed_code: String,
+    /// The agent's explanation (recorded, not graded).
+    #[serde(default)]
+    pub explanation: Option<String>,
+    /// The agent's attempt counter (recorded).
+    #[serde(default)]
+    pub attempt_number: Option<i64>,
+}
+
+impl Action {
+    /// Parses an action, with a message that names the problem.
+    pub fn parse(value: &Value) -> Result<Action, GymError> {
+        let kind = value
+            .get("action_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                GymError::BadAction(format!(
+                    "missing \"action_type\"; expected one of {}",
+                    TOOL_NAMES.join(", ")
+                ))
+            })?;
+        if !TOOL_NAMES.contains(&kind) {
+            return Err(GymError::BadAction(format!(
+                "unknown action_type {kind:?}; expected one of {}",
+                TOOL_NAMES.join(", ")
+            )));
+        }
+        // OpenEnv's Action base class carries a `metadata` dict; it is not a tool field.
+        let mut value = value.clone();
+        if let Some(o) = value.as_object_mut() {
+            o.remove("metadata");
+        }
+        serde_json::from_value(value).map_err(|e| GymError::BadAction(format!("{kind}: {e}")))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Action::ExecuteSnippet(_) => "execute_snippet",
+            Action::InspectTensor(_) => "inspect_tensor",
+            Action::RunTrainingProbe(_) => "run_training_probe",
+            Action::GetVariableState(_) => "get_variable_state",
+            Action::InspectDiff(_) => "inspect_diff",
+            Action::SubmitFix(_) => "submit_fix",
+        }
+    }
+
+    fn check_sizes(&self) -> Result<(), GymError> {
+        let sizes: Vec<usize> = match self {
+            Action::ExecuteSnippet(a) => vec![a.code.len()],
+            Action::InspectTensor(a) => vec![
+                a.target_expression.len(),
+                a.setup_code.as_ref().map_or(0, String::len),
+            ],
+            Action::RunTrainingProbe(a) => vec![a.code.as_ref().map_or(0, String::len)],
+            Action::GetVariableState(a) => {
+                if a.expressions.is_empty() || a.expressions.len() > 10 {
+                    return Err(GymError::BadAction(format!(
+                        "get_variable_state takes 1 to 10 expressions, got {}",
+                        a.expressions.len()
+                    )));
+                }
+                a.expressions
+                    .iter()
+                    .map(String::len)
+                    .chain([a.setup_code.as_ref().map_or(0, String::len)])
+                    .collect()
+            }
+            Action::InspectDiff(a) => vec![a.proposed_code.len()],
+            Action::SubmitFix(a) => vec![a.fixed_code.len()],
+        };
+        if let Some(big) = sizes.iter().find(|s| **s > MAX_CODE_BYTES) {
+            return Err(GymError::BadAction(format!(
+                "{}: code of {big} bytes exceeds the limit of {MAX_CODE_BYTES}",
+                self.name()
+            )));
+        }
+        if let Action::RunTrainingProbe(p) = self {
+            if !(1..=10).contains(&p.steps) {
+                return Err(GymError::BadAction(format!(
+                    "run_training_probe: steps must be 1–10, got {}",
+                    p.steps
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every tool's name, as `action_type`.
+pub const TOOL_NAMES: &[&str] = &[
+    "execute_snippet",
+    "inspect_tensor",
+    "run_training_probe",
+    "get_variable_state",
+    "inspect_diff",
+    "submit_fix",
+];
+
+/// Per-tool descriptions (for `/tools` and MCP).
+pub fn tool_descriptions() -> Vec<Value> {
+    vec![
+        json!({"name": "execute_snippet", "description": "Run Python code in the episode's persistent namespace; returns stdout, stderr, exit_code, timed_out and the value of the last expression.", "fields": {"code": "string"}}),
+        json!({"name": "inspect_tensor", "description": "Shape, dtype, device, grad state, min/max/mean/std, NaN/Inf counts and a preview of a tensor expression.", "fields": {"target_expression": "string", "setup_code": "string?"}}),
+        json!({"name": "run_training_probe", "description": "Run the script (or `code`) for 1–10 optimizer steps: per-step losses, gradient norms per parameter, learning rate, optimizer parameter count, NaN/Inf flags, peak memory.", "fields": {"steps": "integer 1-10", "code": "string?"}}),
+        json!({"name": "get_variable_state", "description": "repr, type, value and shape of up to 10 expressions; modules also list their parameters (shape, requires_grad, held by an optimizer).", "fields": {"expressions": "string[]", "setup_code": "string?"}}),
+        json!({"name": "inspect_diff", "description": "Unified diff of a proposal against the original script, with lines changed, additions, deletions and a syntax check.", "fields": {"proposed_code": "string"}}),
+        json!({"name": "submit_fix", "description": "Grade a fixed script by running it under instrumentation and measuring the model on held-out data; returns the reward and ends the episode.", "fields": {"fixed_code": "string", "explanation": "string?", "attempt_number": "integer?"}}),
+    ]
+}
+
+/// Knobs of episodes.
+#[derive(Debug, Clone)]
+pub struct EpisodeConfig {
+    /// Turns before the episode ends without a fix.
+    pub max_turns: u32,
+    /// Limit of one tool call.
+    pub call_timeout: Duration,
+    /// An idle episode frees its processes after this long.
+    pub idle_timeout: Duration,
+    /// Limits of the episode's session.
+    pub session_limits: Limits,
+}
+
+impl Default for EpisodeConfig {
+    fn default() -> Self {
+        EpisodeConfig {
+            max_turns: 10,
+            call_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            session_limits: Limits {
+                memory_mb: 2048,
+                max_pids: 64,
+                max_output_bytes: 60_000,
+                ..Limits::default()
+            },
+        }
+    }
+}
+
+/// One step of an episode's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// Turn number (1-based).
+    pub turn: u32,
+    /// The action, as received.
+    pub action: Value,
+    /// The observation returned.
+    pub observation: Value,
+    /// Reward after this step.
+    pub reward: Option<f64>,
+}
+
+/// The result of `reset` or `step`: OpenEnv's `{observation, reward, done}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    /// Tool output plus `action_type`, `turn`, `episode_done`.
+    pub observation: Value,
+    /// `null` until a fix is submitted.
+    pub reward: Option<f64>,
+    /// Whether the episode ended.
+    pub done: bool,
+}
+
+/// A running episode.
+pub struct Episode {
+    /// Unique id.
+    pub id: String,
+    /// The task.
+    pub task: Task,
+    session: Session,
+    config: EpisodeConfig,
+    /// Turns taken.
+    pub turn: u32,
+    /// Whether it ended.
+    pub done: bool,
+    /// The reward, once a fix was submitted.
+    pub reward: Option<f64>,
+    /// Every step.
+    pub history: Vec<HistoryEntry>,
+    /// The grade of the submitted fix.
+    pub grade: Option<GradeReport>,
+    last_active: Instant,
+}
+
+fn session_value(reply: &SessionReply) -> Result<Value, GymError> {
+    match &reply.value {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| GymError::Engine(format!("tool output unreadable: {e}"))),
+        None => Err(GymError::Engine(format!(
+            "tool failed ({}): {}",
+            reply.status,
+            reply.error.clone().unwrap_or_else(|| reply.stderr.clone())
+        ))),
+    }
+}
+
+/// A Python string literal (JSON strings are valid Python literals).
+fn py(s: &str) -> String {
+    serde_json::to_string(s).expect("string")
+}
+
+impl Episode {
+    /// Starts an episode of `task_id` (slug or `task1`…`task6`; a seed picks one when absent).
+    pub async fn start(
+        backend: &LocalBackend,
+        task_id: Option<&str>,
+        seed: Option<u64>,
+        config: EpisodeConfig,
+    ) -> Result<Episode, GymError> {
+        let task = match task_id {
+            Some(id) => task::find(id)?,
+            None => {
+                let all = task::all()?;
+                let i = seed.unwrap_or(0) as usize % all.len();
+                all.into_iter().nth(i).expect("tasks exist")
+            }
+        };
+        let session = backend
+            .open_session(config.session_limits, config.idle_timeout)
+            .await
+            .map_err(|e| GymError::Engine(e.to_string()))?;
+        let setup = format!(
+            "import torch, torch.nn as nn, torch.nn.functional as F, json, math\nfrom proctor_harness import gym_tools as __proctor_gym\nSCRIPT = {}\n",
+            py(task.broken_script())
+        );
+        let reply = session
+            .exec(&setup, config.call_timeout)
+            .await
+            .map_err(|e| GymError::Engine(e.to_string()))?;
+        if reply.error.is_some() {
+            return Err(GymError::Engine(format!(
+                "episode setup failed: {}",
+                reply.stderr
+            )));
+        }
+        Ok(Episode {
+            id: uuid::Uuid::new_v4().to_string(),
+            task,
+            session,
+            config,
+            turn: 0,
+            done: false,
+            reward: None,
+            history: Vec::new(),
+            grade: None,
+            last_active: Instant::now(),
+        })
+    }
+
+    /// The observation of a fresh episode.
+    pub fn initial_observation(&self) -> Value {
+        let spec = &self.task.spec;
+        json!({
+            "action_type": "reset",
+            "turn": 0,
+            "episode_done": false,
+            "episode_id": self.id,
+            "task_id": spec.id,
+            "task_alias": spec.alias,
+            "title": spec.title,
+            "difficulty": spec.difficulty,
+            "description": spec.description,
+            "buggy_code": self.task.broken_script(),
+            "available_tools": TOOL_NAMES,
+            "max_turns": self.config.max_turns,
+            "message": "the buggy script is in `buggy_code` (and in the namespace as SCRIPT); use the tools, then submit_fix",
+        })
+    }
+
+    /// Seconds since the last action.
+    pub fn idle_for(&self) -> Duration {
+        self.last_active.elapsed()
+    }
+
+    /// Applies one action. Errors leave the episode as it was.
+    pub async fn step(
+        &mut self,
+        backend: &LocalBackend,
+        raw: &Value,
+    ) -> Result<StepResult, GymError> {
+        if self.done {
+            return Err(GymError::Episode(format!(
+                "episode {} is finished; reset to start a new one",
+                self.id
+            )));
+        }
+        let action = Action::parse(raw)?;
+        action.check_sizes()?;
+        self.last_active = Instant::now();
+        let mut observation = self.run_tool(backend, &action).await?;
+        self.turn += 1;
+        if let Action::SubmitFix(_) = action {
+            self.done = true;
+        } else if self.turn >= self.config.max_turns {
+            self.done = true;
+            self.reward = Some(0.0);
+            observation["message"] = json!(format!(
+                "turn limit of {} reached without a submitted fix",
+                self.config.max_turns
+            ));
+        }
+        observation["action_type"] = json!(action.name());
+        observation["turn"] = json!(self.turn);
+        observation["episode_done"] = json!(self.done);
+        self.history.push(HistoryEntry {
+            turn: self.turn,
+            action: raw.clone(),
+            observation: observation.clone(),
+            reward: self.reward,
+        });
+        if self.done {
+            self.session.close().await;
+        }
+        Ok(StepResult {
+            observation,
+            reward: self.reward,
+            done: self.done,
+        })
+    }
+
+    async fn exec(&self, code: &str) -> Result<SessionReply, GymError> {
+        if !self.session.is_alive() {
+            return Err(GymError::Episode(
+                "the episode's session has ended (idle timeout or crash); reset to start again"
+                    .into(),
+            ));
+        }
+        self.session
+            .exec(code, self.config.call_timeout)
+            .await
+            .map_err(|e| GymError::Engine(e.to_string()))
+    }
+
+    async fn run_tool(
+        &mut self,
+        backend: &LocalBackend,
+        action: &Action,
+    ) -> Result<Value, GymError> {
+        match action {
+            Action::ExecuteSnippet(a) => {
+                let r = self.exec(&a.code).await?;
+                Ok(json!({
+                    "stdout": r.stdout,
+                    "stderr": r.stderr,
+                    "exit_code": if r.status == proctor_core::Status::Ok { 0 } else { 1 },
+                    "timed_out": r.timed_out,
+                    "value": r.value,
+                    "output_truncated": r.output_truncated,
+                    "session_alive": r.session_alive,
+                }))
+            }
+            Action::InspectTensor(a) => {
+                let code = format!(
+                    "__proctor_gym.inspect_tensor({}, {}, globals())",
+                    py(&a.target_expression),
+                    a.setup_code.as_deref().map_or("None".into(), py)
+                );
+                session_value(&self.exec(&code).await?)
+            }
+            Action::GetVariableState(a) => {
+                let code = format!(
+                    "__proctor_gym.get_variable_state({}, {}, globals())",
+                    serde_json::to_string(&a.expressions).expect("json"),
+                    a.setup_code.as_deref().map_or("None".into(), py)
+                );
+                session_value(&self.exec(&code).await?)
+            }
+            Action::RunTrainingProbe(a) => {
+                let source = a.code.as_deref().map_or("SCRIPT".to_string(), py);
+                let code = format!(
+                    "__proctor_gym.run_training_probe({source}, {}, {{}})",
+                    a.steps
+                );
+                let r = self.exec(&code).await?;
+                let mut v = session_value(&r).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                v["timed_out"] = json!(r.timed_out);
+                Ok(v)
+            }
+            Action::InspectDiff(a) => {
+                let mut v = diff(self.task.broken_script(), &a.proposed_code);
+                let check = session_value(
+                    &self
+                        .exec(&format!(
+                            "__proctor_gym.syntax_check({})",
+                            py(&a.proposed_code)
+                        ))
+                        .await?,
+                )?;
+                v["syntax_ok"] = check["ok"].clone();
+                v["syntax_error"] = check["error"].clone();
+                Ok(v)
+            }
+            Action::SubmitFix(a) => {
+                let report = grade::grade(backend, &self.task, &a.fixed_code).await?;
+                self.reward = Some(report.score);
+                let v = json!({
+                    "reward": report.score,
+                    "band": report.band,
+                    "band_rule": report.band_rule,
+                    "bugs": report.bugs,
+                    "metrics": report.metrics,
+                    "reported": report.reported,
+                    "status": report.status,
+                    "error_log": report.error_log,
+                    "feedback": report.feedback,
+                    "explanation": a.explanation,
+                    "attempt_number": a.attempt_number,
+                });
+                self.grade = Some(report);
+                Ok(v)
+            }
+        }
+    }
+
+    /// OpenEnv's state: id and step count, plus the task and progress.
+    pub fn state(&self) -> Value {
+        json!({
+            "episode_id": self.id,
+            "step_count": self.turn,
+            "task_id": self.task.spec.id,
+            "max_turns": self.config.max_turns,
+            "done": self.done,
+            "reward": self.reward,
+        })
+    }
+
+    /// Ends the episode and frees its session.
+    pub async fn close(&mut self) {
+        self.done = true;
+        self.session.close().await;
+    }
+}
+
+/// Unified diff against the original, with counts.
+pub fn diff(original: &str, proposed: &str) -> Value {
+    let d = similar::TextDiff::from_lines(original, proposed);
+    let (mut additions, mut deletions) = (0, 0);
+    for change in d.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => additions += 1,
+            similar::ChangeTag::Delete => deletions += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    let text = d
+        .unified_diff()
+        .header("original.py", "proposed.py")
+        .to_string();
+    json!({
+        "diff": text,
+        "lines_changed": additions.max(deletions),
+        "additions": additions,
+        "deletions": deletions,
+    })
+}
+
+/// Many episodes at once, each behind its own lock; idle ones are reaped.
+pub struct Gym {
+    backend: LocalBackend,
+    episodes: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Episode>>>>,
+    /// Most episodes alive at once.
+    pub max_episodes: usize,
+    /// Knobs of new episodes.
+    pub config: EpisodeConfig,
+}
+
+impl Gym {
+    /// A gym on `backend`; starts the idle reaper.
+    pub fn new(backend: LocalBackend, max_episodes: usize, config: EpisodeConfig) -> Arc<Gym> {
+        let gym = Arc::new(Gym {
+            backend,
+            episodes: tokio::sync::Mutex::new(HashMap::new()),
+            max_episodes,
+            config,
+        });
+        let weak = Arc::downgrade(&gym);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(gym) = weak.upgrade() else { return };
+                gym.reap_idle().await;
+            }
+        });
+        gym
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> &LocalBackend {
+        &self.backend
+    }
+
+    async fn reap_idle(&self) {
+        let idle = self.config.idle_timeout;
+        let mut map = self.episodes.lock().await;
+        let mut gone = Vec::new();
+        for (id, ep) in map.iter() {
+            if let Ok(e) = ep.try_lock() {
+                if e.idle_for() > idle {
+                    gone.push(id.clone());
+                }
+            }
+        }
+        for id in gone {
+            if let Some(ep) = map.remove(&id) {
+                ep.lock().await.close().await;
+            }
+        }
+    }
+
+    /// Starts an episode; `CAPACITY_REACHED` beyond `max_episodes`.
+    pub async fn reset(
+        &self,
+        task_id: Option<&str>,
+        seed: Option<u64>,
+    ) -> Result<(String, StepResult), GymError> {
+        {
+            let map = self.episodes.lock().await;
+            if map.len() >= self.max_episodes {
+                return Err(GymError::Capacity(map.len()));
+            }
+        }
+        let episode = Episode::start(&self.backend, task_id, seed, self.config.clone()).await?;
+        let id = episode.id.clone();
+        let observation = episode.initial_observation();
+        self.episodes
+            .lock()
+            .await
+            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(episode)));
+        Ok((
+            id,
+            StepResult {
+                observation,
+                reward: None,
+                done: false,
+            },
+        ))
+    }
+
+    async fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Episode>>, GymError> {
+        self.episodes
+            .lock()
+            .await
+            .get(id)
+            .cloned()
+            .ok_or_else(|| GymError::Episode(format!("no episode {id:?}: it ended, was freed after being idle, or never existed; call reset")))
+    }
+
+    /// Applies an action to an episode.
+    pub async fn step(&self, id: &str, action: &Value) -> Result<StepResult, GymError> {
+        let ep = self.get(id).await?;
+        let mut ep = ep.lock().await;
+        ep.step(&self.backend, action).await
+    }
+
+    /// An episode's state.
+    pub async fn state(&self, id: &str) -> Result<Value, GymError> {
+        Ok(self.get(id).await?.lock().await.state())
+    }
+
+    /// An episode's history (for the web UI).
+    pub async fn history(&self, id: &str) -> Result<(Value, Vec<HistoryEntry>), GymError> {
+        let ep = self.get(id).await?;
+        let ep = ep.lock().await;
+        Ok((ep.state(), ep.history.clone()))
+    }
+
+    /// Ends and forgets an episode.
+    pub async fn close(&self, id: &str) {
+        let ep = self.episodes.lock().await.remove(id);
+        if let Some(ep) = ep {
+            ep.lock().await.close().await;
+        }
+    }
+
+    /// Episodes alive now.
+    pub async fn active(&self) -> usize {
+        self.episodes.lock().await.len()
+    }
+}

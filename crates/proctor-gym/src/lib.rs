@@ -1,0 +1,67 @@
+/*!
+The debug gym: an RL environment of broken PyTorch training scripts.
+
+An agent acts on an [`episode::Episode`] with WhipStudio's tools (run a snippet,
+inspect a tensor, probe training, read variables, diff, submit a fix) and earns a
+continuous 0–1 reward from [`grade::grade`], which judges the fix by what it does —
+optimizer steps vs backward calls, learning rates, NaNs, retained graphs, the model's
+accuracy on held-out data — never by what it prints. [`server`] serves it on the
+OpenEnv protocol.
+
+```no_run
+# async fn demo(backend: proctor_engine::LocalBackend) -> Result<(), proctor_gym::GymError> {
+let task = proctor_gym::task::find("task1")?;
+let report = proctor_gym::grade::grade(&backend, &task, task.file("fixed.py").unwrap()).await?;
+assert!(report.score >= 0.85);
+# Ok(()) }
+```
+*/
+#![deny(missing_docs)]
+
+pub mod episode;
+pub mod grade;
+pub mod score;
+pub mod server;
+pub mod task;
+
+/// Errors of the gym; each says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum GymError {
+    /// A task folder is malformed.
+    #[error("bad task: {0}")]
+    BadTask(String),
+    /// No such task.
+    #[error("unknown task {id:?}; known tasks: {known}")]
+    UnknownTask {
+        /// What was asked for.
+        id: String,
+        /// What exists.
+        known: String,
+    },
+    /// The action is malformed (unknown type or field, oversize, missing field).
+    #[error("invalid action: {0}")]
+    BadAction(String),
+    /// The episode is over or gone.
+    #[error("episode error: {0}")]
+    Episode(String),
+    /// Too many episodes at once.
+    #[error("capacity reached: {0} episodes are running; close one or retry later")]
+    Capacity(usize),
+    /// The engine failed.
+    #[error("engine error: {0}")]
+    Engine(String),
+    /// A filesystem step failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl GymError {
+    pub(crate) fn io(context: &'static str) -> impl Fn(std::io::Error) -> GymError {
+        move |source| GymError::Io { context, source }
+    }
+}

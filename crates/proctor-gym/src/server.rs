@@ -1,0 +1,440 @@
+//! The gym on the OpenEnv protocol (openenv-core 0.3): `WS /ws` (one episode per
+//! connection), HTTP `POST /reset`, `POST /step`, `GET /state` (with an `episode_id`),
+//! `GET /health`, `/metadata`, `/schema`, `/openapi.json`, `/tasks`, `/tools`,
+//! `POST /grader`, and `POST /mcp` (JSON-RPC 2.0).
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::episode::{tool_descriptions, Gym, StepResult, TOOL_NAMES};
+use crate::{grade, task, GymError};
+
+const NAME: &str = "proctor-debug-gym";
+
+/// The gym's routes, to serve at a root or nest under `/gym`.
+pub fn router(gym: Arc<Gym>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metadata", get(metadata))
+        .route("/schema", get(schema))
+        .route("/openapi.json", get(openapi))
+        .route("/tasks", get(tasks))
+        .route("/tools", get(tools))
+        .route("/reset", post(reset))
+        .route("/step", post(step))
+        .route("/state", get(state))
+        .route("/grader", post(grader))
+        .route("/mcp", post(mcp))
+        .route("/ws", get(ws))
+        .with_state(gym)
+}
+
+struct ApiError(GymError);
+
+impl From<GymError> for ApiError {
+    fn from(e: GymError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            GymError::BadAction(_) | GymError::UnknownTask { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+            }
+            GymError::Episode(_) => (StatusCode::NOT_FOUND, "SESSION_ERROR"),
+            GymError::Capacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_REACHED"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "EXECUTION_ERROR"),
+        };
+        (
+            status,
+            Json(json!({"error": self.0.to_string(), "code": code})),
+        )
+            .into_response()
+    }
+}
+
+fn ws_code(e: &GymError) -> &'static str {
+    match e {
+        GymError::BadAction(_) | GymError::UnknownTask { .. } => "VALIDATION_ERROR",
+        GymError::Episode(_) => "SESSION_ERROR",
+        GymError::Capacity(_) => "CAPACITY_REACHED",
+        _ => "EXECUTION_ERROR",
+    }
+}
+
+async fn health(State(gym): State<Arc<Gym>>) -> Json<Value> {
+    Json(
+        json!({"status": "healthy", "active_episodes": gym.active().await, "max_episodes": gym.max_episodes}),
+    )
+}
+
+async fn metadata() -> Json<Value> {
+    Json(json!({
+        "name": NAME,
+        "description": "Debug gym: an agent fixes broken PyTorch training scripts with six tools and earns a continuous 0-1 reward graded by behaviour (instrumentation and held-out data), not by printed metrics. WhipStudio-compatible actions.",
+        "version": env!("CARGO_PKG_VERSION"),
+        "author": "proctor",
+        "tasks": task::all().map(|t| t.iter().map(|t| t.spec.id.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+    }))
+}
+
+fn action_schema() -> Value {
+    json!({
+        "title": "Action",
+        "type": "object",
+        "required": ["action_type"],
+        "properties": {
+            "action_type": {"type": "string", "enum": TOOL_NAMES},
+            "code": {"type": "string"},
+            "target_expression": {"type": "string"},
+            "setup_code": {"type": "string"},
+            "steps": {"type": "integer", "minimum": 1, "maximum": 10},
+            "expressions": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+            "proposed_code": {"type": "string"},
+            "fixed_code": {"type": "string"},
+            "explanation": {"type": "string"},
+            "attempt_number": {"type": "integer"},
+        },
+    })
+}
+
+async fn schema() -> Json<Value> {
+    Json(json!({
+        "action": action_schema(),
+        "observation": {
+            "title": "Observation",
+            "type": "object",
+            "required": ["action_type", "turn", "episode_done"],
+            "properties": {
+                "action_type": {"type": "string"},
+                "turn": {"type": "integer"},
+                "episode_done": {"type": "boolean"},
+            },
+            "additionalProperties": true,
+        },
+        "state": {
+            "title": "State",
+            "type": "object",
+            "properties": {
+                "episode_id": {"type": "string"},
+                "step_count": {"type": "integer"},
+                "task_id": {"type": "string"},
+                "done": {"type": "boolean"},
+                "reward": {"type": ["number", "null"]},
+            },
+        },
+    }))
+}
+
+async fn openapi() -> Json<Value> {
+    let op =
+        |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
+    Json(json!({
+        "openapi": "3.0.3",
+        "info": {"title": NAME, "version": env!("CARGO_PKG_VERSION")},
+        "paths": {
+            "/reset": {"post": op("Start an episode: {task_id?, seed?} -> {observation, reward, done, episode_id}")},
+            "/step": {"post": op("Apply an action: {action, episode_id} -> {observation, reward, done}")},
+            "/state": {"get": op("Episode state (?episode_id=)")},
+            "/health": {"get": op("Health")},
+            "/metadata": {"get": op("Name, description, version")},
+            "/schema": {"get": op("JSON Schemas of action, observation, state")},
+            "/tasks": {"get": op("The tasks")},
+            "/tools": {"get": op("The tools")},
+            "/grader": {"post": op("Grade a fix: {task_id, code} -> score and details")},
+            "/mcp": {"post": op("MCP over HTTP (JSON-RPC 2.0)")},
+            "/ws": {"get": op("WebSocket: one episode per connection")},
+        },
+    }))
+}
+
+async fn tasks() -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = task::all()?
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.spec.id, "alias": t.spec.alias, "title": t.spec.title,
+                "difficulty": t.spec.difficulty, "description": t.spec.description,
+                "bugs": t.spec.bugs.len(), "bands": t.spec.bands,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"tasks": list})))
+}
+
+async fn tools() -> Json<Value> {
+    Json(json!({"tools": tool_descriptions(), "action_schema": action_schema()}))
+}
+
+#[derive(Deserialize, Default)]
+struct ResetRequest {
+    #[serde(default)]
+    task_id: Option<String>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+fn step_json(id: Option<&str>, r: StepResult) -> Value {
+    let mut v = json!({"observation": r.observation, "reward": r.reward, "done": r.done});
+    if let Some(id) = id {
+        v["episode_id"] = json!(id);
+    }
+    v
+}
+
+async fn reset(
+    State(gym): State<Arc<Gym>>,
+    body: Option<Json<ResetRequest>>,
+) -> Result<Json<Value>, ApiError> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let (id, result) = gym.reset(req.task_id.as_deref(), req.seed).await?;
+    Ok(Json(step_json(Some(&id), result)))
+}
+
+/// `{"action": {...}, "episode_id"}` (OpenEnv) or a bare WhipStudio action with `episode_id`.
+async fn step(
+    State(gym): State<Arc<Gym>>,
+    Json(mut body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body
+        .get("episode_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| GymError::BadAction("missing \"episode_id\" (returned by /reset)".into()))?;
+    let action = match body.get_mut("action") {
+        Some(a) => a.take(),
+        None => {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("episode_id");
+            }
+            body
+        }
+    };
+    Ok(Json(step_json(None, gym.step(&id, &action).await?)))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    episode_id: Option<String>,
+}
+
+async fn state(
+    State(gym): State<Arc<Gym>>,
+    Query(q): Query<StateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    match q.episode_id {
+        Some(id) => Ok(Json(gym.state(&id).await?)),
+        None => Ok(Json(
+            json!({"episode_id": null, "step_count": 0, "active_episodes": gym.active().await}),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct GraderRequest {
+    task_id: String,
+    code: String,
+}
+
+async fn grader(
+    State(gym): State<Arc<Gym>>,
+    Json(req): Json<GraderRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let task = task::find(&req.task_id)?;
+    let report = grade::grade(gym.backend(), &task, &req.code).await?;
+    Ok(Json(
+        serde_json::to_value(report).expect("report serializes"),
+    ))
+}
+
+async fn ws(State(gym): State<Arc<Gym>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| ws_episode(gym, socket))
+}
+
+fn ws_error(message: impl Into<String>, code: &str) -> Value {
+    json!({"type": "error", "data": {"message": message.into(), "code": code}})
+}
+
+/// One episode per connection; the episode is freed when the socket closes.
+async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
+    let mut episode: Option<String> = None;
+    while let Some(Ok(msg)) = socket.recv().await {
+        let text = match msg {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let reply = match serde_json::from_str::<Value>(&text) {
+            Err(e) => ws_error(format!("invalid JSON: {e}"), "INVALID_JSON"),
+            Ok(m) => match m.get("type").and_then(Value::as_str).unwrap_or("") {
+                "reset" => {
+                    if let Some(old) = episode.take() {
+                        gym.close(&old).await;
+                    }
+                    let data = m.get("data").cloned().unwrap_or(json!({}));
+                    let task_id = data.get("task_id").and_then(Value::as_str);
+                    let seed = data.get("seed").and_then(Value::as_u64);
+                    match gym.reset(task_id, seed).await {
+                        Ok((id, r)) => {
+                            episode = Some(id);
+                            json!({"type": "observation", "data": step_json(None, r)})
+                        }
+                        Err(e) => ws_error(e.to_string(), ws_code(&e)),
+                    }
+                }
+                "step" => match &episode {
+                    None => ws_error(
+                        "no episode yet: send {\"type\": \"reset\"} first",
+                        "SESSION_ERROR",
+                    ),
+                    Some(id) => {
+                        let action = m.get("data").cloned().unwrap_or(Value::Null);
+                        match gym.step(id, &action).await {
+                            Ok(r) => json!({"type": "observation", "data": step_json(None, r)}),
+                            Err(e) => ws_error(e.to_string(), ws_code(&e)),
+                        }
+                    }
+                },
+                "state" => match &episode {
+                    None => json!({"type": "state", "data": {"episode_id": null, "step_count": 0}}),
+                    Some(id) => match gym.state(id).await {
+                        Ok(s) => json!({"type": "state", "data": s}),
+                        Err(e) => ws_error(e.to_string(), ws_code(&e)),
+                    },
+                },
+                "close" => break,
+                other => ws_error(format!("Unknown message type: {other}"), "UNKNOWN_TYPE"),
+            },
+        };
+        if socket
+            .send(Message::Text(reply.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    if let Some(id) = episode {
+        gym.close(&id).await;
+    }
+}
+
+fn rpc_result(id: Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+fn rpc_error(id: Value, code: i64, message: impl Into<String>) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
+}
+
+/// MCP tools: `reset` plus the six tools (each takes `episode_id` besides its fields).
+fn mcp_tools() -> Vec<Value> {
+    let mut tools = vec![json!({
+        "name": "reset",
+        "description": "Start a debug episode; returns its episode_id and the task.",
+        "inputSchema": {"type": "object", "properties": {"task_id": {"type": "string"}, "seed": {"type": "integer"}}},
+    })];
+    for t in tool_descriptions() {
+        let mut props = serde_json::Map::new();
+        props.insert("episode_id".into(), json!({"type": "string"}));
+        for (field, kind) in t["fields"].as_object().cloned().unwrap_or_default() {
+            let kind = kind.as_str().unwrap_or("string");
+            let schema = if kind.starts_with("integer") {
+                json!({"type": "integer"})
+            } else if kind.starts_with("string[]") {
+                json!({"type": "array", "items": {"type": "string"}})
+            } else {
+                json!({"type": "string"})
+            };
+            props.insert(field, schema);
+        }
+        tools.push(json!({
+            "name": t["name"],
+            "description": t["description"],
+            "inputSchema": {"type": "object", "properties": props, "required": ["episode_id"]},
+        }));
+    }
+    tools
+}
+
+/// Handles one JSON-RPC request (shared by `POST /mcp` and `proctor mcp` over stdio).
+pub async fn mcp_handle(gym: &Gym, request: &Value) -> Option<Value> {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = request.get("method").and_then(Value::as_str) else {
+        return Some(rpc_error(id, -32600, "invalid request: missing \"method\""));
+    };
+    let params = request.get("params").cloned().unwrap_or(json!({}));
+    // Notifications get no answer.
+    if request.get("id").is_none() && method.starts_with("notifications/") {
+        return None;
+    }
+    let reply = match method {
+        "initialize" => rpc_result(
+            id,
+            json!({
+                "protocolVersion": params.get("protocolVersion").cloned().unwrap_or(json!("2025-03-26")),
+                "capabilities": {"tools": {"listChanged": false}},
+                "serverInfo": {"name": NAME, "version": env!("CARGO_PKG_VERSION")},
+            }),
+        ),
+        "ping" => rpc_result(id, json!({})),
+        "tools/list" => rpc_result(id, json!({"tools": mcp_tools()})),
+        "tools/call" => {
+            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            let mut args = params.get("arguments").cloned().unwrap_or(json!({}));
+            let outcome: Result<Value, GymError> = if name == "reset" {
+                let task_id = args.get("task_id").and_then(Value::as_str);
+                let seed = args.get("seed").and_then(Value::as_u64);
+                gym.reset(task_id, seed)
+                    .await
+                    .map(|(eid, r)| step_json(Some(&eid), r))
+            } else if TOOL_NAMES.contains(&name) {
+                match args.as_object_mut().and_then(|o| o.remove("episode_id")) {
+                    Some(Value::String(eid)) => {
+                        args["action_type"] = json!(name);
+                        gym.step(&eid, &args).await.map(|r| step_json(None, r))
+                    }
+                    _ => Err(GymError::BadAction(
+                        "missing \"episode_id\" (from the reset tool)".into(),
+                    )),
+                }
+            } else {
+                return Some(rpc_error(id, -32602, format!("unknown tool {name:?}")));
+            };
+            match outcome {
+                Ok(v) => rpc_result(
+                    id,
+                    json!({"content": [{"type": "text", "text": v.to_string()}], "structuredContent": v, "isError": false}),
+                ),
+                Err(e) => rpc_result(
+                    id,
+                    json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
+                ),
+            }
+        }
+        other => rpc_error(id, -32601, format!("method not found: {other}")),
+    };
+    Some(reply)
+}
+
+async fn mcp(State(gym): State<Arc<Gym>>, body: axum::body::Bytes) -> Json<Value> {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return Json(rpc_error(Value::Null, -32700, format!("parse error: {e}"))),
+    };
+    Json(
+        mcp_handle(&gym, &request)
+            .await
+            .unwrap_or_else(|| json!({"jsonrpc": "2.0", "result": {}})),
+    )
+}

@@ -1,0 +1,138 @@
+//! Debug tasks: a broken script, its bugs, its rubric bands, the trusted grader module.
+
+use serde::{Deserialize, Serialize};
+
+use crate::GymError;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_tasks.rs"));
+
+/// One bug a task's script carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bug {
+    /// Stable id (the grader's verdict keys).
+    pub id: String,
+    /// What is wrong, in words.
+    pub description: String,
+}
+
+/// A rubric band: which outcome it covers and the score range it maps to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Band {
+    /// Short name shown with the score.
+    pub id: String,
+    /// The rubric's condition, in words.
+    #[serde(default)]
+    pub condition: String,
+    /// When the band applies: terms joined by `&` (and), alternatives by `|` (or).
+    /// Terms: `all_fixed`, `none_fixed`, `partial`, `n_fixed>=K` (also `=`, `<=`),
+    /// `fixed:<bug>`, `not_fixed:<bug>`, `runs`, `crash`, `oom`, `nan`, `loss_decreases`.
+    pub when: String,
+    /// The measured metric that places the score inside the band (`progress` is the
+    /// fraction of bugs fixed).
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// The band applies only if the metric reaches this value.
+    #[serde(default)]
+    pub metric_min: Option<f64>,
+    /// Metric values mapped onto `[lo, hi]` (clamped).
+    #[serde(default)]
+    pub scale: Option<[f64; 2]>,
+    /// Lowest score of the band.
+    pub lo: f64,
+    /// Highest score of the band.
+    pub hi: f64,
+}
+
+/// `task.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Folder name, e.g. `broken-training-loop`.
+    pub id: String,
+    /// WhipStudio's id, e.g. `task1`.
+    pub alias: String,
+    /// Title.
+    pub title: String,
+    /// easy | medium | hard.
+    pub difficulty: String,
+    /// What the agent is told.
+    pub description: String,
+    /// File name of the broken script.
+    pub script: String,
+    /// Wall-clock limit of a graded run.
+    pub timeout_s: f64,
+    /// Memory limit of a graded run (the OOM task relies on it).
+    pub memory_mb: u64,
+    /// The bugs.
+    pub bugs: Vec<Bug>,
+    /// The bug that shows as memory past `memory_mb` (it stays open in a run that needs more).
+    #[serde(default)]
+    pub memory_bug: Option<String>,
+    /// Rubric bands, first match wins.
+    pub bands: Vec<Band>,
+    /// Reference fixes (for tests and docs): file and the bug ids it fixes.
+    #[serde(default)]
+    pub references: Vec<Reference>,
+}
+
+/// A reference fix shipped with a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reference {
+    /// File name in the task folder.
+    pub file: String,
+    /// Bug ids it fixes.
+    pub fixes: Vec<String>,
+}
+
+/// A task with its files.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Parsed `task.toml`.
+    pub spec: TaskSpec,
+    /// Every file of the folder: (name, contents).
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+impl Task {
+    /// A file of the task folder.
+    pub fn file(&self, name: &str) -> Option<&'static str> {
+        self.files.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    /// The broken script the agent starts from.
+    pub fn broken_script(&self) -> &'static str {
+        self.file(&self.spec.script).unwrap_or_default()
+    }
+}
+
+/// All embedded tasks, in folder order.
+pub fn all() -> Result<Vec<Task>, GymError> {
+    EMBEDDED
+        .iter()
+        .map(|(slug, files)| {
+            let toml_text = files
+                .iter()
+                .find(|(n, _)| *n == "task.toml")
+                .map(|(_, c)| *c)
+                .ok_or_else(|| GymError::BadTask(format!("{slug}: task.toml is missing")))?;
+            let spec: TaskSpec = toml::from_str(toml_text)
+                .map_err(|e| GymError::BadTask(format!("{slug}/task.toml: {e}")))?;
+            Ok(Task { spec, files })
+        })
+        .collect()
+}
+
+/// A task by slug or WhipStudio alias (`task1`…`task6`).
+pub fn find(id: &str) -> Result<Task, GymError> {
+    let tasks = all()?;
+    let known: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{} ({})", t.spec.id, t.spec.alias))
+        .collect();
+    tasks
+        .into_iter()
+        .find(|t| t.spec.id == id || t.spec.alias == id)
+        .ok_or_else(|| GymError::UnknownTask {
+            id: id.to_string(),
+            known: known.join(", "),
+        })
+}

@@ -1,0 +1,388 @@
+//! A review's input: the method text, the experiment, and the base and derived projects.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Largest file read from a project directory; larger files are cut (and reported).
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+/// Most files read from a project directory.
+const MAX_FILES: usize = 500;
+
+/// Why a case could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// The input is not JSON.
+    #[error("the input is not valid JSON: {0}")]
+    Json(String),
+    /// A required key is missing or has the wrong type.
+    #[error("{0}")]
+    Shape(String),
+    /// A file or directory could not be read.
+    #[error("cannot read {path:?}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One file of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its text (lossily decoded when it was not UTF-8).
+    pub text: String,
+    /// Whether it held NUL bytes or invalid UTF-8 (binary garbage).
+    pub binary: bool,
+    /// Its size in bytes before any cut.
+    pub size: usize,
+}
+
+impl SourceFile {
+    /// A text file.
+    pub fn text(text: impl Into<String>) -> SourceFile {
+        let text = text.into();
+        SourceFile {
+            size: text.len(),
+            binary: text.contains('\0'),
+            text,
+        }
+    }
+
+    fn bytes(bytes: &[u8]) -> SourceFile {
+        let size = bytes.len();
+        let kept = &bytes[..size.min(MAX_FILE_BYTES)];
+        let (text, binary) = match std::str::from_utf8(kept) {
+            Ok(t) => (t.to_string(), t.contains('\0')),
+            Err(_) => (String::from_utf8_lossy(kept).into_owned(), true),
+        };
+        SourceFile { text, binary, size }
+    }
+}
+
+/// A project: files by path relative to its root (`src/train.py`, `config/smoke_test.yaml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Project {
+    /// The files.
+    pub files: BTreeMap<String, SourceFile>,
+}
+
+impl Project {
+    /// The text of a file, if present.
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.files.get(path).map(|f| f.text.as_str())
+    }
+
+    /// The Python files (under `src/`).
+    pub fn python(&self) -> impl Iterator<Item = (&String, &SourceFile)> {
+        self.files.iter().filter(|(p, _)| p.ends_with(".py"))
+    }
+
+    /// Reads a project directory (`src/*.py`, `config/*.yaml`, `pyproject.toml`, and any
+    /// other `.py`/`.yaml`/`.toml` file), never following symbolic links.
+    pub fn from_dir(dir: &Path) -> Result<Project, CaseError> {
+        let io = |path: &Path, e: std::io::Error| CaseError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        if !dir.is_dir() {
+            return Err(CaseError::Io {
+                path: dir.display().to_string(),
+                message: "not a directory: pass the project's root directory".into(),
+            });
+        }
+        let mut project = Project::default();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let mut entries: Vec<_> = std::fs::read_dir(&d)
+                .map_err(|e| io(&d, e))?
+                .flatten()
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if name.starts_with('.') || name == "__pycache__" || kind.is_symlink() {
+                    continue;
+                }
+                let path = entry.path();
+                if kind.is_dir() {
+                    if path.strip_prefix(dir).map_or(0, |p| p.components().count()) < 4 {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                if ![".py", ".yaml", ".yml", ".toml"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
+                {
+                    continue;
+                }
+                if project.files.len() >= MAX_FILES {
+                    break;
+                }
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+                project.files.insert(rel, SourceFile::bytes(&bytes));
+            }
+        }
+        Ok(project)
+    }
+
+    /// A project from the JSON form: `{"train_py": "...", "smoke_test_yaml": "...", ...}`.
+    /// Keys that do not end in `_py`, `_yaml`, `_yml` or `_toml` are ignored.
+    pub fn from_json(value: &Value, what: &str) -> Result<Project, CaseError> {
+        let map = value.as_object().ok_or_else(|| {
+            CaseError::Shape(format!(
+                "`{what}` must be an object of file keys (e.g. \"train_py\") to file contents"
+            ))
+        })?;
+        let mut project = Project::default();
+        for (key, content) in map {
+            let Some(path) = key_to_path(key) else {
+                continue;
+            };
+            let text = match content {
+                Value::String(s) => s.clone(),
+                Value::Null => continue,
+                other => {
+                    return Err(CaseError::Shape(format!(
+                        "`{what}.{key}` must be a string holding the file's content, got {}",
+                        kind(other)
+                    )))
+                }
+            };
+            project.files.insert(path, SourceFile::text(text));
+        }
+        Ok(project)
+    }
+}
+
+/// `train_py` → `src/train.py`, `smoke_test_yaml` → `config/smoke_test.yaml`,
+/// `pyproject_toml` → `pyproject.toml`; `None` for keys that name no file.
+pub fn key_to_path(key: &str) -> Option<String> {
+    let (stem, ext) = key.rsplit_once('_')?;
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return None;
+    }
+    match ext {
+        "py" => Some(format!("src/{stem}.py")),
+        "yaml" | "yml" => Some(format!("config/{stem}.{ext}")),
+        "toml" => Some(format!("{stem}.toml")),
+        _ => None,
+    }
+}
+
+/// The experiment to review.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Experiment {
+    /// Its id (e.g. `exp-1`).
+    pub id: String,
+    /// Free text.
+    pub description: String,
+    /// The run variations that must all be present and implemented.
+    pub run_variations: Vec<String>,
+}
+
+/// Everything a review looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Case {
+    /// The method's text (sections joined).
+    pub new_method: String,
+    /// The experimental design (free text).
+    pub experimental_design: String,
+    /// The experiment.
+    pub experiment: Experiment,
+    /// The base template.
+    pub base: Project,
+    /// The derived experiment code under review.
+    pub derived: Project,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", text_of(Some(v))))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        Some(other) => other.to_string(),
+    }
+}
+
+impl Case {
+    /// Reads the AIRAS-compatible JSON input (see `review-format.md`). Unknown keys are ignored.
+    pub fn from_json_str(input: &str) -> Result<Case, CaseError> {
+        let value: Value =
+            serde_json::from_str(input).map_err(|e| CaseError::Json(e.to_string()))?;
+        Case::from_json(&value)
+    }
+
+    /// Reads the JSON input from a parsed value.
+    pub fn from_json(value: &Value) -> Result<Case, CaseError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| CaseError::Shape("the input must be a JSON object".into()))?;
+        let need = |key: &str| {
+            obj.get(key).ok_or_else(|| {
+                CaseError::Shape(format!(
+                    "missing key `{key}`: the input needs `experiment`, `base_code` and `experiment_code`"
+                ))
+            })
+        };
+        let experiment = need("experiment")?;
+        let exp = experiment.as_object().ok_or_else(|| {
+            CaseError::Shape("`experiment` must be an object with `run_variations`".into())
+        })?;
+        let variations = exp.get("run_variations").ok_or_else(|| {
+            CaseError::Shape(
+                "missing key `experiment.run_variations`: list the run variations".into(),
+            )
+        })?;
+        let run_variations = variations
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                CaseError::Shape(format!(
+                    "`experiment.run_variations` must be an array of strings, got {}",
+                    kind(variations)
+                ))
+            })?;
+        Ok(Case {
+            new_method: text_of(obj.get("new_method")),
+            experimental_design: text_of(obj.get("experimental_design")),
+            experiment: Experiment {
+                id: text_of(exp.get("id")),
+                description: text_of(exp.get("description")),
+                run_variations,
+            },
+            base: Project::from_json(need("base_code")?, "base_code")?,
+            derived: Project::from_json(need("experiment_code")?, "experiment_code")?,
+        })
+    }
+
+    /// Reads the directory form: `--base DIR --derived DIR --variations a,b [--method FILE]`.
+    pub fn from_dirs(
+        base: &Path,
+        derived: &Path,
+        variations: &[String],
+        method: Option<&Path>,
+    ) -> Result<Case, CaseError> {
+        let new_method = match method {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| CaseError::Io {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        Ok(Case {
+            new_method,
+            experimental_design: String::new(),
+            experiment: Experiment {
+                id: String::new(),
+                description: String::new(),
+                run_variations: variations.to_vec(),
+            },
+            base: Project::from_dir(base)?,
+            derived: Project::from_dir(derived)?,
+        })
+    }
+
+    /// All the method-describing text: the method, the design and the experiment's description.
+    pub fn method_text(&self) -> String {
+        [
+            self.new_method.as_str(),
+            self.experimental_design.as_str(),
+            self.experiment.description.as_str(),
+        ]
+        .join("\n\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_paths() {
+        assert_eq!(key_to_path("train_py").as_deref(), Some("src/train.py"));
+        assert_eq!(
+            key_to_path("smoke_test_yaml").as_deref(),
+            Some("config/smoke_test.yaml")
+        );
+        assert_eq!(
+            key_to_path("full_experiment_yaml").as_deref(),
+            Some("config/full_experiment.yaml")
+        );
+        assert_eq!(
+            key_to_path("pyproject_toml").as_deref(),
+            Some("pyproject.toml")
+        );
+        assert_eq!(key_to_path("notes"), None);
+        assert_eq!(key_to_path("../x_py"), None);
+    }
+
+    #[test]
+    fn missing_and_unknown_keys() {
+        let err = Case::from_json_str(r#"{"experiment": {"run_variations": []}, "base_code": {}}"#)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("missing key `experiment_code`"),
+            "{err}"
+        );
+        let err =
+            Case::from_json_str(r#"{"experiment": {}, "base_code": {}, "experiment_code": {}}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("run_variations"), "{err}");
+        let case = Case::from_json_str(
+            r#"{"new_method": {"Methods": "ASHA"}, "extra": 1, "experiment": {"run_variations": ["a"], "x": 2},
+                "base_code": {"train_py": "x = 1", "whatever": 3}, "experiment_code": {"train_py": "x = 2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(case.derived.text("src/train.py"), Some("x = 2"));
+        assert!(case.new_method.contains("Methods: ASHA"));
+        let err = Case::from_json_str("{not json").unwrap_err();
+        assert!(
+            err.to_string().starts_with("the input is not valid JSON"),
+            "{err}"
+        );
+        let err = Case::from_json_str(
+            r#"{"experiment": {"run_variations": ["a"]}, "base_code": {}, "experiment_code": {"train_py": 5}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`experiment_code.train_py` must be a string"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,632 @@
+//! The static pass: what can be decided by reading the base and derived projects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_yaml::Value as Yaml;
+
+use crate::case::{Case, Project, MAX_FILE_BYTES};
+use crate::python::{self, PyModule};
+use crate::report::{cut, Finding, Severity};
+
+/// The files every project of this shape has.
+pub const REQUIRED: &[&str] = &[
+    "src/train.py",
+    "src/evaluate.py",
+    "src/preprocess.py",
+    "src/model.py",
+    "src/main.py",
+    "pyproject.toml",
+    "config/smoke_test.yaml",
+    "config/full_experiment.yaml",
+];
+/// The smoke configuration.
+pub const SMOKE: &str = "config/smoke_test.yaml";
+/// The full configuration.
+pub const FULL: &str = "config/full_experiment.yaml";
+
+/// The analysed Python files of a project.
+pub struct Analysed {
+    /// Per file.
+    pub modules: BTreeMap<String, PyModule>,
+}
+
+impl Analysed {
+    /// Analyses every readable Python file of `project`.
+    pub fn new(project: &Project) -> Analysed {
+        let modules = project
+            .python()
+            .filter(|(_, f)| !f.binary)
+            .map(|(p, f)| (p.clone(), python::analyse(&f.text)))
+            .collect();
+        Analysed { modules }
+    }
+
+    /// Whether any file refers to `key`.
+    pub fn refers_to(&self, key: &str) -> bool {
+        self.modules.values().any(|m| m.refers_to(key))
+    }
+
+    /// Whether any string literal of the code equals `value`.
+    pub fn has_string(&self, value: &str) -> bool {
+        self.modules.values().any(|m| m.strings.contains(value))
+    }
+}
+
+/// Runs every static check of the derived project against the base.
+pub fn run(case: &Case) -> Vec<Finding> {
+    let base = Analysed::new(&case.base);
+    let derived = Analysed::new(&case.derived);
+    let mut out = Vec::new();
+    files(case, &mut out);
+    for (path, module) in &derived.modules {
+        code(path, module, &mut out);
+    }
+    omissions(&base, &derived, &mut out);
+    let configs = configs(&case.derived, &mut out);
+    variations(case, &configs, &derived, &mut out);
+    crate::deps::check(&case.derived, &derived, &mut out);
+    crate::method::check(&case.method_text(), &derived, &mut out);
+    out
+}
+
+fn files(case: &Case, out: &mut Vec<Finding>) {
+    for path in REQUIRED {
+        if !case.derived.files.contains_key(*path) {
+            out.push(
+                Finding::new(
+                    "missing-file",
+                    Severity::Blocker,
+                    format!("the experiment code has no `{path}`"),
+                )
+                .at(path, None)
+                .fix(format!(
+                    "add `{path}`, derived from the base code's version"
+                )),
+            );
+        }
+    }
+    for (path, file) in &case.derived.files {
+        if file.binary {
+            out.push(
+                Finding::new(
+                    "binary-file",
+                    Severity::Blocker,
+                    format!("`{path}` is not text (it holds NUL bytes or invalid UTF-8)"),
+                )
+                .at(path, None)
+                .fix("replace it with the intended source text"),
+            );
+            continue;
+        }
+        let base_empty = case.base.text(path).is_none_or(|t| t.trim().is_empty());
+        if file.text.trim().is_empty()
+            && (!base_empty || path.ends_with(".yaml") || path.ends_with(".toml"))
+        {
+            out.push(
+                Finding::new(
+                    "empty-file",
+                    Severity::Blocker,
+                    format!("`{path}` is empty"),
+                )
+                .at(path, None)
+                .fix("write the file's content (from the base code, with the placeholders filled)"),
+            );
+        }
+        if let Some(f) = bloat(path, &file.text, file.size) {
+            out.push(f);
+        }
+    }
+}
+
+/// Thousands of blank or repeated lines, or a file larger than any real source file.
+fn bloat(path: &str, text: &str, size: usize) -> Option<Finding> {
+    let lines: Vec<&str> = text.lines().collect();
+    let blank = lines.iter().filter(|l| l.trim().is_empty()).count();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in lines.iter().filter(|l| !l.trim().is_empty()) {
+        *counts.entry(l.trim()).or_default() += 1;
+    }
+    let (top, repeated) = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(l, n)| (*l, *n))
+        .unwrap_or(("", 0));
+    let why = if size > MAX_FILE_BYTES / 4 {
+        format!("{size} bytes")
+    } else if blank >= 1000 && blank * 2 > lines.len() {
+        format!("{blank} of its {} lines are blank", lines.len())
+    } else if repeated >= 500 && repeated * 2 > lines.len() {
+        format!("the line `{}` is repeated {repeated} times", cut(top, 60))
+    } else {
+        return None;
+    };
+    Some(
+        Finding::new(
+            "bloated-file",
+            Severity::Blocker,
+            format!("`{path}` is bloated: {why}"),
+        )
+        .at(path, None)
+        .fix("remove the blank/repeated filler so the file holds only its real content"),
+    )
+}
+
+fn code(path: &str, module: &PyModule, out: &mut Vec<Finding>) {
+    if let Some((line, excerpt)) = &module.syntax_error {
+        out.push(
+            Finding::new(
+                "syntax-error",
+                Severity::Blocker,
+                format!("`{path}` does not parse as Python"),
+            )
+            .at(path, Some(*line))
+            .evidence(excerpt.clone())
+            .fix("fix the syntax so the file can be imported"),
+        );
+    }
+    for p in &module.placeholders {
+        out.push(
+            Finding::new(
+                "placeholder",
+                Severity::Blocker,
+                format!("placeholder left in `{path}`: `{}`", p.text),
+            )
+            .at(path, Some(p.line))
+            .evidence(p.text.clone())
+            .fix("replace the placeholder with the real implementation for this experiment"),
+        );
+    }
+    for d in &module.defs {
+        if d.stub && !d.legit_stub && d.kind == "function" {
+            out.push(
+                Finding::new(
+                    "stub-body",
+                    Severity::Blocker,
+                    format!("`{}` in `{path}` has no implementation (its body is only `pass`, `...` or `raise NotImplementedError`)", d.name),
+                )
+                .at(path, Some(d.line))
+                .fix(format!("implement `{}`", d.name)),
+            );
+        }
+    }
+}
+
+fn omissions(base: &Analysed, derived: &Analysed, out: &mut Vec<Finding>) {
+    let derived_defs: BTreeMap<&str, (&str, &python::Def)> = derived
+        .modules
+        .iter()
+        .flat_map(|(p, m)| {
+            m.defs
+                .iter()
+                .map(move |d| (d.name.as_str(), (p.as_str(), d)))
+        })
+        .collect();
+    for (path, module) in &base.modules {
+        let same_file: BTreeMap<&str, &python::Def> = derived
+            .modules
+            .get(path)
+            .map(|m| m.defs.iter().map(|d| (d.name.as_str(), d)).collect())
+            .unwrap_or_default();
+        for def in &module.defs {
+            let found = same_file
+                .get(def.name.as_str())
+                .map(|d| (path.as_str(), *d))
+                .or_else(|| derived_defs.get(def.name.as_str()).copied());
+            match found {
+                None => out.push(
+                    Finding::new(
+                        "missing-definition",
+                        Severity::Blocker,
+                        format!(
+                            "{} `{}` of the base's `{path}` is missing from the experiment code",
+                            def.kind, def.name
+                        ),
+                    )
+                    .at(path, derived.modules.get(path).map(|_| def.line))
+                    .evidence(format!("defined in the base at {path}:{}", def.line))
+                    .fix(format!(
+                        "restore `{}` (keep every function, class and method of the base)",
+                        def.name
+                    )),
+                ),
+                Some((dpath, d)) => {
+                    let base_real = !def.stub
+                        && module
+                            .placeholders
+                            .iter()
+                            .all(|p| p.line < def.line || p.line > def.line + def.size);
+                    if base_real && def.size >= 25 && d.size * 2 < def.size {
+                        out.push(
+                            Finding::new(
+                                "truncated-function",
+                                Severity::Blocker,
+                                format!(
+                                    "`{}` in `{dpath}` is much shorter than in the base ({} vs {} syntax nodes): it looks truncated",
+                                    d.name, d.size, def.size
+                                ),
+                            )
+                            .at(dpath, Some(d.line))
+                            .evidence(format!("base {path}:{} has {} body nodes; derived {dpath}:{} has {}", def.line, def.size, d.line, d.size))
+                            .fix(format!("write out `{}` in full: keep the base's logic and extend it", d.name)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A parsed configuration: its text and its root mapping.
+pub struct Config {
+    /// Project path.
+    pub path: String,
+    /// The text.
+    pub text: String,
+    /// The root mapping, when it parsed as one.
+    pub root: Option<Yaml>,
+}
+
+fn configs(project: &Project, out: &mut Vec<Finding>) -> Vec<Config> {
+    let mut configs = Vec::new();
+    for path in [SMOKE, FULL] {
+        let Some(file) = project.files.get(path) else {
+            continue;
+        };
+        if file.binary {
+            continue;
+        }
+        let text = file.text.clone();
+        let mut root = None;
+        if let Some((line, l)) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains("{%") || l.contains("{{") || l.contains("{#"))
+        {
+            out.push(
+                Finding::new(
+                    "config-template-syntax",
+                    Severity::Blocker,
+                    format!("`{path}` holds template syntax: a YAML loader reads it as text or fails, not as values"),
+                )
+                .at(path, Some(line + 1))
+                .evidence(l.trim().to_string())
+                .fix("write the configuration out as plain YAML values (expand loops and variables)"),
+            );
+        } else if !text.trim().is_empty() {
+            match serde_yaml::from_str::<Yaml>(&text) {
+                Ok(v @ Yaml::Mapping(_)) => root = Some(v),
+                Ok(v) => out.push(
+                    Finding::new(
+                        "config-not-mapping",
+                        Severity::Blocker,
+                        format!(
+                            "`{path}` is not a mapping of settings (it loads as {})",
+                            yaml_kind(&v)
+                        ),
+                    )
+                    .at(path, Some(1))
+                    .fix("make the top level a mapping of setting names to values"),
+                ),
+                Err(e) => out.push(
+                    Finding::new(
+                        "config-parse-error",
+                        Severity::Blocker,
+                        format!("`{path}` is not valid YAML: {e}"),
+                    )
+                    .at(path, e.location().map(|l| l.line()))
+                    .fix("fix the YAML syntax"),
+                ),
+            }
+        }
+        for (i, line) in text.lines().enumerate() {
+            if let Some(tok) = python::placeholder_token(line) {
+                out.push(
+                    Finding::new(
+                        "placeholder",
+                        Severity::Blocker,
+                        format!("placeholder left in `{path}`: `{tok}`"),
+                    )
+                    .at(path, Some(i + 1))
+                    .evidence(line.trim().to_string())
+                    .fix("replace it with the real value for this experiment"),
+                );
+            } else if let Some((_, comment)) = line.split_once('#') {
+                if python::is_placeholder_comment(comment) {
+                    out.push(
+                        Finding::new(
+                            "placeholder",
+                            Severity::Blocker,
+                            format!("placeholder comment in `{path}`"),
+                        )
+                        .at(path, Some(i + 1))
+                        .evidence(line.trim().to_string())
+                        .fix("fill in what the comment says is missing"),
+                    );
+                }
+            }
+            if let Some(v) = yaml11_string_number(line) {
+                out.push(
+                    Finding::new(
+                        "yaml-1.1-number-as-string",
+                        Severity::Warning,
+                        format!("`{v}` in `{path}` is a string for a YAML 1.1 loader such as PyYAML, not a number"),
+                    )
+                    .at(path, Some(i + 1))
+                    .evidence(line.trim().to_string())
+                    .fix(format!("write it with a decimal point (e.g. `{}`)", v.replacen(['e', 'E'], ".0e", 1))),
+                );
+            }
+        }
+        configs.push(Config {
+            path: path.to_string(),
+            text,
+            root,
+        });
+    }
+    configs
+}
+
+/// `1e-5` (no dot): a float in YAML 1.2, a string in YAML 1.1.
+fn yaml11_string_number(line: &str) -> Option<String> {
+    let code = line.split('#').next().unwrap_or("");
+    let value = code.split_once(':').map(|x| x.1).unwrap_or(code);
+    value
+        .split(|c: char| c == ',' || c == '[' || c == ']' || c.is_whitespace())
+        .map(str::trim)
+        .find(|t| {
+            let t = t.trim_start_matches(['+', '-']);
+            let Some((m, e)) = t.split_once(['e', 'E']) else {
+                return false;
+            };
+            !m.is_empty()
+                && m.chars().all(|c| c.is_ascii_digit())
+                && !e.trim_start_matches(['+', '-']).is_empty()
+                && e.trim_start_matches(['+', '-'])
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+        })
+        .map(str::to_string)
+}
+
+fn yaml_kind(v: &Yaml) -> &'static str {
+    match v {
+        Yaml::Null => "nothing",
+        Yaml::Bool(_) => "a boolean",
+        Yaml::Number(_) => "a number",
+        Yaml::String(_) => "a string",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Where a variation sits in a configuration, and its settings.
+pub fn find_variation<'a>(root: &'a Yaml, name: &str) -> Option<Option<&'a Yaml>> {
+    let mut stack = vec![root];
+    let mut depth = 0;
+    while let Some(v) = stack.pop() {
+        depth += 1;
+        if depth > 10_000 {
+            break;
+        }
+        match v {
+            Yaml::Mapping(m) => {
+                for (k, val) in m {
+                    if k.as_str() == Some(name) {
+                        return Some(Some(val));
+                    }
+                }
+                for val in m.values() {
+                    stack.push(val);
+                }
+            }
+            Yaml::Sequence(s) => {
+                for item in s {
+                    match item {
+                        Yaml::String(s) if s == name => return Some(None),
+                        Yaml::Mapping(m)
+                            if ["name", "run_id", "id", "variation", "run_name", "run"]
+                                .iter()
+                                .any(|k| m.get(*k).and_then(Yaml::as_str) == Some(name)) =>
+                        {
+                            return Some(Some(item))
+                        }
+                        _ => stack.push(item),
+                    }
+                }
+            }
+            Yaml::String(s) if s == name => return Some(None),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Leaf settings of a variation: (key path, key, value as text, whether it is a string).
+fn leaves(v: &Yaml, prefix: &str, out: &mut Vec<(String, String, String, bool)>) {
+    if let Yaml::Mapping(m) = v {
+        {
+            for (k, val) in m {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                if [
+                    "name",
+                    "run_id",
+                    "id",
+                    "variation",
+                    "run_name",
+                    "run",
+                    "description",
+                ]
+                .contains(&key.as_str())
+                {
+                    continue;
+                }
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match val {
+                    Yaml::Mapping(_) => leaves(val, &path, out),
+                    Yaml::String(s) => out.push((path, key, s.clone(), true)),
+                    other => out.push((
+                        path,
+                        key,
+                        serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                        false,
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Finding>) {
+    let names = &case.experiment.run_variations;
+    if names.is_empty() {
+        out.push(Finding::new(
+            "no-run-variations",
+            Severity::Warning,
+            "the experiment lists no run variations: nothing to check against the configs",
+        ));
+    }
+    for config in configs {
+        let Some(root) = &config.root else { continue };
+        let (id, which) = if config.path == SMOKE {
+            ("missing-variation-in-smoke-config", "smoke")
+        } else {
+            ("missing-variation-in-full-config", "full")
+        };
+        let mut settings: BTreeMap<&str, Vec<(String, String, String, bool)>> = BTreeMap::new();
+        for name in names {
+            match find_variation(root, name) {
+                None => out.push(
+                    Finding::new(
+                        id,
+                        Severity::Blocker,
+                        format!(
+                            "run variation `{name}` is missing from the {which} config `{}`",
+                            config.path
+                        ),
+                    )
+                    .at(&config.path, None)
+                    .fix(format!(
+                        "add `{name}` to `{}` with its settings{}",
+                        config.path,
+                        if which == "smoke" {
+                            " in lightweight form (the smoke config must hold every variation)"
+                        } else {
+                            ""
+                        }
+                    )),
+                ),
+                Some(s) => {
+                    let mut l = Vec::new();
+                    if let Some(s) = s {
+                        leaves(s, "", &mut l);
+                    }
+                    settings.insert(name, l);
+                }
+            }
+        }
+        if config.path != SMOKE || settings.len() < 2 {
+            continue;
+        }
+        // Each variation's distinguishing settings must be read by some code path.
+        for (name, mine) in &settings {
+            let others: Vec<_> = settings
+                .iter()
+                .filter(|(n, _)| n != &name)
+                .map(|(_, s)| s)
+                .collect();
+            let distinct: Vec<_> = mine
+                .iter()
+                .filter(|(path, _, value, _)| {
+                    others
+                        .iter()
+                        .any(|o| !o.iter().any(|(p, _, v, _)| p == path && v == value))
+                })
+                .collect();
+            if distinct.is_empty() {
+                if others
+                    .iter()
+                    .any(|o| o.len() == mine.len() && o.iter().all(|x| mine.contains(x)))
+                {
+                    out.push(
+                        Finding::new(
+                            "variation-not-implemented",
+                            Severity::Blocker,
+                            format!("run variation `{name}` has the same settings as another variation in `{}`: it cannot differ", config.path),
+                        )
+                        .at(&config.path, line_of(&config.text, name))
+                        .fix(format!("give `{name}` the settings that make it what it is, and implement them in the code")),
+                    );
+                }
+                continue;
+            }
+            let unread_keys: Vec<_> = distinct
+                .iter()
+                .filter(|(_, key, _, _)| !code.refers_to(key))
+                .collect();
+            let unread_values: Vec<_> = distinct
+                .iter()
+                .filter(|(_, key, value, is_str)| {
+                    *is_str
+                        && code.refers_to(key)
+                        && !code.has_string(value)
+                        && !code.refers_to(value)
+                })
+                .collect();
+            let line = line_of(&config.text, name);
+            if unread_keys.len() == distinct.len() {
+                out.push(
+                    Finding::new(
+                        "variation-not-implemented",
+                        Severity::Blocker,
+                        format!("run variation `{name}` is not implemented: no code reads the settings that distinguish it"),
+                    )
+                    .at(&config.path, line)
+                    .evidence(format!(
+                        "settings never read by the code: {}",
+                        distinct.iter().map(|(p, _, v, _)| format!("{p}: {v}")).collect::<Vec<_>>().join(", ")
+                    ))
+                    .fix(format!("implement `{name}`: read these settings in the training code and act on them")),
+                );
+            } else if !unread_keys.is_empty() || !unread_values.is_empty() {
+                let mut what: Vec<String> = unread_keys
+                    .iter()
+                    .map(|(p, _, _, _)| format!("`{p}` is never read"))
+                    .collect();
+                what.extend(unread_values.iter().map(|(p, _, v, _)| {
+                    format!("`{p}` is read but the value `{v}` never appears in the code")
+                }));
+                out.push(
+                    Finding::new(
+                        "variation-maybe-not-implemented",
+                        Severity::Warning,
+                        format!(
+                            "run variation `{name}` may not be implemented: {}",
+                            what.join("; ")
+                        ),
+                    )
+                    .at(&config.path, line),
+                );
+            }
+        }
+        let known: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        let _ = known;
+    }
+}

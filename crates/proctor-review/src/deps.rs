@@ -1,0 +1,313 @@
+//! Imports and dependencies: every import resolves to the project, the standard library
+//! or a package that `pyproject.toml` declares in a form uv installs (PEP 621).
+
+use std::collections::BTreeSet;
+
+use crate::case::Project;
+use crate::checks::Analysed;
+use crate::report::{Finding, Severity};
+
+/// Modules of Python 3.11's standard library.
+const STDLIB: &str = include_str!("stdlib.txt");
+
+/// Import name → distribution, for the packages of the managed runtime.
+pub const RUNTIME: &[(&str, &str)] = &[
+    ("torch", "torch"),
+    ("functorch", "torch"),
+    ("torchgen", "torch"),
+    ("torchvision", "torchvision"),
+    ("numpy", "numpy"),
+    ("yaml", "pyyaml"),
+    ("matplotlib", "matplotlib"),
+    ("mpl_toolkits", "matplotlib"),
+    ("seaborn", "seaborn"),
+    ("tqdm", "tqdm"),
+    ("pandas", "pandas"),
+    ("scipy", "scipy"),
+    ("sklearn", "scikit-learn"),
+    ("PIL", "pillow"),
+    ("jinja2", "jinja2"),
+    ("joblib", "joblib"),
+    ("sympy", "sympy"),
+    ("networkx", "networkx"),
+    ("packaging", "packaging"),
+    ("safetensors", "safetensors"),
+    ("filelock", "filelock"),
+    ("fsspec", "fsspec"),
+    ("dateutil", "python-dateutil"),
+    ("typing_extensions", "typing-extensions"),
+    ("cloudpickle", "cloudpickle"),
+    ("triton", "triton"),
+    ("contourpy", "contourpy"),
+    ("cycler", "cycler"),
+    ("kiwisolver", "kiwisolver"),
+    ("pyparsing", "pyparsing"),
+    ("threadpoolctl", "threadpoolctl"),
+    ("markupsafe", "markupsafe"),
+    ("mpmath", "mpmath"),
+    ("fontTools", "fonttools"),
+];
+
+/// Import name → distribution for well-known packages whose names differ.
+const KNOWN: &[(&str, &str)] = &[
+    ("cv2", "opencv-python"),
+    ("skimage", "scikit-image"),
+    ("bs4", "beautifulsoup4"),
+    ("attr", "attrs"),
+    ("hydra", "hydra-core"),
+    ("google", "protobuf"),
+    ("pytorch_lightning", "pytorch-lightning"),
+    ("lightning", "lightning"),
+    ("wandb", "wandb"),
+    ("transformers", "transformers"),
+    ("datasets", "datasets"),
+    ("timm", "timm"),
+    ("einops", "einops"),
+    ("omegaconf", "omegaconf"),
+    ("tensorboard", "tensorboard"),
+    ("torchaudio", "torchaudio"),
+    ("optuna", "optuna"),
+    ("ray", "ray"),
+    ("h5py", "h5py"),
+    ("requests", "requests"),
+];
+
+/// PEP 503 normalised distribution name.
+pub fn normalise(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+fn dist_of(module: &str) -> String {
+    RUNTIME
+        .iter()
+        .chain(KNOWN)
+        .find(|(m, _)| *m == module)
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| normalise(module))
+}
+
+fn in_runtime(module: &str) -> bool {
+    RUNTIME.iter().any(|(m, _)| *m == module)
+}
+
+/// Checks `pyproject.toml` and every import of the derived code.
+pub fn check(project: &Project, code: &Analysed, out: &mut Vec<Finding>) {
+    let declared = pyproject(project, out);
+    let stdlib: BTreeSet<&str> = STDLIB.lines().map(str::trim).collect();
+    let local: BTreeSet<String> = project
+        .files
+        .keys()
+        .filter_map(|p| p.strip_prefix("src/"))
+        .filter_map(|p| p.strip_suffix(".py"))
+        .map(|p| p.replace('/', "."))
+        .collect();
+    let mut reported = BTreeSet::new();
+    for (path, module) in &code.modules {
+        for import in &module.imports {
+            let top = import.module.split('.').next().unwrap_or("");
+            let line = Some(import.line);
+            if import.level > 0 {
+                let target = if import.module.is_empty() {
+                    "__init__".to_string()
+                } else {
+                    import.module.clone()
+                };
+                if !local.contains(&target)
+                    && !local.iter().any(|l| l.starts_with(&format!("{target}.")))
+                    && import
+                        .module
+                        .split('.')
+                        .next()
+                        .is_some_and(|m| !local.contains(m))
+                {
+                    out.push(
+                        Finding::new(
+                            "import-unresolved",
+                            Severity::Blocker,
+                            format!(
+                                "relative import `.{}` in `{path}` names no module of the project",
+                                import.module
+                            ),
+                        )
+                        .at(path, line)
+                        .fix("import a module that exists in `src/`"),
+                    );
+                }
+                continue;
+            }
+            if top == "src" {
+                let rest = import.module.strip_prefix("src.").unwrap_or("");
+                let first = rest.split('.').next().unwrap_or("");
+                if !rest.is_empty() && !local.contains(first) && !local.contains(rest) {
+                    out.push(
+                        Finding::new(
+                            "import-unresolved",
+                            Severity::Blocker,
+                            format!(
+                                "`{}` imported in `{path}` does not exist in the project",
+                                import.module
+                            ),
+                        )
+                        .at(path, line)
+                        .fix(format!("add `src/{first}.py` or import an existing module")),
+                    );
+                }
+                continue;
+            }
+            if stdlib.contains(top) || top.is_empty() || top == "__future__" {
+                continue;
+            }
+            if local.contains(top) {
+                out.push(
+                    Finding::new(
+                        "import-unresolved",
+                        Severity::Blocker,
+                        format!("`import {}` in `{path}` only works with `src/` on the path; `python -m src.main` runs from the project root", import.module),
+                    )
+                    .at(path, line)
+                    .fix(format!("write `from src import {top}` or `from src.{top} import ...`")),
+                );
+                continue;
+            }
+            let dist = dist_of(top);
+            if !reported.insert(dist.clone()) {
+                continue;
+            }
+            let is_declared = declared.as_ref().is_some_and(|d| d.contains(&dist));
+            if !is_declared && declared.is_some() {
+                out.push(
+                    Finding::new(
+                        "undeclared-dependency",
+                        Severity::Blocker,
+                        format!("`{}` is imported in `{path}` but `{dist}` is not declared in pyproject.toml", import.module),
+                    )
+                    .at(path, line)
+                    .fix(format!("add \"{dist}\" to `[project] dependencies` in pyproject.toml")),
+                );
+            } else if !in_runtime(top) {
+                out.push(
+                    Finding::new(
+                        "missing-dependency",
+                        Severity::Warning,
+                        format!("`{dist}` (imported in `{path}`) is not in the managed runtime: code using it could not be verified by running it"),
+                    )
+                    .at(path, line),
+                );
+            }
+            let _ = import.optional;
+        }
+    }
+}
+
+/// The declared distributions (normalised), or `None` when nothing installable is declared.
+fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<String>> {
+    const PATH: &str = "pyproject.toml";
+    let text = project.text(PATH)?;
+    let doc: toml::Table = match text.parse() {
+        Ok(d) => d,
+        Err(e) => {
+            out.push(
+                Finding::new(
+                    "pyproject-parse-error",
+                    Severity::Blocker,
+                    format!("pyproject.toml is not valid TOML: {}", e.message()),
+                )
+                .at(
+                    PATH,
+                    e.span()
+                        .map(|s| text[..s.start.min(text.len())].lines().count().max(1)),
+                )
+                .fix("fix the TOML syntax"),
+            );
+            return None;
+        }
+    };
+    let line = |needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    let poetry = doc
+        .get("tool")
+        .and_then(|t| t.get("poetry"))
+        .and_then(|p| p.get("dependencies"))
+        .is_some();
+    let Some(project_table) = doc.get("project").and_then(|p| p.as_table()) else {
+        let (message, fix) = if poetry {
+            (
+                "dependencies are declared only in `[tool.poetry.dependencies]`, which uv does not install: the code's packages would be missing".to_string(),
+                "declare them in PEP 621 form: `[project]` with `name`, `version` and `dependencies = [\"torch>=2.2\", ...]`",
+            )
+        } else {
+            (
+                "pyproject.toml has no `[project]` table: no dependency is declared in a form uv installs".to_string(),
+                "add a PEP 621 `[project]` table with `name`, `version` and `dependencies = [...]`",
+            )
+        };
+        out.push(
+            Finding::new("dependencies-not-installable", Severity::Blocker, message)
+                .at(PATH, line("[tool.poetry.dependencies]"))
+                .fix(fix),
+        );
+        return None;
+    };
+    if !project_table.contains_key("name") {
+        out.push(
+            Finding::new(
+                "pyproject-invalid",
+                Severity::Blocker,
+                "`[project]` has no `name`: uv rejects the project",
+            )
+            .at(PATH, line("[project]"))
+            .fix("add `name = \"...\"` under `[project]`"),
+        );
+    }
+    let mut declared = BTreeSet::new();
+    match project_table.get("dependencies") {
+        None => {
+            if poetry {
+                out.push(
+                    Finding::new(
+                        "dependencies-not-installable",
+                        Severity::Blocker,
+                        "`[project]` declares no `dependencies`; they are only in `[tool.poetry.dependencies]`, which uv does not install",
+                    )
+                    .at(PATH, line("[tool.poetry.dependencies]"))
+                    .fix("move them to `[project] dependencies = [\"torch>=2.2\", ...]`"),
+                );
+            }
+        }
+        Some(toml::Value::Array(items)) => {
+            for item in items {
+                let Some(spec) = item.as_str() else {
+                    out.push(
+                        Finding::new("dependencies-not-installable", Severity::Blocker, format!("dependency `{item}` is not a string requirement"))
+                            .at(PATH, line("dependencies"))
+                            .fix("write each dependency as a PEP 508 string, e.g. \"torch>=2.2\""),
+                    );
+                    continue;
+                };
+                let name: String = spec
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .collect();
+                if name.is_empty() {
+                    out.push(
+                        Finding::new("dependencies-not-installable", Severity::Blocker, format!("`{spec}` is not a valid requirement"))
+                            .at(PATH, line(spec))
+                            .fix("write a PEP 508 requirement such as \"torch>=2.2\""),
+                    );
+                } else {
+                    declared.insert(normalise(&name));
+                }
+            }
+        }
+        Some(_) => out.push(
+            Finding::new(
+                "dependencies-not-installable",
+                Severity::Blocker,
+                "`[project] dependencies` is a table, not a list of requirement strings: uv rejects it",
+            )
+            .at(PATH, line("dependencies"))
+            .fix("write `dependencies = [\"torch>=2.2\", \"pyyaml>=6\"]`"),
+        ),
+    }
+    Some(declared)
+}

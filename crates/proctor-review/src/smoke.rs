@@ -1,0 +1,644 @@
+//! The dynamic pass: every variation smoke-run in the sandbox, from the smoke config and
+//! from a lightened full config, on stand-in data; failures classified and turned into
+//! findings with the file, line and cause.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proctor_core::{Command, Job, Limits, RunResult, Status};
+use proctor_engine::Backend;
+use serde_json::Value;
+
+use crate::case::Case;
+use crate::checks::{Analysed, FULL, SMOKE};
+use crate::report::{cut, Finding, RunStatus, Severity, SmokeRun};
+
+/// Files shipped into the sandbox as the `proctor_review` input.
+const HARNESS: &[(&str, &str)] = &[
+    (
+        "proctor_review_standins/__init__.py",
+        include_str!("../../../python/proctor_harness/standins/__init__.py"),
+    ),
+    (
+        "proctor_review_bootstrap.py",
+        include_str!("../../../python/proctor_harness/review_bootstrap.py"),
+    ),
+    (
+        "sitecustomize.py",
+        include_str!("../../../python/proctor_harness/review_sitecustomize.py"),
+    ),
+];
+
+const BOOTSTRAP: &str = "import sys\nsys.path.insert(0, '../inputs/proctor_review')\nimport proctor_review_bootstrap\nproctor_review_bootstrap.main()\n";
+/// Options of the base's `main.py` that select one variation.
+const VARIATION_OPTIONS: &[&str] = &[
+    "--variation",
+    "--run-variation",
+    "--run",
+    "--run-id",
+    "--run_id",
+];
+/// Most bytes of the events file read back.
+const MAX_EVENTS_BYTES: u64 = 4 << 20;
+
+/// How smoke runs are run.
+#[derive(Debug, Clone)]
+pub struct SmokeOptions {
+    /// A directory on the same filesystem as the engine's run directories (`$PROCTOR_HOME`),
+    /// where projects are staged and run scratches collected.
+    pub work_dir: PathBuf,
+    /// Limits of each run.
+    pub limits: Limits,
+    /// Runs at once.
+    pub parallel: usize,
+    /// Batches each DataLoader yields per iteration.
+    pub max_batches: usize,
+    /// Also run each variation from the lightened full configuration.
+    pub full_config: bool,
+    /// Largest file a run may write, in MiB (`RLIMIT_FSIZE`; the engine has no disk quota).
+    pub max_file_mb: u64,
+}
+
+struct Planned {
+    variation: String,
+    config: &'static str,
+    args: Vec<String>,
+    lighten: Option<&'static str>,
+}
+
+/// Plans and runs the smoke runs; returns the runs and the findings they prove.
+pub async fn run<B: Backend>(
+    backend: &B,
+    case: &Case,
+    derived: &Analysed,
+    base: &Analysed,
+    opts: &SmokeOptions,
+) -> (Vec<SmokeRun>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    if !case.derived.files.contains_key("src/main.py") {
+        findings.push(
+            Finding::new(
+                "not-run",
+                Severity::Blocker,
+                "no smoke run was possible: the experiment code has no `src/main.py`",
+            )
+            .at("src/main.py", None)
+            .fix("add `src/main.py` accepting `--smoke-test --results-dir DIR`"),
+        );
+        return (Vec::new(), findings);
+    }
+    let options = |a: &Analysed| {
+        a.modules
+            .get("src/main.py")
+            .map(|m| m.options.clone())
+            .unwrap_or_default()
+    };
+    let mut base_options = options(base);
+    if base_options.is_empty() {
+        base_options = options(derived);
+    }
+    let per_variation = VARIATION_OPTIONS
+        .iter()
+        .find(|o| base_options.iter().any(|b| b == *o))
+        .copied();
+    let has_full = base_options.iter().any(|o| o == "--full-experiment");
+    let mut plan = Vec::new();
+    let configs: Vec<(&'static str, &'static str, Option<&'static str>)> =
+        if opts.full_config && has_full {
+            vec![
+                ("smoke_test", "--smoke-test", None),
+                ("full_experiment", "--full-experiment", Some(FULL)),
+            ]
+        } else {
+            vec![("smoke_test", "--smoke-test", None)]
+        };
+    for (config, flag, lighten) in configs {
+        let base_args = vec![
+            flag.to_string(),
+            "--results-dir".to_string(),
+            "results".to_string(),
+        ];
+        match per_variation {
+            Some(opt) if !case.experiment.run_variations.is_empty() => {
+                for v in &case.experiment.run_variations {
+                    let mut args = base_args.clone();
+                    args.extend([opt.to_string(), v.clone()]);
+                    plan.push(Planned {
+                        variation: v.clone(),
+                        config,
+                        args,
+                        lighten,
+                    });
+                }
+            }
+            _ => plan.push(Planned {
+                variation: "*".into(),
+                config,
+                args: base_args,
+                lighten,
+            }),
+        }
+    }
+    let staged = match stage(case, &opts.work_dir) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            findings.push(Finding::new(
+                "not-run",
+                Severity::Warning,
+                format!("the smoke runs could not be prepared: {e}"),
+            ));
+            return (Vec::new(), findings);
+        }
+    };
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let jobs = plan.iter().enumerate().map(|(i, p)| {
+        let semaphore = semaphore.clone();
+        let staged = staged.clone();
+        async move {
+            let _permit = semaphore.acquire().await;
+            let collect = staged.root.path().join(format!("run-{i}"));
+            let mut job = Job::new(Command::Code {
+                code: BOOTSTRAP.into(),
+            })
+            .with_limits(opts.limits)
+            .with_input(staged.project.clone(), "project")
+            .with_input(staged.harness.clone(), "proctor_review")
+            .collect_into(&collect);
+            job.env.push((
+                "PROCTOR_REVIEW_ARGS".into(),
+                serde_json::to_string(&p.args).unwrap_or_default(),
+            ));
+            job.env.push((
+                "PROCTOR_REVIEW_MAX_BATCHES".into(),
+                opts.max_batches.to_string(),
+            ));
+            job.env.push(("OMP_NUM_THREADS".into(), "1".into()));
+            job.env.push((
+                "PROCTOR_REVIEW_MAX_FILE_MB".into(),
+                opts.max_file_mb.to_string(),
+            ));
+            if let Some(l) = p.lighten {
+                job.env.push(("PROCTOR_REVIEW_LIGHTEN".into(), l.into()));
+            }
+            let result = backend.run(job).await;
+            let events = read_events(&collect.join(".proctor_review/events.jsonl"));
+            let _ = std::fs::remove_dir_all(&collect);
+            (result, events)
+        }
+    });
+    let results = futures::future::join_all(jobs).await;
+    let mut runs = Vec::new();
+    let mut losses: BTreeMap<&'static str, Vec<(String, Vec<f64>)>> = BTreeMap::new();
+    for (p, (result, events)) in plan.iter().zip(results) {
+        let command = format!("python -m src.main {}", p.args.join(" "));
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                findings.push(Finding::new(
+                    "not-run",
+                    Severity::Warning,
+                    format!("smoke run `{command}` could not be started: {e}"),
+                ));
+                continue;
+            }
+        };
+        let (run, mut found) = classify(p, &command, &result, &events);
+        if run.status == RunStatus::Ok {
+            let l: Vec<f64> = events
+                .iter()
+                .filter(|e| e["kind"] == "loss")
+                .filter_map(|e| e["value"].as_f64())
+                .collect();
+            if !l.is_empty() && p.variation != "*" {
+                losses
+                    .entry(p.config)
+                    .or_default()
+                    .push((p.variation.clone(), l));
+            }
+        }
+        findings.append(&mut found);
+        runs.push(run);
+    }
+    // Variations that should differ but produced the very same losses.
+    for (config, list) in &losses {
+        for (i, (a, la)) in list.iter().enumerate() {
+            for (b, lb) in &list[..i] {
+                if la == lb {
+                    let (same_as, name) = if a.contains("baseline") {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    let path = if *config == "smoke_test" { SMOKE } else { FULL };
+                    findings.push(
+                        Finding::new(
+                            "variation-not-implemented",
+                            Severity::Blocker,
+                            format!("run variation `{name}` behaves exactly like `{same_as}`: its smoke run ({config}) produced identical losses, so what distinguishes it is not implemented"),
+                        )
+                        .at(path, None)
+                        .evidence(format!(
+                            "first losses of both runs: {}",
+                            la.iter().take(5).map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(", ")
+                        ))
+                        .fix(format!("implement what makes `{name}` differ from `{same_as}` in the training code")),
+                    );
+                }
+            }
+        }
+    }
+    (runs, findings)
+}
+
+struct Staged {
+    root: tempfile::TempDir,
+    project: PathBuf,
+    harness: PathBuf,
+}
+
+fn stage(case: &Case, work_dir: &Path) -> std::io::Result<Staged> {
+    std::fs::create_dir_all(work_dir)?;
+    let root = tempfile::Builder::new()
+        .prefix("review-")
+        .tempdir_in(work_dir)?;
+    let project = root.path().join("project");
+    for (path, file) in &case.derived.files {
+        if path.split('/').any(|c| c == ".." || c.is_empty()) || path.starts_with('/') {
+            continue;
+        }
+        let dest = project.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(dest, &file.text)?;
+    }
+    std::fs::create_dir_all(project.join("src"))?;
+    let harness = root.path().join("harness");
+    for (name, text) in HARNESS {
+        let dest = harness.join(name);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(dest, text)?;
+    }
+    Ok(Staged {
+        root,
+        project,
+        harness,
+    })
+}
+
+/// The events the run recorded (untrusted: size-capped, malformed lines skipped).
+fn read_events(path: &Path) -> Vec<Value> {
+    use std::io::Read;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Vec::new();
+    };
+    if !meta.is_file() {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let _ = file.take(MAX_EVENTS_BYTES).read_to_string(&mut text);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
+        .collect()
+}
+
+const NETWORK_TYPES: &[&str] = &[
+    "URLError",
+    "HTTPError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "gaierror",
+    "SSLError",
+    "MaxRetryError",
+    "NewConnectionError",
+    "ProxyError",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+];
+
+fn classify(
+    p: &Planned,
+    command: &str,
+    result: &RunResult,
+    events: &[Value],
+) -> (SmokeRun, Vec<Finding>) {
+    let standin = events.iter().any(|e| e["kind"] == "standin");
+    let mut run = SmokeRun {
+        variation: p.variation.clone(),
+        config: p.config.to_string(),
+        status: RunStatus::Ok,
+        data: if standin { "stand-in" } else { "real" }.to_string(),
+        wall_ms: result.wall_ms as u64,
+        error: None,
+        command: command.to_string(),
+    };
+    let config_file = if p.config == "smoke_test" {
+        SMOKE
+    } else {
+        FULL
+    };
+    let which = format!("`{}` ({})", p.variation, p.config);
+    let mut findings = Vec::new();
+    let error = events.iter().rev().find(|e| e["kind"] == "error");
+    let argparse = events.iter().find(|e| e["kind"] == "argparse_error");
+    match result.status {
+        Status::Ok => {
+            // Hyper-gradients that are None or zero on every call at a call site.
+            let mut sites: BTreeMap<(String, u64), (usize, Vec<usize>)> = BTreeMap::new();
+            for e in events.iter().filter(|e| e["kind"] == "hypergrad") {
+                let key = (
+                    e["file"].as_str().unwrap_or("?").to_string(),
+                    e["line"].as_u64().unwrap_or(0),
+                );
+                let zero: Vec<bool> = e["zero"]
+                    .as_array()
+                    .map(|a| a.iter().map(|z| z.as_bool().unwrap_or(false)).collect())
+                    .unwrap_or_default();
+                let entry = sites.entry(key).or_insert((0, vec![0; zero.len()]));
+                entry.0 += 1;
+                if entry.1.len() != zero.len() {
+                    entry.1 = vec![0; zero.len()];
+                }
+                for (i, z) in zero.iter().enumerate() {
+                    entry.1[i] += usize::from(*z);
+                }
+            }
+            for ((file, line), (calls, zeros)) in sites {
+                let always: Vec<String> = zeros
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, z)| **z == calls)
+                    .map(|(i, _)| format!("#{i}"))
+                    .collect();
+                if !always.is_empty() && !file.starts_with('/') {
+                    findings.push(
+                        Finding::new(
+                            "zero-hypergradient",
+                            Severity::Blocker,
+                            format!(
+                                "the gradient taken at {file}:{line} is structurally zero for input(s) {} on all {calls} call(s) in {which}: the value made differentiable never reaches the loss",
+                                always.join(", ")
+                            ),
+                        )
+                        .at(&file, Some(line as usize))
+                        .evidence(format!("torch.autograd.grad returned None or exact zeros for input(s) {} on every call", always.join(", ")))
+                        .fix("differentiate a loss that depends on the hyper-parameter, e.g. the loss after a differentiable one-step look-ahead update that uses it"),
+                    );
+                }
+            }
+        }
+        Status::Timeout => {
+            run.status = RunStatus::Timeout;
+            run.error = Some(format!(
+                "did not finish within {} s",
+                result.wall_ms as u64 / 1000
+            ));
+            findings.push(
+                Finding::new("smoke-run-timeout", Severity::Blocker, format!("the smoke run of {which} did not finish in time"))
+                    .at(config_file, None)
+                    .evidence(tail(&result.stderr))
+                    .fix("make the smoke configuration lightweight (few epochs and trials) and make sure nothing loops forever"),
+            );
+        }
+        Status::Oom => {
+            run.status = RunStatus::Oom;
+            run.error = Some("ran out of memory".into());
+            findings.push(
+                Finding::new("smoke-run-oom", Severity::Blocker, format!("the smoke run of {which} ran out of memory"))
+                    .at(config_file, None)
+                    .fix("reduce the model/batch size of the smoke configuration, or fix the memory leak"),
+            );
+        }
+        Status::Killed | Status::OutputLimit | Status::Error => {
+            run.status = RunStatus::CodeDefect;
+            let summary = error
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["type"].as_str().unwrap_or("Error"),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .or_else(|| {
+                    argparse.map(|a| format!("argparse: {}", a["message"].as_str().unwrap_or("")))
+                })
+                .unwrap_or_else(|| match result.status {
+                    Status::Killed => "killed (process limit or a signal)".to_string(),
+                    Status::OutputLimit => "wrote more output than allowed".to_string(),
+                    _ => last_line(&result.stderr),
+                });
+            run.error = Some(cut(&summary, 300));
+            if let Some(a) = argparse {
+                findings.push(
+                    Finding::new(
+                        "cli-rejected",
+                        Severity::Blocker,
+                        format!("`src/main.py` rejects the command the pipeline runs: {}", a["message"].as_str().unwrap_or("")),
+                    )
+                    .at("src/main.py", None)
+                    .evidence(format!("{command} → {}", a["message"].as_str().unwrap_or("")))
+                    .fix("accept `--smoke-test`, `--full-experiment`, `--results-dir DIR` (and the base's per-variation option) in the argument parser"),
+                );
+            } else if let Some(e) = error {
+                let (status, finding) = from_exception(e, &which);
+                run.status = status;
+                findings.push(finding);
+            } else if result.status == Status::Killed || result.status == Status::OutputLimit {
+                findings.push(
+                    Finding::new(
+                        "smoke-run-killed",
+                        Severity::Blocker,
+                        format!("the smoke run of {which} was killed: {summary}"),
+                    )
+                    .evidence(tail(&result.stderr))
+                    .fix("do not fork without bound or flood the output"),
+                );
+            } else {
+                let exit = events.iter().find(|e| e["kind"] == "exit");
+                let msg = exit
+                    .and_then(|e| e["message"].as_str())
+                    .map(str::to_string)
+                    .unwrap_or(summary);
+                findings.push(
+                    Finding::new(
+                        "smoke-run-failed",
+                        Severity::Blocker,
+                        format!("the smoke run of {which} failed: {msg}"),
+                    )
+                    .at("src/main.py", None)
+                    .evidence(tail(&result.stderr))
+                    .fix("make the smoke run exit 0"),
+                );
+            }
+        }
+    }
+    (run, findings)
+}
+
+/// A finding from a Python exception recorded by the harness.
+fn from_exception(e: &Value, which: &str) -> (RunStatus, Finding) {
+    let ty = e["type"].as_str().unwrap_or("Exception");
+    let module = e["module"].as_str().unwrap_or("");
+    let message = e["message"].as_str().unwrap_or("");
+    let frames: Vec<&Value> = e["frames"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let project_frame = frames.iter().rev().find(|f| {
+        f["file"]
+            .as_str()
+            .is_some_and(|p| !p.starts_with('/') && !p.starts_with('<'))
+    });
+    let file = project_frame
+        .and_then(|f| f["file"].as_str())
+        .map(str::to_string);
+    let line = project_frame
+        .and_then(|f| f["line"].as_u64())
+        .map(|l| l as usize);
+    let code = project_frame.and_then(|f| f["code"].as_str()).unwrap_or("");
+    let function = project_frame
+        .and_then(|f| f["function"].as_str())
+        .unwrap_or("?");
+    let all_files: String = frames
+        .iter()
+        .filter_map(|f| f["file"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let where_ = match (&file, line) {
+        (Some(f), Some(l)) => format!("in `{function}` at {f}:{l}"),
+        _ => "before reaching the project's code".to_string(),
+    };
+    let evidence = format!(
+        "{ty}: {}{}",
+        cut(message, 300),
+        if code.is_empty() {
+            String::new()
+        } else {
+            format!(" — `{code}`")
+        }
+    );
+    let network = NETWORK_TYPES.contains(&ty)
+        || module.starts_with("requests")
+        || module.starts_with("urllib3")
+        || module.starts_with("huggingface_hub")
+        || (all_files.contains("urllib/request.py")
+            || all_files.contains("http/client.py")
+            || all_files.contains("/socket.py"))
+            && !frames.is_empty();
+    if network {
+        let f = Finding::new(
+            "needs-network",
+            Severity::Warning,
+            format!("the smoke run of {which} stopped at a download {where_} (the sandbox is offline): the code after it could not be verified"),
+        )
+        .evidence(evidence);
+        return (RunStatus::NeedsNetwork, with_place(f, &file, line));
+    }
+    if ty == "ModuleNotFoundError" || ty == "ImportError" {
+        let missing = message.split('\'').nth(1).unwrap_or("").to_string();
+        let top = missing.split('.').next().unwrap_or("");
+        if !missing.is_empty()
+            && top != "src"
+            && !crate::deps::RUNTIME.iter().any(|(m, _)| *m == top)
+        {
+            let f = Finding::new(
+                "missing-dependency",
+                Severity::Warning,
+                format!("the smoke run of {which} needs `{missing}`, which the managed runtime lacks: the code after that import could not be verified"),
+            )
+            .evidence(evidence);
+            return (RunStatus::MissingDependency, with_place(f, &file, line));
+        }
+    }
+    let (id, cause, fix) = if message.contains("backward through the graph a second time")
+        || message.contains("have already been freed")
+    {
+        (
+            "graph-reused-after-free",
+            "an autograd graph is used again after it was freed: a loss (or a tensor computed from it) from an earlier backward pass is differentiated again",
+            "recompute the loss inside the loop (or detach what is carried over); use retain_graph=True only if the graph really must be reused",
+        )
+    } else if message.contains("appears to not have been used in the graph")
+        || message.contains("does not require grad and does not have a grad_fn")
+    {
+        (
+            "zero-hypergradient",
+            "a value made differentiable never reaches the loss, so its gradient is structurally zero",
+            "differentiate a loss that depends on the hyper-parameter (e.g. through a differentiable one-step look-ahead update)",
+        )
+    } else if message.contains("File too large") {
+        (
+            "file-size-limit",
+            "the run wrote a file larger than the review allows (a runaway write fills the disk)",
+            "write only what the experiment needs; do not write without bound",
+        )
+    } else if ty == "AttributeError" && message.contains("has no attribute") {
+        (
+            "missing-attribute",
+            "a method or attribute is used on an object whose class does not have it",
+            "define the method in the class (as the base does) or call one that exists",
+        )
+    } else if ty == "TypeError" {
+        ("bad-argument-type", "a function was called with an argument of a type (or a number of arguments) it rejects", "pass the argument the callee expects")
+    } else if ty == "NameError" {
+        (
+            "undefined-name",
+            "a name is used that is not defined",
+            "define or import the name",
+        )
+    } else if ty == "ModuleNotFoundError" || ty == "ImportError" {
+        (
+            "import-unresolved",
+            "an import fails at run time",
+            "import a module that exists in the project or the declared dependencies",
+        )
+    } else {
+        (
+            "runtime-crash",
+            "the code crashes when run",
+            "fix the error at this line",
+        )
+    };
+    let f = Finding::new(
+        id,
+        Severity::Blocker,
+        format!(
+            "the smoke run of {which} crashed {where_}: {cause} ({ty}: {})",
+            cut(message, 200)
+        ),
+    )
+    .evidence(evidence)
+    .fix(fix);
+    (RunStatus::CodeDefect, with_place(f, &file, line))
+}
+
+fn with_place(f: Finding, file: &Option<String>, line: Option<usize>) -> Finding {
+    match file {
+        Some(file) => f.at(file, line),
+        None => f,
+    }
+}
+
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("failed")
+        .trim()
+        .to_string()
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(6)..].join("\n")
+}

@@ -1,0 +1,137 @@
+//! `proctor gym tasks|grade|serve` and `proctor mcp`: the debug gym.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use proctor_gym::episode::{EpisodeConfig, Gym};
+
+use crate::cli::{GymGradeArgs, GymServeArgs, JsonArg, SandboxArg};
+
+pub fn tasks(args: JsonArg) -> Result<ExitCode> {
+    let tasks = proctor_gym::task::all()?;
+    if args.json {
+        let list: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.spec.id, "alias": t.spec.alias, "title": t.spec.title,
+                    "difficulty": t.spec.difficulty, "bugs": t.spec.bugs.iter().map(|b| &b.id).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        super::print_json(&serde_json::json!({ "tasks": list }))?;
+    } else {
+        for t in &tasks {
+            println!(
+                "{:<24} {:<6} {:<7} {} ({} bug(s))",
+                t.spec.id,
+                t.spec.alias,
+                t.spec.difficulty,
+                t.spec.title,
+                t.spec.bugs.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn grade(args: GymGradeArgs) -> Result<ExitCode> {
+    let task = proctor_gym::task::find(&args.task)?;
+    let code = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {:?}: pass the fixed Python script", args.file))?;
+    let report = super::tokio()?.block_on(async {
+        let backend = super::backend(false).await?;
+        anyhow::Ok(proctor_gym::grade::grade(&backend, &task, &code).await?)
+    })?;
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        println!("task:     {}", report.task);
+        println!(
+            "score:    {:.4} (band {}: {})",
+            report.score, report.band, report.band_rule
+        );
+        for (bug, fixed) in &report.bugs {
+            println!(
+                "  {:<28} {}",
+                bug,
+                if *fixed { "fixed" } else { "NOT fixed" }
+            );
+        }
+        for (k, v) in &report.metrics {
+            println!("  measured {k:<20} {v:.4}");
+        }
+        for (k, v) in &report.reported {
+            println!("  printed  {k:<20} {v}");
+        }
+        println!("feedback: {}", report.feedback);
+        if !report.error_log.is_empty() {
+            println!("errors:\n{}", report.error_log);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
+    super::tokio()?.block_on(async {
+        let backend = super::backend(args.sandbox.no_sandbox).await?;
+        let config = EpisodeConfig {
+            max_turns: args.max_turns,
+            ..EpisodeConfig::default()
+        };
+        let gym = Gym::new(backend, args.max_episodes, config);
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}: is the port taken? pass --port"))?;
+        eprintln!(
+            "proctor gym serving on http://{addr} (OpenEnv: /ws, /reset, /step, /state, /mcp)"
+        );
+        axum_serve(listener, proctor_gym::server::router(gym)).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: proctor_server::Router,
+) -> Result<()> {
+    proctor_server::serve_router(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// MCP over stdio: one JSON-RPC message per line in, one per line out.
+pub fn mcp_stdio(args: SandboxArg) -> Result<ExitCode> {
+    super::tokio()?.block_on(async {
+        let backend = super::backend(args.no_sandbox).await?;
+        let gym = Gym::new(backend, 8, EpisodeConfig::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(line) = rx.recv().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let reply = match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(request) => proctor_gym::server::mcp_handle(&gym, &request).await,
+                Err(e) => Some(serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("parse error: {e}")}})),
+            };
+            if let Some(reply) = reply {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{reply}")?;
+                out.flush()?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

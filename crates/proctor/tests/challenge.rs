@@ -1,0 +1,567 @@
+//! The challenge platform end to end: real data generation, real sandboxes, trusted
+//! counting and scoring.
+
+mod util;
+
+use std::path::PathBuf;
+
+use proctor_challenge::evaluate::EvalOptions;
+use proctor_challenge::{data, Catalog, Platform, PlatformConfig, Split};
+use proctor_engine::{EngineConfig, LocalBackend};
+use proctor_store::Submission;
+
+const C500K: &str = "imagenet-pareto-500k";
+
+async fn backend() -> LocalBackend {
+    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
+        .await
+        .unwrap()
+        .expect("engine config");
+    config.helper = util::proctor_bin();
+    LocalBackend::start(config).await.expect("backend")
+}
+
+/// A platform over the real `$PROCTOR_HOME` (data cache, runs) with a fresh database.
+async fn platform(db: &tempfile::TempDir, eval: EvalOptions) -> Platform<LocalBackend> {
+    let backend = backend().await;
+    let mut config = PlatformConfig::new(backend.config().home.clone());
+    config.database = db.path().join("proctor.db");
+    config.eval = eval;
+    Platform::open(backend, config).await.expect("platform")
+}
+
+fn example(path: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/challenge")
+        .join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+async fn submit_py(p: &Platform<LocalBackend>, code: &str) -> Submission {
+    p.submit(
+        C500K,
+        "solution.py",
+        code.as_bytes(),
+        "tests",
+        Split::Public,
+    )
+    .await
+    .expect("submit")
+}
+
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    proctor_challenge::intake::zip_files(entries).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn public_data_is_the_original_tensor_for_tensor() {
+    let backend = backend().await;
+    let home = backend.config().home.clone();
+    let spec = Catalog::builtin().get(C500K).unwrap().data.clone();
+    let set = data::ensure(&backend, &home, &spec, Split::Public)
+        .await
+        .unwrap();
+    // Pinned: the original benchmark's generator under torch 2.4.1.
+    let pinned = [
+        (
+            "test_inputs",
+            "e9ff96e4be3e6136005bce34658ea310f80c8cb953faa3b9d2ddf925f23909fd",
+        ),
+        (
+            "test_labels",
+            "62eebe3ba2b519ec3042f0ae084b71c14ac0d3054a725e32217b725545655045",
+        ),
+        (
+            "train",
+            "48497204c1ac2bf747fd106a447bcfd6d694385530acb6c4f1cf95f7995667ed",
+        ),
+        (
+            "val",
+            "d286386d0a2397addfecedfea65d15c1d8f32206eea6fcec4840d68e76404e2a",
+        ),
+    ];
+    for (name, digest) in pinned {
+        assert_eq!(set.sha256[name], digest, "{name}");
+    }
+    assert_eq!(set.oracle_accuracy, 1.0);
+    assert_eq!(set.test_labels.len(), 1024);
+    // Every variant shares the public data.
+    for c in Catalog::builtin().list() {
+        assert_eq!(c.data, spec);
+    }
+    // Official data: same shapes, other tensors.
+    let official = data::ensure(&backend, &home, &spec, Split::Official)
+        .await
+        .unwrap();
+    assert_ne!(official.sha256["train"], set.sha256["train"]);
+    assert_eq!(official.test_labels.len(), 1024);
+    assert_eq!(official.oracle_accuracy, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn baseline_and_strong_reference_on_public_500k() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    // The original benchmark's baseline, submitted as a bare solution.py.
+    let s = p
+        .submit(
+            C500K,
+            "solution.py",
+            &example("baseline/solution.py"),
+            "tests",
+            Split::Public,
+        )
+        .await
+        .unwrap();
+    let base = p.evaluate_now(&s.id).await.unwrap();
+    let view = p.view(&base);
+    eprintln!("baseline: {}", serde_json::to_string(&view).unwrap());
+    assert_eq!(base.status, "scored", "{view:?}");
+    let acc = base.accuracy.unwrap();
+    assert!((acc - 0.9014).abs() <= 0.01, "baseline accuracy {acc}");
+    assert_eq!(base.params, Some(197_120));
+    assert_eq!(base.params_trainable, Some(197_120));
+    assert!((base.score.unwrap() - (acc - 0.72) / 0.28 * 100.0).abs() < 1e-9);
+    assert_eq!(view.oracle_accuracy, Some(1.0));
+    let overhead = view.overhead_s.unwrap();
+    eprintln!("challenge_eval_overhead_s = {overhead:.2}");
+    assert!(overhead < 10.0, "overhead {overhead}");
+
+    // The strong reference, as a zip project.
+    let zip = zip_of(&[
+        (
+            "agentics.solution.json",
+            &example("strong/agentics.solution.json"),
+        ),
+        ("solution.py", &example("strong/solution.py")),
+    ]);
+    let s = p
+        .submit(C500K, "strong.zip", &zip, "tests", Split::Public)
+        .await
+        .unwrap();
+    assert_eq!(s.name.as_deref(), Some("nearest-class-mean"));
+    let strong = p.evaluate_now(&s.id).await.unwrap();
+    eprintln!(
+        "strong: {}",
+        serde_json::to_string(&p.view(&strong)).unwrap()
+    );
+    assert_eq!(strong.status, "scored");
+    assert!(strong.accuracy.unwrap() >= 0.98, "{:?}", strong.accuracy);
+    assert!(strong.score.unwrap() > base.score.unwrap() + 20.0);
+    assert_eq!(strong.params, Some(49_280));
+}
+
+const OVER: &str = r#"
+import torch.nn as nn
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return nn.Sequential(nn.Linear(384, 1300), nn.ReLU(), nn.Linear(1300, 128))
+"#;
+
+const FROZEN: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)            # 49,280 trainable
+        self.hidden = nn.Linear(384, 1024)         # 394,240 frozen
+        self.hidden2 = nn.Linear(1024, 128)        # 131,200 frozen
+        for p in list(self.hidden.parameters()) + list(self.hidden2.parameters()):
+            p.requires_grad_(False)
+    def forward(self, x):
+        return self.head(x) + self.hidden2(torch.relu(self.hidden(x)))
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net()
+"#;
+
+const BUFFERS: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)
+        self.register_buffer("w1", torch.randn(384, 1024))
+        self.extra = [torch.randn(1024, 128)]      # a tensor kept in a plain list
+    def forward(self, x):
+        return self.head(x) + torch.relu(x @ self.w1) @ self.extra[0]
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net()
+"#;
+
+const GRAD_OFF: &str = r#"
+import torch, torch.nn as nn
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        model = nn.Sequential(nn.Linear(384, 1300), nn.ReLU(), nn.Linear(1300, 128))
+        # ... train with all 668k parameters, then hide most of them from the original rule
+        for p in model[0].parameters():
+            p.requires_grad_(False)
+        return model
+"#;
+
+const LIST_WEIGHTS: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)
+        self.secret = torch.randn(1_300_000).tolist()   # weights as a Python list
+    def forward(self, x):
+        return self.head(x)
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net()
+"#;
+
+const WIDE_DTYPE: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)
+        # 600k float32 weights packed two per float64 element: 300k elements.
+        self.register_buffer("packed", torch.randn(600_000).view(torch.float64).clone())
+    def forward(self, x):
+        return self.head(x)
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net()
+"#;
+
+const BATCHNORM: &str = r#"
+import torch, torch.nn as nn
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        model = nn.Sequential(
+            nn.Linear(384, 610), nn.BatchNorm1d(610), nn.ReLU(),
+            nn.Linear(610, 356), nn.BatchNorm1d(356), nn.ReLU(),
+            nn.Linear(356, 128))
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 499_994
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(3):
+            model.train()
+            for x, y in train_loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        return model
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn capacity_is_counted_wherever_it_hides() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    let cases = [
+        ("over", OVER),
+        ("frozen", FROZEN),
+        ("buffers", BUFFERS),
+        ("grad_off", GRAD_OFF),
+        ("list", LIST_WEIGHTS),
+        ("wide", WIDE_DTYPE),
+        ("batchnorm", BATCHNORM),
+    ];
+    let mut ids = Vec::new();
+    for (name, code) in cases {
+        ids.push((name, submit_py(&p, code).await.id));
+    }
+    p.start_workers(2);
+    let mut done = std::collections::HashMap::new();
+    for (name, id) in ids {
+        let s = p.wait(&id).await.unwrap();
+        eprintln!("{name}: {}", serde_json::to_string(&p.view(&s)).unwrap());
+        done.insert(name, s);
+    }
+    let over = &done["over"];
+    assert_eq!(over.status, "over_budget");
+    assert_eq!(over.score, Some(0.0));
+    assert_eq!(over.params, Some(667_028));
+    assert!(over
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("over the limit of 500000"));
+
+    let frozen = &done["frozen"];
+    assert_eq!(frozen.status, "over_budget");
+    assert_eq!(frozen.params_trainable, Some(49_280));
+    assert_eq!(frozen.params, Some(49_280 + 394_240 + 131_200));
+    assert!(
+        frozen
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("525440 in frozen parameters"),
+        "{:?}",
+        frozen.error
+    );
+
+    let buffers = &done["buffers"];
+    assert_eq!(buffers.status, "over_budget");
+    assert_eq!(buffers.params_trainable, Some(49_280));
+    assert_eq!(buffers.params, Some(49_280 + 384 * 1024 + 1024 * 128));
+
+    let grad_off = &done["grad_off"];
+    assert_eq!(grad_off.status, "over_budget");
+    assert_eq!(grad_off.params_trainable, Some(1300 * 128 + 128));
+    assert_eq!(grad_off.params, Some(667_028));
+
+    let list = &done["list"];
+    assert_eq!(list.status, "rejected");
+    assert!(
+        list.error
+            .as_deref()
+            .unwrap()
+            .contains("over the 65536-byte allowance: keep weights in tensors"),
+        "{:?}",
+        list.error
+    );
+
+    let wide = &done["wide"];
+    assert_eq!(wide.status, "over_budget");
+    assert_eq!(wide.params, Some(49_280 + 600_000));
+
+    let bn = &done["batchnorm"];
+    assert_eq!(bn.status, "scored", "{:?}", bn.error);
+    assert_eq!(bn.params_trainable, Some(499_994));
+    assert_eq!(bn.params, Some(499_994));
+    let note = p.view(bn).params_note.unwrap();
+    assert!(
+        note.contains("1936 normalization running statistics not counted"),
+        "{note}"
+    );
+}
+
+const CHEAT: &str = r#"
+import gc, os, re, sys, torch, torch.nn as nn
+
+def search():
+    found = []
+    for k, v in os.environ.items():
+        if re.search("label|secret|official|test", k + v, re.I):
+            found.append("env:" + k)
+    for root in ["/", "..", "../..", "/root", "/tmp", os.path.expanduser("~")]:
+        for dirpath, dirs, files in os.walk(root):
+            if dirpath.startswith(("/proc", "/sys", "/dev")) or dirpath.count("/") > 8:
+                dirs[:] = []
+                continue
+            for f in files:
+                if "label" in f or f == "secret" or f.endswith(".db") or (f.endswith(".safetensors") and "test" in f):
+                    path = os.path.join(dirpath, f)
+                    try:
+                        open(path, "rb").read(16)
+                        found.append("file:" + path)
+                    except OSError:
+                        pass
+    for o in gc.get_objects():
+        if isinstance(o, torch.Tensor) and o.dtype == torch.long and o.numel() == 1024:
+            found.append("tensor in memory")
+    return found
+
+class Cheat(nn.Module):
+    def __init__(self, found):
+        super().__init__()
+        self.lin = nn.Linear(384, 128)
+        self.found = found
+    def forward(self, x):
+        hits = search()
+        print("CHEAT at inference found:", hits, file=sys.stderr)
+        labels = None
+        for h in hits:
+            if h.startswith("file:") and "label" in h:
+                from safetensors.torch import load_file
+                labels = load_file(h[5:])["y"]
+        if labels is None:
+            return self.lin(x)
+        self.pos = getattr(self, "pos", 0)
+        out = torch.nn.functional.one_hot(labels[self.pos:self.pos + len(x)], 128).float()
+        self.pos += len(x)
+        return out
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        found = search()
+        print("CHEAT during training found:", found, file=sys.stderr)
+        return Cheat(found)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn searching_for_test_labels_or_official_data_finds_nothing() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    let s = p
+        .submit(
+            C500K,
+            "solution.py",
+            CHEAT.as_bytes(),
+            "cheater",
+            Split::Official,
+        )
+        .await
+        .unwrap();
+    let s = p.evaluate_now(&s.id).await.unwrap();
+    eprintln!("{}", s.logs);
+    assert_eq!(s.status, "scored", "{:?}", s.error);
+    assert!(
+        s.logs.contains("CHEAT during training found: []"),
+        "{}",
+        s.logs
+    );
+    assert!(
+        s.logs.contains("CHEAT at inference found: []"),
+        "{}",
+        s.logs
+    );
+    // An untrained linear layer: chance level on labels it cannot see.
+    assert!(s.accuracy.unwrap() < 0.05, "{:?}", s.accuracy);
+    assert_eq!(s.score, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_become_statuses_with_reasons() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    // The same database with a short time limit, for the sleeper.
+    let short = platform(
+        &db,
+        EvalOptions {
+            time_limit_s: Some(5.0),
+        },
+    )
+    .await;
+    let raising = submit_py(
+        &p,
+        "class Solution:\n    def solve(self, train_loader, val_loader, metadata):\n        raise ValueError('boom in solve')\n",
+    )
+    .await;
+    let sleeping = submit_py(
+        &p,
+        "import time\nclass Solution:\n    def solve(self, train_loader, val_loader, metadata):\n        time.sleep(600)\n",
+    )
+    .await;
+    let not_module = submit_py(
+        &p,
+        "class Solution:\n    def solve(self, train_loader, val_loader, metadata):\n        return 42\n",
+    )
+    .await;
+    let lambda = submit_py(
+        &p,
+        "import torch.nn as nn\nclass Solution:\n    def solve(self, a, b, m):\n        net = nn.Linear(384, 128)\n        net.f = lambda x: x\n        return net\n",
+    )
+    .await;
+    let bad_zip = p
+        .submit(
+            C500K,
+            "evil.zip",
+            &zip_of(&[("agentics.solution.json", b"{}"), ("../../x.py", b"x")]),
+            "tests",
+            Split::Public,
+        )
+        .await
+        .unwrap();
+    let no_manifest = p
+        .submit(
+            C500K,
+            "p.zip",
+            &zip_of(&[("solution.py", b"class Solution: pass\n")]),
+            "tests",
+            Split::Public,
+        )
+        .await
+        .unwrap();
+    let (raising, sleeping, not_module, lambda) = tokio::join!(
+        p.evaluate_now(&raising.id),
+        short.evaluate_now(&sleeping.id),
+        p.evaluate_now(&not_module.id),
+        p.evaluate_now(&lambda.id)
+    );
+    let raising = raising.unwrap();
+    assert_eq!(raising.status, "error");
+    let err = raising.error.unwrap();
+    assert!(
+        err.contains("Traceback (most recent call last)")
+            && err.contains("ValueError: boom in solve"),
+        "{err}"
+    );
+    let sleeping = sleeping.unwrap();
+    assert_eq!(sleeping.status, "timeout");
+    assert_eq!(
+        sleeping.error.as_deref(),
+        Some("training passed the time limit of 5 s and was stopped")
+    );
+    let not_module = not_module.unwrap();
+    assert_eq!(not_module.status, "error");
+    assert!(not_module
+        .error
+        .unwrap()
+        .contains("must return an instance of torch.nn.Module, got int"));
+    let lambda = lambda.unwrap();
+    assert_eq!(lambda.status, "error");
+    assert!(lambda
+        .error
+        .unwrap()
+        .contains("cannot be saved with torch.save"));
+    // Rejected uploads are stored and visible with their reason.
+    for (s, msg) in [
+        (
+            &bad_zip,
+            "unsafe path \"../../x.py\" in the zip: entries must be relative paths without `..`",
+        ),
+        (
+            &no_manifest,
+            "missing agentics.solution.json at the root of the zip",
+        ),
+    ] {
+        let stored = p.get(&s.id).await.unwrap();
+        assert_eq!(stored.status, "rejected");
+        assert!(
+            stored.error.as_deref().unwrap().starts_with(msg),
+            "{:?}",
+            stored.error
+        );
+    }
+    let listed = p.store().list(Some(C500K), 100).await.unwrap();
+    assert_eq!(listed.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evaluation_overhead_is_small() {
+    let backend = backend().await;
+    backend.warm_up().await.unwrap();
+    let home = backend.config().home.clone();
+    let overhead = proctor_challenge::evaluate::measure_overhead(&backend, &home)
+        .await
+        .unwrap();
+    eprintln!("challenge_eval_overhead_s = {overhead:.3}");
+    // Goal 2 s; the bound leaves room for a loaded CI machine.
+    assert!(overhead < 4.0, "{overhead}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_evaluation_resumes_after_a_restart() {
+    let db = tempfile::tempdir().unwrap();
+    let id = {
+        let p = platform(&db, EvalOptions::default()).await;
+        let s = p
+            .submit(
+                C500K,
+                "solution.py",
+                &example("strong/solution.py"),
+                "tests",
+                Split::Public,
+            )
+            .await
+            .unwrap();
+        // A worker claimed it, then its process died (kill -9) mid-evaluation.
+        assert!(p.store().claim(&s.id).await.unwrap().is_some());
+        p.store().set_owner(&s.id, i32::MAX as i64).await.unwrap();
+        s.id
+    };
+    let p = platform(&db, EvalOptions::default()).await;
+    assert_eq!(p.get(&id).await.unwrap().status, "queued");
+    p.start_workers(1);
+    let s = p.wait(&id).await.unwrap();
+    assert_eq!(s.status, "scored");
+    assert_eq!(s.attempts, 2);
+}

@@ -1,0 +1,94 @@
+"""Drives a proctor gym with the real OpenEnv client (openenv-core's GenericEnvClient),
+plain HTTP in WhipStudio's format, and MCP over HTTP. Run by crates/proctor/tests/gym_protocol.rs
+in a test-only venv; prints one JSON summary line and exits non-zero on any failure.
+
+    python openenv_protocol.py BASE_URL FIXED_SCRIPT
+"""
+import asyncio
+import json
+import sys
+
+import requests
+from openenv.core.generic_client import GenericEnvClient
+
+BASE, FIXED = sys.argv[1], open(sys.argv[2]).read()
+summary = {}
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def full_episode_over_ws():
+    with GenericEnvClient(base_url=BASE, message_timeout_s=300).sync() as env:
+        r = env.reset(task_id="task1")
+        obs = r.observation
+        check(obs["task_id"] == "broken-training-loop" and not r.done and r.reward is None, f"reset: {obs}")
+        check("optimizer.step()" in obs["buggy_code"], "buggy code in the observation")
+        r = env.step({"action_type": "execute_snippet", "code": "exec(SCRIPT.split('model = ')[0])\nX_train.shape"})
+        check(r.observation["exit_code"] == 0 and r.observation["value"] == "torch.Size([1000, 20])", f"snippet: {r.observation}")
+        r = env.step({"action_type": "inspect_tensor", "target_expression": "X_train"})
+        check(r.observation["shape"] == [1000, 20] and r.observation["nan_count"] == 0, f"inspect: {r.observation}")
+        r = env.step({"action_type": "run_training_probe", "steps": 3})
+        o = r.observation
+        check(len(o["losses"]) == 3 and max(o["learning_rates"]) == 10.0 and o["optimizer_param_count"] == 2, f"probe: {o}")
+        check(all(v is None for v in o["grad_norms"][0].values()), f"step before backward shows as missing grads: {o['grad_norms'][0]}")
+        r = env.step({"action_type": "get_variable_state", "expressions": ["X_train.mean().item() > -100", "len(y_train)"]})
+        res = r.observation["results"]
+        check(res["len(y_train)"]["value"] == 1000, f"variables: {res}")
+        r = env.step({"action_type": "inspect_diff", "proposed_code": FIXED})
+        check(r.observation["syntax_ok"] is True and r.observation["additions"] >= 1, f"diff: {r.observation}")
+        state = env.state()
+        check(state["step_count"] == 5, f"state: {state}")
+        r = env.step({"action_type": "submit_fix", "fixed_code": FIXED, "explanation": "lr and order"})
+        check(r.done and r.reward is not None and r.reward >= 0.85, f"submit: {r.reward} {r.observation}")
+        summary["ws_episode_reward"] = r.reward
+
+
+async def one_concurrent_episode(i):
+    async with GenericEnvClient(base_url=BASE, message_timeout_s=300) as env:
+        r = await env.reset(task_id=f"task{i % 6 + 1}")
+        r = await env.step({"action_type": "execute_snippet", "code": f"{i} * 2"})
+        check(r.observation["value"] == str(i * 2), f"concurrent {i}: {r.observation}")
+        s = await env.state()
+        return s["episode_id"]
+
+
+async def concurrent_ws_episodes():
+    ids = await asyncio.gather(*(one_concurrent_episode(i) for i in range(8)))
+    check(len(set(ids)) == 8, f"8 distinct episodes: {ids}")
+    summary["concurrent_ws_episodes"] = 8
+
+
+def whipstudio_over_http():
+    r = requests.post(f"{BASE}/reset", json={"task_id": "task5"}, timeout=300).json()
+    eid = r["episode_id"]
+    check(r["observation"]["task_id"] == "frozen-backbone" and r["done"] is False, f"http reset: {r}")
+    r = requests.post(f"{BASE}/step", json={"episode_id": eid, "action_type": "execute_snippet", "code": "1 + 1"}, timeout=300).json()
+    check(r["observation"]["value"] == "2" and r["reward"] is None, f"http step (WhipStudio format): {r}")
+    r = requests.post(f"{BASE}/step", json={"episode_id": eid, "action": {"action_type": "get_variable_state", "expressions": ["SCRIPT.count('requires_grad')"]}}, timeout=300).json()
+    check(r["observation"]["results"], f"http step (OpenEnv format): {r}")
+    bad = requests.post(f"{BASE}/step", json={"episode_id": eid, "action_type": "rm_rf"}, timeout=60)
+    check(bad.status_code == 422 and "unknown action_type" in bad.json()["error"], f"bad action: {bad.text}")
+    st = requests.get(f"{BASE}/state", params={"episode_id": eid}, timeout=60).json()
+    check(st["step_count"] == 2, f"http state: {st}")
+    summary["http_episode"] = eid
+
+
+def mcp_over_http():
+    listed = requests.post(f"{BASE}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=60).json()
+    names = {t["name"] for t in listed["result"]["tools"]}
+    check({"reset", "execute_snippet", "submit_fix"} <= names, f"tools/list: {names}")
+    reset = requests.post(f"{BASE}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "reset", "arguments": {"task_id": "task2"}}}, timeout=300).json()
+    eid = reset["result"]["structuredContent"]["episode_id"]
+    call = requests.post(f"{BASE}/mcp", json={"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "execute_snippet", "arguments": {"episode_id": eid, "code": "6 * 7"}}}, timeout=300).json()
+    check(call["result"]["structuredContent"]["observation"]["value"] == "42", f"tools/call: {call}")
+    summary["mcp_tools"] = len(names)
+
+
+full_episode_over_ws()
+asyncio.run(concurrent_ws_episodes())
+whipstudio_over_http()
+mcp_over_http()
+print(json.dumps(summary))
