@@ -81,6 +81,12 @@ pub struct Reference {
     pub file: String,
     /// Bug ids it fixes.
     pub fixes: Vec<String>,
+    /// Bug ids it fixes only in part.
+    #[serde(default)]
+    pub partial: Vec<String>,
+    /// The band it must land in.
+    #[serde(default)]
+    pub band: Option<String>,
 }
 
 /// A task with its files.

@@ -397,14 +397,12 @@ impl Cgroup {
         let quota = (limits.cpus * period as f64) as u64;
         match self.version {
             Version::V1 => {
+                // memsw (present only with swap accounting) must stay >= the memory limit:
+                // raising needs memsw first, lowering needs it last, so write it around.
+                let memsw = "memory.memsw.limit_in_bytes";
+                write("memory", memsw, mem.to_string(), false)?;
                 write("memory", "memory.limit_in_bytes", mem.to_string(), true)?;
-                // Present only with swap accounting; keeps swap from extending the limit.
-                write(
-                    "memory",
-                    "memory.memsw.limit_in_bytes",
-                    mem.to_string(),
-                    false,
-                )?;
+                write("memory", memsw, mem.to_string(), false)?;
                 write("memory", "memory.swappiness", "0".into(), false)?;
                 write("pids", "pids.max", limits.max_pids.to_string(), true)?;
                 if quota > 0 {

@@ -14,6 +14,11 @@ fn openenv_venv() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openenv-venv");
     let python = dir.join("bin/python");
     let ready = dir.join(".ready");
+    // Tests run in parallel: one creates the venv, the others wait on the lock.
+    let lock =
+        std::fs::File::create(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openenv-venv.lock"))
+            .unwrap();
+    lock.lock().unwrap();
     if !ready.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         let ok = Command::new("python3")
