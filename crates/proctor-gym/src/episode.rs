@@ -542,6 +542,9 @@ pub fn diff(original: &str, proposed: &str) -> Value {
     })
 }
 
+/// Finished episodes kept for viewing.
+const KEPT_FINISHED: usize = 200;
+
 /// Many episodes at once, each behind its own lock; idle ones are reaped.
 pub struct Gym {
     backend: LocalBackend,
@@ -583,7 +586,7 @@ impl Gym {
         let mut gone = Vec::new();
         for (id, ep) in map.iter() {
             if let Ok(e) = ep.try_lock() {
-                if e.idle_for() > idle {
+                if !e.done && e.idle_for() > idle {
                     gone.push(id.clone());
                 }
             }
@@ -601,11 +604,9 @@ impl Gym {
         task_id: Option<&str>,
         seed: Option<u64>,
     ) -> Result<(String, StepResult), GymError> {
-        {
-            let map = self.episodes.lock().await;
-            if map.len() >= self.max_episodes {
-                return Err(GymError::Capacity(map.len()));
-            }
+        let live = self.live().await;
+        if live >= self.max_episodes {
+            return Err(GymError::Capacity(live));
         }
         let episode = Episode::start(&self.backend, task_id, seed, self.config.clone()).await?;
         let id = episode.id.clone();
@@ -645,11 +646,83 @@ impl Gym {
         Ok(self.get(id).await?.lock().await.state())
     }
 
-    /// An episode's history (for the web UI).
-    pub async fn history(&self, id: &str) -> Result<(Value, Vec<HistoryEntry>), GymError> {
+    /// An episode's state, history and the measured losses of its graded fix (for the web UI).
+    pub async fn history(
+        &self,
+        id: &str,
+    ) -> Result<(Value, Vec<HistoryEntry>, Vec<f64>), GymError> {
         let ep = self.get(id).await?;
         let ep = ep.lock().await;
-        Ok((ep.state(), ep.history.clone()))
+        let losses = ep
+            .grade
+            .as_ref()
+            .map(|g| g.losses.clone())
+            .unwrap_or_default();
+        Ok((ep.state(), ep.history.clone(), losses))
+    }
+
+    /// `(id, task, turns, done, reward)` of every episode kept (for the web UI).
+    pub async fn list(&self) -> Vec<(String, String, u32, bool, Option<f64>)> {
+        let episodes: Vec<_> = self.episodes.lock().await.values().cloned().collect();
+        let mut out = Vec::new();
+        for ep in episodes {
+            if let Ok(e) = ep.try_lock() {
+                out.push((
+                    e.id.clone(),
+                    e.task.spec.id.clone(),
+                    e.turn,
+                    e.done,
+                    e.reward,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Episodes still running (finished ones are kept for their history only).
+    async fn live(&self) -> usize {
+        let episodes: Vec<_> = self.episodes.lock().await.values().cloned().collect();
+        let mut n = 0;
+        for ep in episodes {
+            // A busy episode is live by definition.
+            if ep.try_lock().map_or(true, |e| !e.done) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A client let go of an episode: a finished one stays viewable, a running one ends.
+    pub async fn release(&self, id: &str) {
+        let done = match self.get(id).await {
+            Ok(ep) => ep.lock().await.done,
+            Err(_) => return,
+        };
+        if done {
+            self.forget_oldest_finished().await;
+        } else {
+            self.close(id).await;
+        }
+    }
+
+    /// Keeps at most [`KEPT_FINISHED`] finished episodes.
+    async fn forget_oldest_finished(&self) {
+        let mut map = self.episodes.lock().await;
+        let mut finished: Vec<(Duration, String)> = map
+            .iter()
+            .filter_map(|(id, ep)| {
+                ep.try_lock()
+                    .ok()
+                    .filter(|e| e.done)
+                    .map(|e| (e.idle_for(), id.clone()))
+            })
+            .collect();
+        if finished.len() > KEPT_FINISHED {
+            finished.sort();
+            for (_, id) in finished.into_iter().skip(KEPT_FINISHED) {
+                map.remove(&id);
+            }
+        }
     }
 
     /// Ends and forgets an episode.

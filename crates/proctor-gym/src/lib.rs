@@ -23,6 +23,7 @@ pub mod grade;
 pub mod score;
 pub mod server;
 pub mod task;
+pub mod ui;
 
 /// Errors of the gym; each says what was wrong and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -6,22 +6,25 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::episode::{tool_descriptions, Gym, StepResult, TOOL_NAMES};
-use crate::{grade, task, GymError};
+use crate::{grade, task, ui, GymError};
 
 const NAME: &str = "proctor-debug-gym";
 
 /// The gym's routes, to serve at a root or nest under `/gym`.
 pub fn router(gym: Arc<Gym>) -> Router {
     Router::new()
+        .route("/", get(index_page))
+        .route("/tasks/{id}", get(task_page))
+        .route("/episodes/{id}", get(episode_page))
         .route("/health", get(health))
         .route("/metadata", get(metadata))
         .route("/schema", get(schema))
@@ -70,6 +73,41 @@ fn ws_code(e: &GymError) -> &'static str {
         GymError::Capacity(_) => "CAPACITY_REACHED",
         _ => "EXECUTION_ERROR",
     }
+}
+
+/// Where the gym is mounted: the request's full path minus the route's own part.
+fn mount(uri: &OriginalUri, route_part: &str) -> String {
+    let path = uri.0.path().trim_end_matches('/');
+    path.strip_suffix(route_part.trim_end_matches('/'))
+        .unwrap_or(path)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+async fn index_page(
+    State(gym): State<Arc<Gym>>,
+    uri: OriginalUri,
+) -> Result<Html<String>, ApiError> {
+    Ok(Html(ui::index(
+        &mount(&uri, ""),
+        &task::all()?,
+        &gym.list().await,
+    )))
+}
+
+async fn task_page(Path(id): Path<String>, uri: OriginalUri) -> Result<Html<String>, ApiError> {
+    let base = mount(&uri, &format!("/tasks/{id}"));
+    Ok(Html(ui::task(&base, &task::find(&id)?)))
+}
+
+async fn episode_page(
+    State(gym): State<Arc<Gym>>,
+    Path(id): Path<String>,
+    uri: OriginalUri,
+) -> Result<Html<String>, ApiError> {
+    let base = mount(&uri, &format!("/episodes/{id}"));
+    let (state, history, losses) = gym.history(&id).await?;
+    Ok(Html(ui::episode(&base, &state, &history, &losses)))
 }
 
 async fn health(State(gym): State<Arc<Gym>>) -> Json<Value> {
@@ -279,7 +317,7 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
             Ok(m) => match m.get("type").and_then(Value::as_str).unwrap_or("") {
                 "reset" => {
                     if let Some(old) = episode.take() {
-                        gym.close(&old).await;
+                        gym.release(&old).await;
                     }
                     let data = m.get("data").cloned().unwrap_or(json!({}));
                     let task_id = data.get("task_id").and_then(Value::as_str);
@@ -325,7 +363,7 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
         }
     }
     if let Some(id) = episode {
-        gym.close(&id).await;
+        gym.release(&id).await;
     }
 }
 

@@ -1,8 +1,8 @@
 """CNN image classifier (10 classes, 1x32x32) with data augmentation.
 
 The dataset is small, so every image is expanded with augmented copies
-(pixel noise). Reports the per-epoch training loss, the final
-loss and the validation accuracy.
+(pixel noise). Reports the per-epoch training loss, the final loss and the
+validation accuracy.
 """
 import json
 

@@ -47,6 +47,9 @@ struct Figures {
     cold_reps: usize,
     warm_reps: usize,
     cores: usize,
+    /// Figures of the front doors (gym, review), by name.
+    #[serde(flatten)]
+    front_doors: std::collections::BTreeMap<String, f64>,
 }
 
 fn p(values: &mut [f64], q: f64) -> f64 {
@@ -173,6 +176,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         let parallel_8_ms = start.elapsed().as_secs_f64() * 1000.0;
 
+        eprintln!("[bench] gym over /ws…");
+        let mut front_doors = std::collections::BTreeMap::new();
+        for (name, value) in gym::figures(&backend, reps).await? {
+            front_doors.insert(name.to_string(), value);
+        }
+        eprintln!("[bench] experiment-code review…");
+        for (name, value) in review_figures(&backend).await? {
+            front_doors.insert(name.to_string(), value);
+        }
+
         let cold_p50 = p(&mut cold, 0.5);
         let warm_p50 = p(&mut warm, 0.5);
         anyhow::Ok(Figures {
@@ -192,6 +205,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             cores: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            front_doors,
         })
     })?;
     if args.json {
@@ -215,6 +229,202 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             "parallel_speedup        {:>9.2}x ({:.0} ms for 8 at once vs {:.0} ms one by one, {} cores)",
             figures.parallel_speedup, figures.parallel_8_ms, figures.sequential_8_ms, figures.cores
         );
+        for (name, value) in &figures.front_doors {
+            println!("{name:<24}{value:>10.2}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Static analysis alone, then the full review (static + every variation smoke-run),
+/// of the ready fixture.
+async fn review_figures(backend: &LocalBackend) -> Result<Vec<(&'static str, f64)>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks/research/ohgw");
+    let variations: Vec<String> = std::fs::read_to_string(root.join("variations.txt"))
+        .context("the review fixture is missing (run the bench from the repository)")?
+        .trim()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let case = proctor_review::Case::from_dirs(
+        &root.join("base"),
+        &root.join("ready"),
+        &variations,
+        Some(&root.join("method.md")),
+    )?;
+    let start = Instant::now();
+    let quick = proctor_review::review_static(&case);
+    let static_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let start = Instant::now();
+    let full = proctor_review::review(
+        backend,
+        &case,
+        &proctor_review::ReviewOptions::for_backend(backend),
+    )
+    .await;
+    let full_s = start.elapsed().as_secs_f64();
+    if !full.is_experiment_code_ready
+        || quick
+            .findings
+            .iter()
+            .any(|f| f.severity == proctor_review::Severity::Blocker)
+    {
+        bail!(
+            "the ready fixture was not judged ready: {}",
+            full.experiment_code_issue
+        );
+    }
+    Ok(vec![
+        ("review_static_ms", static_ms),
+        ("review_full_s", full_s),
+    ])
+}
+
+/// The gym's figures: tool calls over `/ws`, grading vs bare python, episodes per minute.
+pub(super) mod gym {
+    use std::time::Instant;
+
+    use anyhow::{bail, Context, Result};
+    use futures_util::{SinkExt, StreamExt};
+    use proctor_engine::LocalBackend;
+    use proctor_gym::episode::{EpisodeConfig, Gym};
+    use serde_json::{json, Value};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::p;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn call(ws: &mut Ws, msg: Value) -> Result<Value> {
+        ws.send(Message::Text(msg.to_string().into())).await?;
+        loop {
+            match ws.next().await.context("the gym closed the socket")?? {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t)?;
+                    if v["type"] == "error" {
+                        bail!("gym error: {}", v["data"]);
+                    }
+                    return Ok(v);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    async fn connect(base: &str) -> Result<Ws> {
+        Ok(tokio_tungstenite::connect_async(format!("{base}/ws"))
+            .await?
+            .0)
+    }
+
+    /// One full episode: reset, three tools, submit the reference fix.
+    async fn episode(base: String, fixed: &'static str) -> Result<f64> {
+        let mut ws = connect(&base).await?;
+        call(
+            &mut ws,
+            json!({"type": "reset", "data": {"task_id": "task1"}}),
+        )
+        .await?;
+        for action in [
+            json!({"action_type": "execute_snippet", "code": "1 + 1"}),
+            json!({"action_type": "inspect_diff", "proposed_code": fixed}),
+            json!({"action_type": "get_variable_state", "expressions": ["len(SCRIPT)"]}),
+            json!({"action_type": "submit_fix", "fixed_code": fixed}),
+        ] {
+            let r = call(&mut ws, json!({"type": "step", "data": action})).await?;
+            if r["data"]["done"] == true {
+                return r["data"]["reward"].as_f64().context("no reward");
+            }
+        }
+        bail!("the episode did not end")
+    }
+
+    /// The figures, as `(name, value)` pairs.
+    pub async fn figures(backend: &LocalBackend, reps: usize) -> Result<Vec<(&'static str, f64)>> {
+        let gym = Gym::new(backend.clone(), 16, EpisodeConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("ws://{}", listener.local_addr()?);
+        let server = tokio::spawn(proctor_server::serve_router(
+            listener,
+            proctor_gym::server::router(gym),
+            std::future::pending(),
+        ));
+        let task = proctor_gym::task::find("task1")?;
+        let fixed: &'static str = task.file("fixed.py").context("task1 has no fixed.py")?;
+
+        let mut ws = connect(&base).await?;
+        call(
+            &mut ws,
+            json!({"type": "reset", "data": {"task_id": "task1"}}),
+        )
+        .await?;
+        let mut calls = Vec::new();
+        for i in 0..reps.max(20) * 2 {
+            let start = Instant::now();
+            let r = call(&mut ws, json!({"type": "step", "data": {"action_type": "execute_snippet", "code": format!("{i} + 1")}})).await?;
+            calls.push(start.elapsed().as_secs_f64() * 1000.0);
+            if r["data"]["done"] == true {
+                call(
+                    &mut ws,
+                    json!({"type": "reset", "data": {"task_id": "task1"}}),
+                )
+                .await?;
+            }
+        }
+        drop(ws);
+
+        let start = Instant::now();
+        let report = proctor_gym::grade::grade(backend, &task, fixed).await?;
+        let grade_ms = start.elapsed().as_secs_f64() * 1000.0;
+        if report.score < 0.85 {
+            bail!("the reference fix scored {}", report.score);
+        }
+        let dir = tempfile_dir()?;
+        let script = dir.join("fixed.py");
+        std::fs::write(&script, fixed)?;
+        let start = Instant::now();
+        let out = tokio::process::Command::new(&backend.config().runtime.python)
+            .arg(&script)
+            .current_dir(&dir)
+            .output()
+            .await?;
+        let bare_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let _ = std::fs::remove_dir_all(&dir);
+        if !out.status.success() {
+            bail!(
+                "bare python failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        let start = Instant::now();
+        let handles: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(episode(base.clone(), fixed)))
+            .collect();
+        for h in handles {
+            let reward = h.await??;
+            if reward < 0.85 {
+                bail!("a benchmark episode scored {reward}");
+            }
+        }
+        let minutes = start.elapsed().as_secs_f64() / 60.0;
+        server.abort();
+        let mut sorted = calls.clone();
+        Ok(vec![
+            ("gym_tool_call_ms_p50", p(&mut calls, 0.5)),
+            ("gym_tool_call_ms_p99", p(&mut sorted, 0.99)),
+            ("gym_grade_ms", grade_ms),
+            ("gym_bare_python_ms", bare_ms),
+            ("gym_grade_vs_bare_ratio", grade_ms / bare_ms),
+            ("gym_episodes_per_min_8x", 8.0 / minutes),
+        ])
+    }
+
+    fn tempfile_dir() -> Result<std::path::PathBuf> {
+        let dir = std::env::temp_dir().join(format!("proctor-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
 }

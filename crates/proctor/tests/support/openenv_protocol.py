@@ -41,6 +41,7 @@ def full_episode_over_ws():
         check(r.observation["syntax_ok"] is True and r.observation["additions"] >= 1, f"diff: {r.observation}")
         state = env.state()
         check(state["step_count"] == 5, f"state: {state}")
+        summary["ws_episode_id"] = state["episode_id"]
         r = env.step({"action_type": "submit_fix", "fixed_code": FIXED, "explanation": "lr and order"})
         check(r.done and r.reward is not None and r.reward >= 0.85, f"submit: {r.reward} {r.observation}")
         summary["ws_episode_reward"] = r.reward
@@ -87,7 +88,19 @@ def mcp_over_http():
     summary["mcp_tools"] = len(names)
 
 
+def finished_episode_page():
+    page = requests.get(f"{BASE}/episodes/{summary['ws_episode_id']}", timeout=60)
+    check(page.status_code == 200, f"episode page: {page.status_code}")
+    check('<svg id="loss-curve"' in page.text and "<polyline" in page.text, "loss curve on the episode page")
+    check("submit_fix" in page.text and "run_training_probe" in page.text, "history on the episode page")
+    index = requests.get(BASE, timeout=60).text
+    check("broken-training-loop" in index and summary["ws_episode_id"] in index, "task list and episode on the gym page")
+    task_page = requests.get(f"{BASE}/tasks/task3", timeout=60)
+    check(task_page.status_code == 200 and "augment" in task_page.text, "task page")
+
+
 full_episode_over_ws()
+finished_episode_page()
 asyncio.run(concurrent_ws_episodes())
 whipstudio_over_http()
 mcp_over_http()
