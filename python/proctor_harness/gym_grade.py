@@ -154,12 +154,14 @@ def graph_size(tensor, cap=5000):
     fn = getattr(tensor, "grad_fn", None)
     if fn is None:
         return 0
-    seen, stack = set(), [fn]
+    # Keep the visited nodes alive: autograd nodes are created on access, and an id of a
+    # freed one gets reused, which would end the walk early.
+    seen, stack = {}, [fn]
     while stack and len(seen) < cap:
         node = stack.pop()
         if node is None or id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         stack.extend(n for n, _ in getattr(node, "next_functions", ()))
     return len(seen)
 
