@@ -108,15 +108,6 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("index.html"))
 }
 
-/// Serves the platform on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    backend: LocalBackend,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_router(listener, router(AppState::new(backend)), shutdown).await
-}
-
 /// Serves any router (e.g. the gym alone) on `listener` until `shutdown` resolves.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,

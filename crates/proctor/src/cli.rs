@@ -24,6 +24,12 @@ impl Cli {
             } => a.json,
             Command::Serve(_) | Command::Mcp(_) => false,
             Command::Review(a) => a.json,
+            Command::Challenge {
+                command: ChallengeCommand::List(a),
+            } => a.json,
+            Command::Challenge {
+                command: ChallengeCommand::Submit(a),
+            } => a.json,
             Command::Gym {
                 command: GymCommand::Tasks(a),
             } => a.json,
@@ -61,6 +67,48 @@ pub enum Command {
     Mcp(SandboxArg),
     /// Review derived experiment code: static analysis and sandboxed smoke runs of every variation.
     Review(ReviewArgs),
+    /// Parameter-budget ML challenges: list them, submit a solution.
+    Challenge {
+        #[command(subcommand)]
+        command: ChallengeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChallengeCommand {
+    /// List the hosted challenges.
+    List(ChallengeListArgs),
+    /// Submit a zip project (or a bare solution.py) and evaluate it now.
+    Submit(ChallengeSubmitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChallengeListArgs {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChallengeSubmitArgs {
+    /// Challenge id (see `proctor challenge list`).
+    pub challenge: String,
+    /// A .zip project with agentics.solution.json, or a bare solution.py.
+    pub file: PathBuf,
+    /// Evaluate on the official (secret) data instead of the public data.
+    #[arg(long)]
+    pub official: bool,
+    /// Name shown on the leaderboard.
+    #[arg(long, default_value = "anonymous")]
+    pub participant: String,
+    /// The submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -198,6 +246,12 @@ pub struct ServeArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Challenge submissions evaluated at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// The challenge submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
+    #[arg(long)]
+    pub database: Option<PathBuf>,
     #[command(flatten)]
     pub sandbox: SandboxArg,
 }

@@ -181,6 +181,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         for (name, value) in gym::figures(&backend, reps).await? {
             front_doors.insert(name.to_string(), value);
         }
+        eprintln!("[bench] challenge evaluation…");
+        let overhead =
+            proctor_challenge::evaluate::measure_overhead(&backend, &backend.config().home).await?;
+        front_doors.insert("challenge_eval_overhead_s".to_string(), overhead);
         eprintln!("[bench] experiment-code review…");
         for (name, value) in review_figures(&backend).await? {
             front_doors.insert(name.to_string(), value);

@@ -1,6 +1,7 @@
 //! One file per subcommand; each returns the process exit code.
 
 mod bench;
+mod challenge;
 mod doctor;
 mod exec;
 mod gym;
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => gym::serve(args),
         Command::Mcp(args) => gym::mcp_stdio(args),
         Command::Review(args) => review::run(args),
+        Command::Challenge { command } => challenge::run(command),
     }
 }
 

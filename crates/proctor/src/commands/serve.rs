@@ -15,8 +15,16 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| {
                 format!("cannot listen on {addr}: is another server using the port? pass --port")
             })?;
+        let mut config = proctor_challenge::PlatformConfig::new(backend.config().home.clone());
+        if let Some(db) = &args.database {
+            config.database = db.clone();
+        }
+        let platform = proctor_challenge::Platform::open(backend.clone(), config).await?;
+        platform.start_workers(args.workers);
+        let app = proctor_server::router(proctor_server::AppState::new(backend))
+            .merge(proctor_challenge::web::router(platform));
         eprintln!("proctor serving on http://{addr}");
-        proctor_server::serve(listener, backend, async {
+        proctor_server::serve_router(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
