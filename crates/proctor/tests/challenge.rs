@@ -7,23 +7,14 @@ use std::path::PathBuf;
 
 use proctor_challenge::evaluate::EvalOptions;
 use proctor_challenge::{data, Catalog, Platform, PlatformConfig, Split};
-use proctor_engine::{EngineConfig, LocalBackend};
+use proctor_engine::LocalBackend;
 use proctor_store::Submission;
 
 const C500K: &str = "imagenet-pareto-500k";
 
-async fn backend() -> LocalBackend {
-    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
-        .await
-        .unwrap()
-        .expect("engine config");
-    config.helper = util::proctor_bin();
-    LocalBackend::start(config).await.expect("backend")
-}
-
 /// A platform over the real `$PROCTOR_HOME` (data cache, runs) with a fresh database.
 async fn platform(db: &tempfile::TempDir, eval: EvalOptions) -> Platform<LocalBackend> {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let mut config = PlatformConfig::new(backend.config().home.clone());
     config.database = db.path().join("proctor.db");
     config.eval = eval;
@@ -55,7 +46,7 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn public_data_is_the_original_tensor_for_tensor() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let home = backend.config().home.clone();
     let spec = Catalog::builtin().get(C500K).unwrap().data.clone();
     let set = data::ensure(&backend, &home, &spec, Split::Public)
@@ -527,7 +518,7 @@ async fn failures_become_statuses_with_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evaluation_overhead_is_small() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let home = backend.config().home.clone();
     let overhead = proctor_challenge::evaluate::measure_overhead(&backend, &home)

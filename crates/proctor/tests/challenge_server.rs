@@ -91,14 +91,6 @@ fn cli_lists_and_submits_with_the_json_contract() {
         .starts_with("the upload is not a valid zip archive"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -157,7 +149,7 @@ fn submission(port: u16, id: &str) -> Value {
 fn kill_9_mid_evaluation_then_restart_ends_with_a_real_status() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("proctor.db");
-    let port = free_port();
+    let port = util::free_port();
     let mut server = serve(port, &db);
     // Slow enough to be killed mid-training, then the strong reference.
     let code = std::fs::read_to_string(example("strong/solution.py"))

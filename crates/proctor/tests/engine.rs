@@ -5,16 +5,7 @@ mod util;
 use std::time::Duration;
 
 use proctor_core::{Command, Job, Limits, Status};
-use proctor_engine::{Backend, EngineConfig, LocalBackend};
-
-async fn backend() -> LocalBackend {
-    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
-        .await
-        .unwrap()
-        .expect("engine config");
-    config.helper = util::proctor_bin();
-    LocalBackend::start(config).await.expect("backend")
-}
+use proctor_engine::Backend;
 
 fn code(c: &str) -> Job {
     Job::new(Command::Code { code: c.into() }).with_limits(Limits {
@@ -25,7 +16,7 @@ fn code(c: &str) -> Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_runs_cannot_see_each_other() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let secret = format!("secret-{}", std::process::id());
     let a = {
@@ -99,7 +90,7 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inputs_are_readable_and_read_only() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("data.txt"), "41").unwrap();
     let job = code("v = int(open('../inputs/data.txt').read())\nprint(v + 1)\ntry:\n    open('../inputs/data.txt', 'w')\n    print('WRITABLE')\nexcept OSError:\n    print('read-only')\n")
@@ -135,7 +126,7 @@ async fn inputs_are_readable_and_read_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_keep_state_and_survive_errors_and_timeouts() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let s = backend
         .open_session(Limits::default(), Duration::from_secs(60))
         .await
@@ -195,7 +186,7 @@ async fn sessions_keep_state_and_survive_errors_and_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_on_idle_and_on_oom() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let idle = backend
         .open_session(Limits::default(), Duration::from_millis(500))
         .await
@@ -237,7 +228,7 @@ async fn sessions_end_on_idle_and_on_oom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_restarts_a_dead_zygote() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let zygote = backend.zygote_pid().await.expect("a zygote runs");
     // SAFETY: kill(2) of the zygote this test's backend started.

@@ -5,18 +5,9 @@ mod util;
 
 use std::sync::Arc;
 
-use proctor_engine::{EngineConfig, LocalBackend};
+use proctor_engine::LocalBackend;
 use proctor_gym::grade::{grade, GradeReport};
 use proctor_gym::task::{self, Task};
-
-async fn backend() -> LocalBackend {
-    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
-        .await
-        .unwrap()
-        .expect("engine config");
-    config.helper = util::proctor_bin();
-    LocalBackend::start(config).await.expect("backend")
-}
 
 /// Prints every metric line a task could want, trains nothing.
 const PRINTS_ONLY: &str = "print('LOSSES:[0.9, 0.5, 0.2, 0.1, 0.05]')\nprint('FINAL_LOSS:0.0500')\nprint('VAL_ACC:0.9900')\nprint('F1:0.9900')\n";
@@ -49,7 +40,7 @@ async fn grade_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_task_is_graded_by_what_the_fix_does() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let tasks = task::all().unwrap();
     assert_eq!(tasks.len(), 6);
@@ -161,7 +152,7 @@ async fn every_task_is_graded_by_what_the_fix_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_fixes_get_clear_results() {
-    let backend = backend().await;
+    let backend = util::backend().await;
     let t = task::find("task1").unwrap();
     let r = grade(&backend, &t, "def broken(:\n").await.unwrap();
     assert!(r.score <= 0.10 && r.crashed, "{r:?}");

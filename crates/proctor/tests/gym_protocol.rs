@@ -58,14 +58,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(args: &[&str], port: u16, prefix: &str) -> Server {
     let child = Command::new(util::proctor_bin())
         .args(args)
@@ -137,7 +129,7 @@ fn client_episodes(venv: &std::path::Path, base: &str) -> serde_json::Value {
 #[test]
 fn gym_serve_passes_openenv_validate_and_real_clients() {
     let venv = openenv_venv();
-    let server = start(&["gym", "serve"], free_port(), "");
+    let server = start(&["gym", "serve"], util::free_port(), "");
     validate(&venv, &server.base);
     let summary = client_episodes(&venv, &server.base);
     assert!(
@@ -150,7 +142,7 @@ fn gym_serve_passes_openenv_validate_and_real_clients() {
 #[test]
 fn platform_serves_the_gym_under_slash_gym() {
     let venv = openenv_venv();
-    let server = start(&["serve"], free_port(), "/gym");
+    let server = start(&["serve"], util::free_port(), "/gym");
     validate(&venv, &server.base);
     let summary = client_episodes(&venv, &server.base);
     assert!(summary["mcp_tools"].as_u64().unwrap() >= 7, "{summary}");

@@ -6,7 +6,7 @@ mod util;
 
 use std::path::{Path, PathBuf};
 
-use proctor_engine::{EngineConfig, LocalBackend};
+use proctor_engine::LocalBackend;
 use proctor_review::{Case, Review, ReviewOptions, RunStatus, Severity};
 
 fn fixtures() -> PathBuf {
@@ -58,12 +58,7 @@ fn case_of(derived: &Path) -> Case {
 }
 
 async fn backend() -> LocalBackend {
-    let mut config = tokio::task::spawn_blocking(|| EngineConfig::detect(false))
-        .await
-        .unwrap()
-        .expect("engine config");
-    config.helper = util::proctor_bin();
-    let backend = LocalBackend::start(config).await.expect("backend");
+    let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     backend
 }

@@ -78,3 +78,24 @@ pub fn marker() -> String {
         .subsec_nanos();
     format!("{}.{:09}", 4000 + std::process::id() % 1000, nanos)
 }
+
+/// A local engine whose sandbox helper is the built `proctor` binary.
+pub async fn backend() -> proctor_engine::LocalBackend {
+    let mut config = tokio::task::spawn_blocking(|| proctor_engine::EngineConfig::detect(false))
+        .await
+        .unwrap()
+        .expect("engine config");
+    config.helper = proctor_bin();
+    proctor_engine::LocalBackend::start(config)
+        .await
+        .expect("backend")
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
