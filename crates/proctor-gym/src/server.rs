@@ -1,7 +1,7 @@
 //! The gym on the OpenEnv protocol (openenv-core 0.3): `WS /ws` (one episode per
 //! connection), HTTP `POST /reset`, `POST /step`, `GET /state` (with an `episode_id`),
 //! `GET /health`, `/metadata`, `/schema`, `/openapi.json`, `/tasks`, `/tools`,
-//! `POST /grader`, and `POST /mcp` (JSON-RPC 2.0).
+//! `POST /grader`, and `POST /mcp` (JSON-RPC 2.0, answered by [`crate::mcp::GymMcp`]).
 
 use std::sync::Arc;
 
@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::episode::{tool_descriptions, Gym, StepResult, TOOL_NAMES};
+use crate::mcp::GymMcp;
 use crate::{grade, task, ui, GymError};
 
-const NAME: &str = "proctor-debug-gym";
+pub(crate) const NAME: &str = "proctor-debug-gym";
 
 /// The gym's routes, to serve at a root or nest under `/gym`.
 pub fn router(gym: Arc<Gym>) -> Router {
@@ -222,7 +223,7 @@ struct ResetRequest {
     seed: Option<u64>,
 }
 
-fn step_json(id: Option<&str>, r: StepResult) -> Value {
+pub(crate) fn step_json(id: Option<&str>, r: StepResult) -> Value {
     let mut v = json!({"observation": r.observation, "reward": r.reward, "done": r.done});
     if let Some(id) = id {
         v["episode_id"] = json!(id);
@@ -367,112 +368,6 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
     }
 }
 
-fn rpc_result(id: Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
-}
-
-fn rpc_error(id: Value, code: i64, message: impl Into<String>) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
-}
-
-/// MCP tools: `reset` plus the six tools (each takes `episode_id` besides its fields).
-fn mcp_tools() -> Vec<Value> {
-    let mut tools = vec![json!({
-        "name": "reset",
-        "description": "Start a debug episode; returns its episode_id and the task.",
-        "inputSchema": {"type": "object", "properties": {"task_id": {"type": "string"}, "seed": {"type": "integer"}}},
-    })];
-    for t in tool_descriptions() {
-        let mut props = serde_json::Map::new();
-        props.insert("episode_id".into(), json!({"type": "string"}));
-        for (field, kind) in t["fields"].as_object().cloned().unwrap_or_default() {
-            let kind = kind.as_str().unwrap_or("string");
-            let schema = if kind.starts_with("integer") {
-                json!({"type": "integer"})
-            } else if kind.starts_with("string[]") {
-                json!({"type": "array", "items": {"type": "string"}})
-            } else {
-                json!({"type": "string"})
-            };
-            props.insert(field, schema);
-        }
-        tools.push(json!({
-            "name": t["name"],
-            "description": t["description"],
-            "inputSchema": {"type": "object", "properties": props, "required": ["episode_id"]},
-        }));
-    }
-    tools
-}
-
-/// Handles one JSON-RPC request (shared by `POST /mcp` and `proctor mcp` over stdio).
-pub async fn mcp_handle(gym: &Gym, request: &Value) -> Option<Value> {
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return Some(rpc_error(id, -32600, "invalid request: missing \"method\""));
-    };
-    let params = request.get("params").cloned().unwrap_or(json!({}));
-    // Notifications get no answer.
-    if request.get("id").is_none() && method.starts_with("notifications/") {
-        return None;
-    }
-    let reply = match method {
-        "initialize" => rpc_result(
-            id,
-            json!({
-                "protocolVersion": params.get("protocolVersion").cloned().unwrap_or(json!("2025-03-26")),
-                "capabilities": {"tools": {"listChanged": false}},
-                "serverInfo": {"name": NAME, "version": env!("CARGO_PKG_VERSION")},
-            }),
-        ),
-        "ping" => rpc_result(id, json!({})),
-        "tools/list" => rpc_result(id, json!({"tools": mcp_tools()})),
-        "tools/call" => {
-            let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-            let mut args = params.get("arguments").cloned().unwrap_or(json!({}));
-            let outcome: Result<Value, GymError> = if name == "reset" {
-                let task_id = args.get("task_id").and_then(Value::as_str);
-                let seed = args.get("seed").and_then(Value::as_u64);
-                gym.reset(task_id, seed)
-                    .await
-                    .map(|(eid, r)| step_json(Some(&eid), r))
-            } else if TOOL_NAMES.contains(&name) {
-                match args.as_object_mut().and_then(|o| o.remove("episode_id")) {
-                    Some(Value::String(eid)) => {
-                        args["action_type"] = json!(name);
-                        gym.step(&eid, &args).await.map(|r| step_json(None, r))
-                    }
-                    _ => Err(GymError::BadAction(
-                        "missing \"episode_id\" (from the reset tool)".into(),
-                    )),
-                }
-            } else {
-                return Some(rpc_error(id, -32602, format!("unknown tool {name:?}")));
-            };
-            match outcome {
-                Ok(v) => rpc_result(
-                    id,
-                    json!({"content": [{"type": "text", "text": v.to_string()}], "structuredContent": v, "isError": false}),
-                ),
-                Err(e) => rpc_result(
-                    id,
-                    json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
-                ),
-            }
-        }
-        other => rpc_error(id, -32601, format!("method not found: {other}")),
-    };
-    Some(reply)
-}
-
 async fn mcp(State(gym): State<Arc<Gym>>, body: axum::body::Bytes) -> Json<Value> {
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return Json(rpc_error(Value::Null, -32700, format!("parse error: {e}"))),
-    };
-    Json(
-        mcp_handle(&gym, &request)
-            .await
-            .unwrap_or_else(|| json!({"jsonrpc": "2.0", "result": {}})),
-    )
+    Json(GymMcp::new(gym).json_rpc(&body).await)
 }

@@ -1,6 +1,5 @@
 //! `proctor gym tasks|grade|serve` and `proctor mcp`: the debug gym.
 
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -104,34 +103,14 @@ async fn axum_serve(
     Ok(())
 }
 
-/// MCP over stdio: one JSON-RPC message per line in, one per line out.
+/// MCP over stdio (newline-delimited JSON-RPC), served by rmcp.
 pub fn mcp_stdio(args: SandboxArg) -> Result<ExitCode> {
     super::tokio()?.block_on(async {
         let backend = super::backend(args.no_sandbox).await?;
         let gym = Gym::new(backend, 8, EpisodeConfig::default());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.blocking_send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        while let Some(line) = rx.recv().await {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let reply = match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(request) => proctor_gym::server::mcp_handle(&gym, &request).await,
-                Err(e) => Some(serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("parse error: {e}")}})),
-            };
-            if let Some(reply) = reply {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{reply}")?;
-                out.flush()?;
-            }
-        }
+        proctor_gym::mcp::serve_stdio(gym)
+            .await
+            .context("MCP over stdio")?;
         Ok(ExitCode::SUCCESS)
     })
 }
