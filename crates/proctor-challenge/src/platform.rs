@@ -22,6 +22,9 @@ pub struct PlatformConfig {
     pub home: PathBuf,
     /// The SQLite database (default `$PROCTOR_HOME/challenge/proctor.db`).
     pub database: PathBuf,
+    /// A database URL (`postgres://USER:PASSWORD@HOST/DB` or `sqlite://PATH`); when set,
+    /// it is used instead of `database`.
+    pub database_url: Option<String>,
     /// Evaluations started per submission before an interrupted one is failed.
     pub max_attempts: i64,
     /// Evaluation knobs (tests shorten the time limit).
@@ -35,6 +38,7 @@ impl PlatformConfig {
     pub fn new(home: PathBuf) -> PlatformConfig {
         PlatformConfig {
             database: home.join("challenge").join("proctor.db"),
+            database_url: None,
             home,
             max_attempts: 2,
             eval: EvalOptions::default(),
@@ -99,7 +103,10 @@ impl<B: Backend + Clone + 'static> Platform<B> {
     /// Opens the store (migrating it) and recovers submissions that a dead process left
     /// running: they are queued again, or failed after `max_attempts`.
     pub async fn open(backend: B, config: PlatformConfig) -> Result<Platform<B>, Error> {
-        let store = Store::open(&config.database).await?;
+        let store = match &config.database_url {
+            Some(url) => Store::open_url(url).await?,
+            None => Store::open(&config.database).await?,
+        };
         let recovered = store.recover(config.max_attempts).await?;
         if !recovered.requeued.is_empty() || !recovered.failed.is_empty() {
             tracing::warn!(

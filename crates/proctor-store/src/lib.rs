@@ -1,14 +1,18 @@
 /*!
-Persistence of proctor: an SQLite database (a file under `$PROCTOR_HOME` by default)
-opened through sqlx with embedded migrations, and the repositories of the front doors.
-Today it holds challenge submissions: every upload is persisted (as `queued`, or as
-`rejected` with its reason) before anything runs, workers claim queued rows atomically,
-and [`Store::recover`] resumes or fails the rows of a process that died mid-evaluation.
+Persistence of proctor: an SQLite database by default (a file under `$PROCTOR_HOME`), or a
+Postgres server given by URL, opened through sqlx with embedded migrations (one set per
+backend: `migrations/sqlite`, `migrations/postgres`), and the repositories of the front
+doors. Both backends answer the same API with the same semantics. Today it holds
+challenge submissions: every upload is persisted (as `queued`, or as `rejected` with its
+reason) before anything runs, workers claim queued rows atomically (two workers never
+claim the same row; on Postgres, concurrent claimers skip each other's locked rows), and
+[`Store::recover`] resumes or fails the rows of a process that died mid-evaluation.
 
 ```no_run
 # async fn demo() -> Result<(), proctor_store::StoreError> {
 use proctor_store::{NewSubmission, Store};
 let store = Store::open(std::path::Path::new("/tmp/proctor.db")).await?;
+// or: Store::open_url("postgres://proctor:secret@127.0.0.1/proctor").await?
 store.insert(&NewSubmission {
     id: "s1".into(), challenge: "imagenet-pareto-500k".into(), official: false,
     participant: "me".into(), name: None, description: None, file_name: "solution.py".into(),
@@ -26,10 +30,12 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+#[doc(hidden)]
+pub mod testing;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +43,7 @@ pub enum StoreError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database {url:?}: {source}")]
     Open {
-        /// Where.
+        /// Where (a Postgres password is masked).
         url: String,
         /// Why.
         source: sqlx::Error,
@@ -161,20 +167,84 @@ fn pid_alive(pid: i64) -> bool {
     pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An SQLite file (the default).
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names: `sqlite:…` or `postgres://…` / `postgresql://…`.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// `url` with the password of its authority (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool: every query is written once, in
+/// the SQL both backends accept (`$N` placeholders, `RETURNING`), and executed natively.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 const COLUMNS: &str = "id, challenge, official, participant, name, description, file_name, status, score, accuracy, params, params_trainable, error, logs, result, project_dir, attempts, created_ms, started_ms, finished_ms";
 
-fn row(r: &SqliteRow) -> Result<Submission, sqlx::Error> {
+fn row<R: Row>(r: &R) -> Result<Submission, sqlx::Error>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+{
     let result: Option<String> = r.try_get("result")?;
     Ok(Submission {
         id: r.try_get("id")?,
         challenge: r.try_get("challenge")?,
-        official: r.try_get::<i64, _>("official")? != 0,
+        // SQLite stores it as INTEGER 0/1, Postgres as BOOLEAN; both decode as bool.
+        official: r.try_get("official")?,
         participant: r.try_get("participant")?,
         name: r.try_get("name")?,
         description: r.try_get("description")?,
@@ -205,57 +275,90 @@ impl Store {
         Store::open_url(&format!("sqlite://{}", path.display())).await
     }
 
-    /// Opens a database by URL (`sqlite://PATH` or `sqlite::memory:`).
+    /// Opens a database by URL and runs its backend's migrations: `sqlite://PATH`
+    /// (created if missing), `sqlite::memory:`, or `postgres://USER:PASSWORD@HOST/DB`
+    /// (the database must exist; the schema is created in it).
     pub async fn open_url(url: &str) -> Result<Store, StoreError> {
         let open = |source| StoreError::Open {
-            url: url.to_string(),
+            url: redact_url(url),
             source,
         };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .connect_with(options)
-            .await
-            .map_err(open)?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let pool = match Backend::of_url(url) {
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(open)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(std::time::Duration::from_secs(10));
+                let max = if url.contains(":memory:") { 1 } else { 4 };
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .connect_with(options)
+                    .await
+                    .map_err(open)?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            Some(Backend::Postgres) => {
+                let options = PgConnectOptions::from_str(url).map_err(open)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(open)?;
+                // Concurrent openers serialize on sqlx's advisory lock.
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+            None => return Err(open(sqlx::Error::Configuration(
+                "unsupported database URL: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB"
+                    .into(),
+            ))),
+        };
         Ok(Store { pool })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// Persists a new submission.
     pub async fn insert(&self, s: &NewSubmission) -> Result<(), StoreError> {
         let finished = (s.status != "queued").then(now_ms);
-        sqlx::query(
-            "INSERT INTO submissions (id, challenge, official, participant, name, description, file_name, status, error, project_dir, created_ms, finished_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(&s.challenge)
-        .bind(s.official as i64)
-        .bind(&s.participant)
-        .bind(&s.name)
-        .bind(&s.description)
-        .bind(&s.file_name)
-        .bind(&s.status)
-        .bind(&s.error)
-        .bind(&s.project_dir)
-        .bind(now_ms())
-        .bind(finished)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO submissions (id, challenge, official, participant, name, description, file_name, status, error, project_dir, created_ms, finished_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&s.id)
+            .bind(&s.challenge)
+            .bind(s.official)
+            .bind(&s.participant)
+            .bind(&s.name)
+            .bind(&s.description)
+            .bind(&s.file_name)
+            .bind(&s.status)
+            .bind(&s.error)
+            .bind(&s.project_dir)
+            .bind(now_ms())
+            .bind(finished)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// One submission.
     pub async fn get(&self, id: &str) -> Result<Option<Submission>, StoreError> {
-        let r = sqlx::query(&format!("SELECT {COLUMNS} FROM submissions WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.as_ref().map(row).transpose()?)
+        let sql = format!("SELECT {COLUMNS} FROM submissions WHERE id = $1");
+        on_pool!(self, pool => {
+            let r = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+            Ok(r.as_ref().map(row).transpose()?)
+        })
     }
 
     /// The latest submissions (of one challenge, or all), newest first.
@@ -264,14 +367,22 @@ impl Store {
         challenge: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Submission>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM submissions WHERE (?1 IS NULL OR challenge = ?1) ORDER BY created_ms DESC, id LIMIT ?2"
-        ))
-        .bind(challenge)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        let sql = match challenge {
+            Some(_) => format!(
+                "SELECT {COLUMNS} FROM submissions WHERE challenge = $1 ORDER BY created_ms DESC, id LIMIT $2"
+            ),
+            None => format!(
+                "SELECT {COLUMNS} FROM submissions ORDER BY created_ms DESC, id LIMIT $1"
+            ),
+        };
+        on_pool!(self, pool => {
+            let mut q = sqlx::query(&sql);
+            if let Some(c) = challenge {
+                q = q.bind(c);
+            }
+            let rows = q.bind(limit).fetch_all(pool).await?;
+            Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        })
     }
 
     /// Scored and over-budget submissions of a challenge on public or official data,
@@ -282,94 +393,129 @@ impl Store {
         official: bool,
         limit: i64,
     ) -> Result<Vec<Submission>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM submissions WHERE challenge = ? AND official = ? AND status IN ('scored', 'over_budget') ORDER BY score DESC, params ASC, created_ms ASC LIMIT ?"
-        ))
-        .bind(challenge)
-        .bind(official as i64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        // NULLS LAST spelled portably: Postgres sorts NULL first in DESC order.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM submissions WHERE challenge = $1 AND official = $2 AND status IN ('scored', 'over_budget') ORDER BY score IS NULL, score DESC, params ASC, created_ms ASC LIMIT $3"
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(challenge)
+                .bind(official)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+        })
     }
 
-    async fn claim_where(
-        &self,
-        filter: &str,
-        id: Option<&str>,
-    ) -> Result<Option<Submission>, StoreError> {
-        let r = sqlx::query(&format!(
-            "UPDATE submissions SET status = 'running', attempts = attempts + 1, owner_pid = ?, started_ms = ? WHERE id = (SELECT id FROM submissions WHERE status = 'queued' {filter} ORDER BY created_ms, id LIMIT 1) AND status = 'queued' RETURNING {COLUMNS}"
-        ))
-        .bind(std::process::id() as i64)
-        .bind(now_ms())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(r.as_ref().map(row).transpose()?)
+    async fn claim_where(&self, id: Option<&str>) -> Result<Option<Submission>, StoreError> {
+        let filter = if id.is_some() { "AND id = $3" } else { "" };
+        // SQLite has one writer at a time, so the UPDATE is atomic as written. Postgres
+        // runs claims concurrently: the picked row is locked, and a concurrent claimer
+        // skips it for the next queued one instead of blocking and coming back empty.
+        let lock = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE submissions SET status = 'running', attempts = attempts + 1, owner_pid = $1, started_ms = $2 WHERE id = (SELECT id FROM submissions WHERE status = 'queued' {filter} ORDER BY created_ms, id LIMIT 1 {lock}) AND status = 'queued' RETURNING {COLUMNS}"
+        );
+        on_pool!(self, pool => {
+            let mut q = sqlx::query(&sql)
+                .bind(std::process::id() as i64)
+                .bind(now_ms());
+            if let Some(id) = id {
+                q = q.bind(id);
+            }
+            let r = q.fetch_optional(pool).await?;
+            Ok(r.as_ref().map(row).transpose()?)
+        })
     }
 
     /// Claims the oldest queued submission for this process (atomically: two workers
     /// never claim the same one).
     pub async fn claim_next(&self) -> Result<Option<Submission>, StoreError> {
-        self.claim_where("AND (? IS NULL)", None).await
+        self.claim_where(None).await
     }
 
     /// Claims one queued submission by id.
     pub async fn claim(&self, id: &str) -> Result<Option<Submission>, StoreError> {
-        self.claim_where("AND id = ?", Some(id)).await
+        self.claim_where(Some(id)).await
     }
 
     /// Records the end of an evaluation.
     pub async fn finish(&self, id: &str, f: &Finished) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE submissions SET status = ?, score = ?, accuracy = ?, params = ?, params_trainable = ?, error = ?, logs = ?, result = ?, finished_ms = ?, owner_pid = NULL WHERE id = ?",
-        )
-        .bind(&f.status)
-        .bind(f.score)
-        .bind(f.accuracy)
-        .bind(f.params)
-        .bind(f.params_trainable)
-        .bind(&f.error)
-        .bind(&f.logs)
-        .bind(f.result.as_ref().map(|v| v.to_string()))
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE submissions SET status = $1, score = $2, accuracy = $3, params = $4, params_trainable = $5, error = $6, logs = $7, result = $8, finished_ms = $9, owner_pid = NULL WHERE id = $10",
+            )
+            .bind(&f.status)
+            .bind(f.score)
+            .bind(f.accuracy)
+            .bind(f.params)
+            .bind(f.params_trainable)
+            .bind(&f.error)
+            .bind(&f.logs)
+            .bind(f.result.as_ref().map(|v| v.to_string()))
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Recovers submissions left `running` by processes that are gone (a crash, a
     /// `kill -9`): queued again while they have had fewer than `max_attempts`
     /// evaluations, failed with a clear error otherwise. Rows of live processes are
-    /// left alone.
+    /// left alone. (Owners are process ids of this host: with a Postgres server shared
+    /// by several hosts, run the workers on one of them.)
     pub async fn recover(&self, max_attempts: i64) -> Result<Recovered, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, attempts, owner_pid FROM submissions WHERE status = 'running'")
-                .fetch_all(&self.pool)
-                .await?;
+        let mut running: Vec<(String, i64, Option<i64>)> = Vec::new();
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, attempts, owner_pid FROM submissions WHERE status = 'running' ORDER BY created_ms, id",
+            )
+            .fetch_all(pool)
+            .await?;
+            for r in rows {
+                running.push((r.try_get("id")?, r.try_get("attempts")?, r.try_get("owner_pid")?));
+            }
+        });
         let mut out = Recovered::default();
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let attempts: i64 = r.try_get("attempts")?;
-            let owner: Option<i64> = r.try_get("owner_pid")?;
+        for (id, attempts, owner) in running {
             if owner.is_some_and(|p| p != std::process::id() as i64 && pid_alive(p)) {
                 continue;
             }
+            // `AND status = 'running'` (and the same owner): a row that changed since the
+            // SELECT (finished, or recovered by a concurrent opener) is left alone.
+            let changed = if attempts < max_attempts {
+                on_pool!(self, pool => {
+                    sqlx::query("UPDATE submissions SET status = 'queued', owner_pid = NULL WHERE id = $1 AND status = 'running' AND attempts = $2")
+                        .bind(&id)
+                        .bind(attempts)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                })
+            } else {
+                on_pool!(self, pool => {
+                    sqlx::query("UPDATE submissions SET status = 'error', error = $1, finished_ms = $2, owner_pid = NULL WHERE id = $3 AND status = 'running' AND attempts = $4")
+                        .bind(format!("the evaluation was interrupted {attempts} times (the server stopped while it ran); it is not retried again"))
+                        .bind(now_ms())
+                        .bind(&id)
+                        .bind(attempts)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                })
+            };
+            if changed == 0 {
+                continue;
+            }
             if attempts < max_attempts {
-                sqlx::query("UPDATE submissions SET status = 'queued', owner_pid = NULL WHERE id = ? AND status = 'running'")
-                    .bind(&id)
-                    .execute(&self.pool)
-                    .await?;
                 out.requeued.push(id);
             } else {
-                sqlx::query("UPDATE submissions SET status = 'error', error = ?, finished_ms = ?, owner_pid = NULL WHERE id = ? AND status = 'running'")
-                    .bind(format!("the evaluation was interrupted {attempts} times (the server stopped while it ran); it is not retried again"))
-                    .bind(now_ms())
-                    .bind(&id)
-                    .execute(&self.pool)
-                    .await?;
                 out.failed.push(id);
             }
         }
@@ -379,11 +525,13 @@ impl Store {
     /// Marks a row as belonging to a dead process (tests of crash recovery).
     #[doc(hidden)]
     pub async fn set_owner(&self, id: &str, pid: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE submissions SET owner_pid = ? WHERE id = ?")
-            .bind(pid)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE submissions SET owner_pid = $1 WHERE id = $2")
+                .bind(pid)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 }
@@ -391,6 +539,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TestPostgres;
 
     fn new(id: &str, status: &str) -> NewSubmission {
         NewSubmission {
@@ -407,18 +556,64 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn queue_claims_each_submission_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db/proctor.db"))
-            .await
-            .unwrap();
+    /// A database of one backend; the same tests run on both.
+    struct Db {
+        url: String,
+        _dir: Option<tempfile::TempDir>,
+        _pg: Option<TestPostgres>,
+    }
+
+    impl Db {
+        async fn sqlite() -> Db {
+            let dir = tempfile::tempdir().unwrap();
+            Db {
+                url: format!("sqlite://{}", dir.path().join("proctor.db").display()),
+                _dir: Some(dir),
+                _pg: None,
+            }
+        }
+
+        async fn postgres() -> Db {
+            let pg = TestPostgres::new().await;
+            Db {
+                url: pg.url.clone(),
+                _dir: None,
+                _pg: Some(pg),
+            }
+        }
+
+        async fn open(&self) -> Store {
+            Store::open_url(&self.url).await.unwrap()
+        }
+    }
+
+    /// One `#[tokio::test]` per backend for a test body `async fn(Db)`.
+    macro_rules! on_both {
+        ($body:ident) => {
+            mod $body {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$body(super::Db::sqlite().await).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$body(super::Db::postgres().await).await
+                }
+            }
+        };
+    }
+
+    on_both!(queue_claims_each_submission_once_in_order);
+    async fn queue_claims_each_submission_once_in_order(db: Db) {
+        let store = db.open().await;
         store.insert(&new("a", "queued")).await.unwrap();
         store.insert(&new("r", "rejected")).await.unwrap();
         store.insert(&new("b", "queued")).await.unwrap();
         let first = store.claim_next().await.unwrap().unwrap();
         assert_eq!(first.status, "running");
         assert_eq!(first.attempts, 1);
+        assert!(first.started_ms.is_some());
         let second = store.claim_next().await.unwrap().unwrap();
         assert_ne!(first.id, second.id);
         assert!(store.claim_next().await.unwrap().is_none());
@@ -429,7 +624,11 @@ mod tests {
                 &Finished {
                     status: "scored".into(),
                     score: Some(50.0),
-                    params: Some(10),
+                    accuracy: Some(0.875),
+                    params: Some(10_000_000_000),
+                    params_trainable: Some(7),
+                    logs: "ok".into(),
+                    result: Some(serde_json::json!({"k": [1, 2.5]})),
                     ..Finished::default()
                 },
             )
@@ -438,19 +637,45 @@ mod tests {
         let a = store.get("a").await.unwrap().unwrap();
         assert_eq!(a.status, "scored");
         assert!(a.finished_ms.is_some());
+        // Values round-trip exactly on both backends (f64, i64 beyond 32 bits, JSON).
+        assert_eq!(a.score, Some(50.0));
+        assert_eq!(a.accuracy, Some(0.875));
+        assert_eq!(a.params, Some(10_000_000_000));
+        assert_eq!(a.result, Some(serde_json::json!({"k": [1, 2.5]})));
         assert_eq!(store.list(Some("c"), 10).await.unwrap().len(), 3);
+        assert_eq!(store.list(None, 2).await.unwrap().len(), 2);
+        assert!(store.list(Some("other"), 10).await.unwrap().is_empty());
         assert_eq!(
             store.get("r").await.unwrap().unwrap().error.as_deref(),
             Some("bad zip")
         );
+        assert!(store.get("nope").await.unwrap().is_none());
         assert_eq!(store.leaderboard("c", false, 10).await.unwrap().len(), 1);
+        assert!(store.leaderboard("c", true, 10).await.unwrap().is_empty());
+        // Official rows (a boolean on both backends) have their own leaderboard.
+        store
+            .insert(&NewSubmission {
+                official: true,
+                ..new("o", "queued")
+            })
+            .await
+            .unwrap();
+        assert!(store.get("o").await.unwrap().unwrap().official);
+        store.claim("o").await.unwrap().unwrap();
+        let over = Finished {
+            status: "over_budget".into(),
+            score: Some(0.0),
+            ..Finished::default()
+        };
+        store.finish("o", &over).await.unwrap();
+        let official = store.leaderboard("c", true, 10).await.unwrap();
+        assert_eq!(official.len(), 1);
+        assert_eq!(official[0].id, "o");
     }
 
-    #[tokio::test]
-    async fn recovery_requeues_then_fails_interrupted_submissions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("proctor.db");
-        let store = Store::open(&path).await.unwrap();
+    on_both!(recovery_requeues_then_fails_interrupted_submissions);
+    async fn recovery_requeues_then_fails_interrupted_submissions(db: Db) {
+        let store = db.open().await;
         store.insert(&new("x", "queued")).await.unwrap();
         store.claim("x").await.unwrap().unwrap();
         // A live owner (this very process counts as a restart) vs a dead one.
@@ -458,7 +683,8 @@ mod tests {
         assert_eq!(store.recover(2).await.unwrap(), Recovered::default());
         store.set_owner("x", i32::MAX as i64).await.unwrap();
         drop(store);
-        let store = Store::open(&path).await.unwrap();
+        // A restart: the database is opened again (migrations already applied).
+        let store = db.open().await;
         let r = store.recover(2).await.unwrap();
         assert_eq!(r.requeued, vec!["x".to_string()]);
         assert_eq!(store.get("x").await.unwrap().unwrap().status, "queued");
@@ -468,6 +694,81 @@ mod tests {
         assert_eq!(r.failed, vec!["x".to_string()]);
         let x = store.get("x").await.unwrap().unwrap();
         assert_eq!(x.status, "error");
+        assert_eq!(x.attempts, 2);
+        assert!(x.finished_ms.is_some());
         assert!(x.error.unwrap().contains("interrupted 2 times"));
+        assert_eq!(store.recover(2).await.unwrap(), Recovered::default());
+    }
+
+    on_both!(concurrent_claims_never_share_a_row_and_drain_the_queue);
+    async fn concurrent_claims_never_share_a_row_and_drain_the_queue(db: Db) {
+        let store = db.open().await;
+        let n = 40;
+        for i in 0..n {
+            store
+                .insert(&new(&format!("s{i:02}"), "queued"))
+                .await
+                .unwrap();
+        }
+        // Eight workers, each with its own pool (as separate processes would have).
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let store = db.open().await;
+            workers.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(s) = store.claim_next().await.unwrap() {
+                    assert_eq!(s.status, "running");
+                    mine.push(s.id);
+                }
+                mine
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        let claimed = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(claimed, n, "every row claimed exactly once");
+        assert_eq!(all.len(), n);
+        for s in store.list(Some("c"), 100).await.unwrap() {
+            assert_eq!((s.status.as_str(), s.attempts), ("running", 1), "{}", s.id);
+        }
+    }
+
+    #[tokio::test]
+    async fn open_creates_the_sqlite_file_and_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/proctor.db");
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.backend(), Backend::Sqlite);
+        assert!(path.exists());
+    }
+
+    #[tokio::test]
+    async fn postgres_urls_are_recognized_and_passwords_masked() {
+        assert_eq!(
+            Backend::of_url("postgresql://u:p@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
+        let err = Store::open_url("mysql://u:secret@h/db").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unsupported database URL") && !msg.contains("secret"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn postgres_store_reports_its_backend() {
+        let pg = TestPostgres::new().await;
+        let store = Store::open_url(&pg.url).await.unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
     }
 }

@@ -104,6 +104,9 @@ pub struct ChallengeSubmitArgs {
     /// The submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,
+    /// A database URL instead of the file: postgres://USER:PASSWORD@HOST/DB (or sqlite://PATH).
+    #[arg(long, env = "PROCTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -252,6 +255,9 @@ pub struct ServeArgs {
     /// The challenge submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,
+    /// A database URL instead of the file: postgres://USER:PASSWORD@HOST/DB (or sqlite://PATH).
+    #[arg(long, env = "PROCTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     #[command(flatten)]
     pub sandbox: SandboxArg,
 }

@@ -80,6 +80,10 @@ fn submit(args: ChallengeSubmitArgs) -> Result<ExitCode> {
         if let Some(db) = &args.database {
             config.database = db.clone();
         }
+        // A database URL (Postgres, or an SQLite URL) takes precedence over the path.
+        if let Some(url) = &args.database_url {
+            config.database_url = Some(url.clone());
+        }
         let platform = Platform::open(backend, config).await?;
         let submitted = platform
             .submit(

@@ -19,6 +19,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         if let Some(db) = &args.database {
             config.database = db.clone();
         }
+        // A database URL (Postgres, or an SQLite URL) takes precedence over the path.
+        if let Some(url) = &args.database_url {
+            config.database_url = Some(url.clone());
+        }
         let platform = proctor_challenge::Platform::open(backend.clone(), config).await?;
         platform.start_workers(args.workers);
         let app = proctor_server::router(proctor_server::AppState::new(backend))
