@@ -185,6 +185,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let overhead =
             proctor_challenge::evaluate::measure_overhead(&backend, &backend.config().home).await?;
         front_doors.insert("challenge_eval_overhead_s".to_string(), overhead);
+        eprintln!("[bench] idle server memory…");
+        front_doors.insert(
+            "server_idle_rss_mb".to_string(),
+            server_idle_rss_mb().await?,
+        );
         eprintln!("[bench] experiment-code review…");
         for (name, value) in review_figures(&backend).await? {
             front_doors.insert(name.to_string(), value);
@@ -238,6 +243,45 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resident memory of an idle `proctor serve` process (the server itself; the sandboxed
+/// zygote it starts is a separate process tree).
+async fn server_idle_rss_mb() -> Result<f64> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let db = std::env::temp_dir().join(format!("proctor-bench-{}.db", std::process::id()));
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--port", &port.to_string(), "--database"])
+        .arg(&db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("proctor serve did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = child.id().context("server exited")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")?;
+    child.kill().await?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    Ok(kb / 1024.0)
 }
 
 /// Static analysis alone, then the full review (static + every variation smoke-run),
