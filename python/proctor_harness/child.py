@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 
 from proctor_harness import confine
 
@@ -48,7 +49,17 @@ def _setup(fds):
     return ctl, req
 
 
+def _disown_zygote_finalizers():
+    """weakref.finalize callbacks registered in the zygote (by torch and friends) belong to
+    the zygote's objects: a child must not run them at its exit (they cost ~5 ms of
+    copy-on-write faults, and one could delete a resource the zygote still owns). Those the
+    run registers itself still run."""
+    for info in weakref.finalize._registry.values():
+        info.atexit = False
+
+
 def main(fds):
+    _disown_zygote_finalizers()
     ctl, req = _setup(fds)
     if req["kind"] == "session":
         _session(ctl, req)

@@ -314,3 +314,18 @@ fn missing_file_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn exit_handlers_and_finalizers_of_the_run_still_run() {
+    let code = "import atexit, weakref\nclass Box: pass\nb = Box()\nweakref.finalize(b, print, 'finalized')\natexit.register(print, 'atexit ran')\nprint('body')\n";
+    for mode in MODES {
+        let r = exec(code, mode);
+        assert_eq!(status(&r), "ok", "{r}");
+        let out = r["stdout"].as_str().unwrap();
+        assert!(out.starts_with("body\n"), "{out}");
+        assert!(
+            out.contains("atexit ran\n") && out.contains("finalized\n"),
+            "{mode:?}: {out}"
+        );
+    }
+}
