@@ -103,21 +103,11 @@ async fn every_task_is_graded_by_what_the_fix_does() {
                     claimed.iter().all(|b| fixes.contains(b)),
                     format!("credited bugs {claimed:?} beyond the reference's {fixes:?}"),
                 );
-                // task6's partial fixes crash at the first remaining shape bug, so fixes
-                // downstream of it cannot be observed (see the task's README); there the
-                // checks are: no false credit, and below the full-fix band.
-                let observable =
-                    slug != "input-output-mismatch" || fixes.is_empty() || fixes.len() == total;
                 if fixes.len() == total {
                     check(r.score >= 0.85, "a correct fix scores at least 0.85".into());
                     check(
                         claimed.len() == total,
                         "every bug of a correct fix is seen fixed".into(),
-                    );
-                } else if !observable {
-                    check(
-                        r.score < 0.85,
-                        "a partial fix stays below the full-fix band".into(),
                     );
                 } else {
                     check(
@@ -136,7 +126,7 @@ async fn every_task_is_graded_by_what_the_fix_does() {
                         );
                     }
                 }
-                if let (Some(band), true) = (&reference.band, observable) {
+                if let Some(band) = &reference.band {
                     check(&r.band == band, format!("expected band {band}"));
                 }
             }

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from proctor_harness import gym_eval as ev
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# A crashed run is re-run with each mismatch adapted and counted (gym_grade.Mismatches),
+# so that a fix downstream of the first remaining bug is still seen.
+TOLERANT_RERUN = True
 
 
 def _accepts(model, size):
@@ -36,13 +39,23 @@ def evaluate(ns, obs):
     size = 28 if resized or (model is not None and not _accepts(model, 32) and _accepts(model, 28)) else 32
     if size == 28:
         images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
+    bugs = {
+        "image_size": model is not None and (_accepts(model, 32) or resized),
+        "channel_order": chw,
+        "label_encoding": bool(indices),
+        "batch_dim": batched_eval,
+    }
+    tolerant = obs.get("tolerant")
+    if tolerant is not None:
+        # Each bug is fixed when its stage was reached and nothing had to be adapted there.
+        bugs = {
+            "image_size": tolerant["linear_forwards"] > 0 and tolerant["features"] == 0,
+            "channel_order": tolerant["conv_forwards"] > 0 and tolerant["channels_last"] == 0,
+            "label_encoding": tolerant["loss_calls"] > 0 and tolerant["one_hot_target"] == 0,
+            "batch_dim": tolerant["eval_forwards"] > 0 and tolerant["unbatched"] == 0,
+        }
     return {
-        "bugs": {
-            "image_size": model is not None and (_accepts(model, 32) or resized),
-            "channel_order": chw,
-            "label_encoding": bool(indices),
-            "batch_dim": batched_eval,
-        },
+        "bugs": bugs,
         "metrics": {
             "val_acc": ev.class_accuracy(ev.outputs(model, images), labels),
             "final_loss": ev.final_loss(obs),
