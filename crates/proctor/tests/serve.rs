@@ -53,6 +53,12 @@ fn serve_answers_health_status_and_the_index_page() {
     let (code, page) = get(port, "/").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("<title>proctor</title>"));
+    for link in ["href=\"/gym\"", "href=\"/challenges\"", "href=\"/review\""] {
+        assert!(page.contains(link), "{link} missing from the index page");
+    }
+    for page in ["/gym", "/challenges", "/review"] {
+        assert_eq!(get(port, page).unwrap().0, 200, "{page}");
+    }
     let (code, _) = get(port, "/no-such-page").unwrap();
     assert_eq!(code, 404);
     child.kill().unwrap();
