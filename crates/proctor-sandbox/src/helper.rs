@@ -37,25 +37,19 @@ pub struct ExitReport {
 /// Entry point of the helper; never returns.
 pub fn helper_main(spec_json: &str) -> ! {
     let code = match serde_json::from_str::<Spec>(spec_json) {
-        Ok(spec) => match run(&spec) {
-            Ok(code) => code,
-            Err(e) => {
-                report(&ExitReport {
-                    setup_error: Some(e.to_string()),
-                    ..ExitReport::default()
-                });
-                126
-            }
-        },
-        Err(e) => {
-            report(&ExitReport {
-                setup_error: Some(format!("bad sandbox spec: {e}")),
-                ..ExitReport::default()
-            });
-            126
-        }
+        Ok(spec) => run(&spec).unwrap_or_else(|e| setup_failed(&e.to_string())),
+        Err(e) => setup_failed(&format!("bad sandbox spec: {e}")),
     };
     std::process::exit(code)
+}
+
+/// Reports that the sandbox could not be set up (nothing untrusted ran); the exit code to use.
+fn setup_failed(message: &str) -> i32 {
+    report(&ExitReport {
+        setup_error: Some(message.to_string()),
+        ..ExitReport::default()
+    });
+    126
 }
 
 fn report(r: &ExitReport) {
@@ -113,16 +107,7 @@ fn run(spec: &Spec) -> Result<i32, SandboxError> {
     // SAFETY: this process is single-threaded (a fresh exec of the helper).
     match unsafe { fork() }.map_err(|e| setup("fork of init", e))? {
         ForkResult::Child => {
-            let code = match init(spec, &filters) {
-                Ok(code) => code,
-                Err(e) => {
-                    report(&ExitReport {
-                        setup_error: Some(e.to_string()),
-                        ..ExitReport::default()
-                    });
-                    126
-                }
-            };
+            let code = init(spec, &filters).unwrap_or_else(|e| setup_failed(&e.to_string()));
             std::process::exit(code)
         }
         ForkResult::Parent { child } => Ok(wait_exit_code(child)),
@@ -183,13 +168,9 @@ fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
     // SAFETY: single-threaded.
     let worker = match unsafe { fork() }.map_err(|e| setup("fork of worker", e))? {
         ForkResult::Child => {
-            let err = exec_worker(spec, filters);
-            report(&ExitReport {
-                setup_error: Some(err.to_string()),
-                ..ExitReport::default()
-            });
+            let code = setup_failed(&exec_worker(spec, filters).to_string());
             // SAFETY: leaving the forked worker without running destructors.
-            unsafe { libc::_exit(126) }
+            unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => child,
     };
