@@ -78,7 +78,8 @@ impl IntoResponse for WebError {
 
 type WebResult<T> = Result<T, WebError>;
 
-fn challenge_json(c: &Challenge) -> serde_json::Value {
+/// A challenge as the JSON API and `proctor challenge list --json` show it.
+pub fn challenge_json(c: &Challenge) -> serde_json::Value {
     json!({
         "id": c.id,
         "title": c.title,
@@ -90,6 +91,7 @@ fn challenge_json(c: &Challenge) -> serde_json::Value {
         "train_samples": c.data.train_samples(),
         "val_samples": c.data.val_samples(),
         "test_samples": c.data.test_samples(),
+        "time_limit_s": c.resources.time_limit_s,
         "resources": c.resources,
         "rank_metric": c.rank_metric,
         "metrics": c.metrics,

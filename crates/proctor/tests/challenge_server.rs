@@ -1,22 +1,19 @@
 //! The challenge platform through the real binary: `proctor challenge list/submit` and
 //! `proctor serve` (upload over HTTP, kill -9 mid-evaluation, restart, a real status).
-//! Skipped (with a message) while the `challenge` subcommand is not wired into the CLI.
 
+#[path = "support/challenge_http.rs"]
+mod challenge_http;
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use challenge_http::{
+    assert_scored_after_restart, example, serve, upload_slow_and_kill_mid_evaluation,
+};
 
 use serde_json::Value;
-
-fn example(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/challenge")
-        .join(path)
-}
 
 #[test]
 fn cli_lists_and_submits_with_the_json_contract() {
@@ -91,123 +88,16 @@ fn cli_lists_and_submits_with_the_json_contract() {
         .starts_with("the upload is not a valid zip archive"));
 }
 
-fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    (code, body)
-}
-
-fn serve(port: u16, db: &Path) -> Child {
-    let child = Command::new(util::proctor_bin())
-        .args(["serve", "--workers", "1", "--port"])
-        .arg(port.to_string())
-        .arg("--database")
-        .arg(db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
-}
-
-fn submission(port: u16, id: &str) -> Value {
-    let (code, body) = http(
-        port,
-        "GET",
-        &format!("/api/submissions/{id}"),
-        "text/plain",
-        b"",
-    );
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 #[test]
 fn kill_9_mid_evaluation_then_restart_ends_with_a_real_status() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("proctor.db");
+    let store = [OsStr::new("--database"), db.as_os_str()];
     let port = util::free_port();
-    let mut server = serve(port, &db);
-    // Slow enough to be killed mid-training, then the strong reference.
-    let code = std::fs::read_to_string(example("strong/solution.py"))
-        .unwrap()
-        .replace(
-            "    def solve(self, train_loader, val_loader, metadata: dict = None):\n",
-            "    def solve(self, train_loader, val_loader, metadata: dict = None):\n        import time\n        time.sleep(4)\n",
-        );
-    let boundary = "XproctorX";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"participant\"\r\n\r\ncrash\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"solution.py\"\r\n\r\n{code}\r\n--{boundary}--\r\n"
-    );
-    let (status, resp) = http(
-        port,
-        "POST",
-        "/api/challenges/imagenet-pareto-500k/submissions",
-        &format!("multipart/form-data; boundary={boundary}"),
-        body.as_bytes(),
-    );
-    assert_eq!(status, 202, "{resp}");
-    let id = serde_json::from_str::<Value>(&resp).unwrap()["submission_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let start = Instant::now();
-    while submission(port, &id)["status"] != "running" {
-        assert!(start.elapsed() < Duration::from_secs(60), "never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(1000));
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
-
-    let mut server = serve(port, &db);
-    let start = Instant::now();
-    let done = loop {
-        let s = submission(port, &id);
-        if !matches!(s["status"].as_str(), Some("queued" | "running")) {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "never finished: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(done["status"], "scored", "{done}");
-    assert_eq!(done["attempts"], 2, "resumed after the restart: {done}");
-    assert!(done["accuracy"].as_f64().unwrap() >= 0.98);
-    let (code, page) = http(
-        port,
-        "GET",
-        "/challenges/imagenet-pareto-500k",
-        "text/plain",
-        b"",
-    );
-    assert_eq!(code, 200);
-    assert!(page.contains("crash") && page.contains("frontier-point"));
+    let mut server = serve(port, &store);
+    let id = upload_slow_and_kill_mid_evaluation(port, &mut server, "crash");
+    let mut server = serve(port, &store);
+    assert_scored_after_restart(port, &id, "crash");
     server.kill().unwrap();
     server.wait().unwrap();
 }

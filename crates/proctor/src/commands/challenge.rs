@@ -21,20 +21,7 @@ fn list(args: ChallengeListArgs) -> Result<ExitCode> {
         let challenges: Vec<_> = catalog
             .list()
             .into_iter()
-            .map(|c| {
-                serde_json::json!({
-                    "id": c.id,
-                    "title": c.title,
-                    "summary": c.summary,
-                    "param_limit": c.param_limit,
-                    "baseline_accuracy": c.baseline_accuracy,
-                    "num_classes": c.data.num_classes,
-                    "input_dim": c.data.input_dim,
-                    "time_limit_s": c.resources.time_limit_s,
-                    "rank_metric": c.rank_metric,
-                    "metrics": c.metrics,
-                })
-            })
+            .map(proctor_challenge::web::challenge_json)
             .collect();
         super::print_json(&serde_json::json!({ "challenges": challenges }))?;
     } else {
