@@ -187,9 +187,14 @@ fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
     if dir.join("proctor_harness/child.py").exists() {
         return Ok(dir);
     }
+    // Unique per call, not per process: tests (and servers) start several backends
+    // concurrently in one process, and a shared temporary name let one install rename
+    // the directory away while another was still writing into it.
+    static INSTALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = INSTALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = home
         .join("harness")
-        .join(format!(".tmp-{}", std::process::id()));
+        .join(format!(".tmp-{}-{attempt}", std::process::id()));
     let err = |e: std::io::Error| JobError::Engine(format!("cannot install the harness: {e}"));
     std::fs::create_dir_all(tmp.join("proctor_harness")).map_err(err)?;
     for (name, text) in HARNESS {

@@ -86,7 +86,13 @@ async fn public_data_is_the_original_tensor_for_tensor() {
         .unwrap();
     assert_ne!(official.sha256["train"], set.sha256["train"]);
     assert_eq!(official.test_labels.len(), 1024);
-    assert_eq!(official.oracle_accuracy, 1.0);
+    // The official tensors come from this machine's secret, so the nearest-prototype
+    // oracle is near perfect but not pinned (0.998 was seen on a fresh machine).
+    assert!(
+        official.oracle_accuracy > 0.99,
+        "official oracle accuracy {}",
+        official.oracle_accuracy
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
