@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml::Value as Yaml;
 
+use crate::budget::Budget;
 use crate::case::{Case, Project, MAX_FILE_BYTES};
 use crate::python::{self, PyModule};
 use crate::report::{cut, Finding, Severity};
@@ -23,6 +24,9 @@ pub const REQUIRED: &[&str] = &[
 pub const SMOKE: &str = "config/smoke_test.yaml";
 /// The full configuration.
 pub const FULL: &str = "config/full_experiment.yaml";
+/// Deepest YAML nesting parsed: real configs nest a handful of levels, while a deep one
+/// takes the YAML parser quadratic time before it reaches its recursion limit.
+const MAX_YAML_DEPTH: usize = 64;
 
 /// The analysed Python files of a project.
 pub struct Analysed {
@@ -31,14 +35,14 @@ pub struct Analysed {
 }
 
 impl Analysed {
-    /// Analyses every readable Python file of `project`.
-    pub fn new(project: &Project) -> Analysed {
+    /// Analyses every readable Python file of `project`; `None` when the budget ran out.
+    pub fn new(project: &Project, budget: &Budget) -> Option<Analysed> {
         let modules = project
             .python()
             .filter(|(_, f)| !f.binary)
-            .map(|(p, f)| (p.clone(), python::analyse(&f.text)))
-            .collect();
-        Analysed { modules }
+            .map(|(p, f)| Some((p.clone(), python::analyse(&f.text, budget)?)))
+            .collect::<Option<_>>()?;
+        Some(Analysed { modules })
     }
 
     /// Whether any file refers to `key`.
@@ -52,10 +56,21 @@ impl Analysed {
     }
 }
 
-/// Runs every static check of the derived project against the base.
-pub fn run(case: &Case) -> Vec<Finding> {
-    let base = Analysed::new(&case.base);
-    let derived = Analysed::new(&case.derived);
+/// What the static pass found, with the analysed projects the smoke runs reuse.
+pub struct StaticPass {
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// The base template's Python files.
+    pub base: Analysed,
+    /// The derived code's Python files.
+    pub derived: Analysed,
+}
+
+/// Runs every static check of the derived project against the base; `None` when the
+/// budget ran out (or was cancelled) first.
+pub fn run(case: &Case, budget: &Budget) -> Option<StaticPass> {
+    let base = Analysed::new(&case.base, budget)?;
+    let derived = Analysed::new(&case.derived, budget)?;
     let mut out = Vec::new();
     files(case, &mut out);
     for (path, module) in &derived.modules {
@@ -66,7 +81,14 @@ pub fn run(case: &Case) -> Vec<Finding> {
     variations(case, &configs, &derived, &mut out);
     crate::deps::check(&case.derived, &derived, &mut out);
     crate::method::check(&case.method_text(), &derived, &mut out);
-    out
+    if budget.exhausted() {
+        return None;
+    }
+    Some(StaticPass {
+        findings: out,
+        base,
+        derived,
+    })
 }
 
 fn files(case: &Case, out: &mut Vec<Finding>) {
@@ -292,6 +314,16 @@ fn configs(project: &Project, out: &mut Vec<Finding>) -> Vec<Config> {
                 .evidence(l.trim().to_string())
                 .fix("write the configuration out as plain YAML values (expand loops and variables)"),
             );
+        } else if let Some(depth) = yaml_depth(&text).filter(|d| *d > MAX_YAML_DEPTH) {
+            out.push(
+                Finding::new(
+                    "config-too-deep",
+                    Severity::Warning,
+                    format!("`{path}` nests more than {MAX_YAML_DEPTH} levels deep (at least {depth}): its settings were not analysed"),
+                )
+                .at(path, None)
+                .fix("keep the configuration a shallow mapping of settings"),
+            );
         } else if !text.trim().is_empty() {
             match serde_yaml::from_str::<Yaml>(&text) {
                 Ok(v @ Yaml::Mapping(_)) => root = Some(v),
@@ -364,6 +396,54 @@ fn configs(project: &Project, out: &mut Vec<Finding>) -> Vec<Config> {
         });
     }
     configs
+}
+
+/// How deep a YAML text nests (block indentation levels plus open flow `[`/`{`), counted
+/// line by line without parsing; `None` for an empty text. Quoted scalars and comments
+/// are skipped only where YAML starts them, so brackets are never under-counted.
+fn yaml_depth(text: &str) -> Option<usize> {
+    let (mut flow, mut max) = (0usize, None::<usize>);
+    let mut indents: Vec<usize> = Vec::new();
+    for line in text.lines() {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if flow == 0 {
+            let indent = line.len() - content.len();
+            while indents.last().is_some_and(|i| *i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let (mut quote, mut previous, mut dashes) = (None, ' ', 0);
+        let mut chars = content.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => {
+                    let token_start = previous.is_whitespace() || "[{,:".contains(previous);
+                    match c {
+                        '"' | '\'' if token_start => quote = Some(c),
+                        '#' if previous.is_whitespace() => break,
+                        '[' | '{' => flow += 1,
+                        ']' | '}' => flow = flow.saturating_sub(1),
+                        // `- - - x`: block sequences nested on one line.
+                        '-' | '?'
+                            if token_start && chars.peek().is_none_or(|n| n.is_whitespace()) =>
+                        {
+                            dashes += 1
+                        }
+                        _ => {}
+                    }
+                    max = max.max(Some(indents.len() + flow + dashes));
+                }
+            }
+            previous = c;
+        }
+    }
+    max
 }
 
 /// `1e-5` (no dot): a float in YAML 1.2, a string in YAML 1.1.
@@ -628,5 +708,24 @@ fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Fi
         }
         let known: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         let _ = known;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_depth_counts_flow_block_and_dash_nesting() {
+        let real = "runs:\n  - name: a\n    lr: [1, 2]  # a [comment\n    tag: \"[x\"\n";
+        assert_eq!(yaml_depth(real), Some(4));
+        assert_eq!(yaml_depth(""), None);
+        let deep_flow = "x: ".to_string() + &"[".repeat(100_000);
+        assert_eq!(yaml_depth(&deep_flow), Some(100_001));
+        assert_eq!(yaml_depth(&"- ".repeat(500)), Some(501));
+        let block: String = (0..80)
+            .map(|d| format!("{}k{d}:\n", " ".repeat(d)))
+            .collect();
+        assert_eq!(yaml_depth(&block), Some(80));
     }
 }

@@ -20,6 +20,7 @@ println!("ready: {}\n{}", review.is_experiment_code_ready, review.experiment_cod
 */
 #![deny(missing_docs)]
 
+mod budget;
 mod case;
 mod checks;
 mod deps;
@@ -31,7 +32,9 @@ mod smoke;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
+pub use budget::Budget;
 pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
 pub use http::router;
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};
@@ -47,6 +50,8 @@ pub struct ReviewOptions {
     pub run: bool,
     /// How the smoke runs are run.
     pub smoke: SmokeOptions,
+    /// Time the static pass may take before the review says so instead of going on.
+    pub static_budget: Duration,
 }
 
 impl ReviewOptions {
@@ -61,6 +66,7 @@ impl ReviewOptions {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         ReviewOptions {
             run: true,
+            static_budget: Duration::from_secs(10),
             smoke: SmokeOptions {
                 work_dir,
                 limits: Limits {
@@ -79,19 +85,44 @@ impl ReviewOptions {
     }
 }
 
-/// The static pass alone: findings from reading the code (no run).
-pub fn review_static(case: &Case) -> Review {
-    Review::new(checks::run(case), Vec::new())
+/// The static pass alone, on the calling thread: findings from reading the code (no run).
+pub fn review_static(case: &Case, budget: &Budget) -> Review {
+    match checks::run(case, budget) {
+        Some(pass) => Review::new(pass.findings, Vec::new()),
+        None => Review::new(vec![over_budget()], Vec::new()),
+    }
 }
 
-/// A full review: the static pass, then every variation smoke-run in the sandbox.
+/// The finding of a static pass that ran out of time: the review says so and stops.
+fn over_budget() -> Finding {
+    Finding::new(
+        "review-over-budget",
+        Severity::Blocker,
+        "the static analysis did not finish within its time budget: the project is too large or too deeply nested to be checked",
+    )
+    .fix("keep source files and configs to the size and nesting of real experiment code")
+}
+
+/// A full review: the static pass (on a blocking thread, within `options.static_budget`),
+/// then every variation smoke-run in the sandbox. Dropping the future (a client that
+/// disconnected) cancels the static pass.
 pub async fn review<B: Backend>(backend: &B, case: &Case, options: &ReviewOptions) -> Review {
-    let mut findings = checks::run(case);
+    let budget = Budget::new(options.static_budget);
+    let _cancel = budget.cancel_on_drop();
+    let pass = {
+        let (case, budget) = (case.clone(), budget.clone());
+        let task = tokio::task::spawn_blocking(move || checks::run(&case, &budget));
+        // The budget is checked cooperatively; this bounds the wait even if a check is slow.
+        tokio::time::timeout(options.static_budget + Duration::from_secs(2), task).await
+    };
+    let Ok(Ok(Some(pass))) = pass else {
+        return Review::new(vec![over_budget()], Vec::new());
+    };
+    let mut findings = pass.findings;
     let mut runs = Vec::new();
     if options.run {
-        let derived = checks::Analysed::new(&case.derived);
-        let base = checks::Analysed::new(&case.base);
-        let (r, dynamic) = smoke::run(backend, case, &derived, &base, &options.smoke).await;
+        let (derived, base) = (&pass.derived, &pass.base);
+        let (r, dynamic) = smoke::run(backend, case, derived, base, &options.smoke).await;
         runs = r;
         findings.extend(merge(dynamic));
         if runs.iter().any(|r| r.data == "stand-in") {

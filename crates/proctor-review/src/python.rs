@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use tree_sitter::{Node, Parser};
+use tree_sitter::{Node, ParseOptions, ParseState, Parser};
+
+use crate::budget::Budget;
 
 /// A function, method or class definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,19 +103,23 @@ pub fn placeholder_token(text: &str) -> Option<String> {
         .map(|m| m.as_str().to_string())
 }
 
-/// Parses and analyses one Python file.
-pub fn analyse(text: &str) -> PyModule {
+/// Parses and analyses one Python file; `None` when the budget ran out first.
+pub fn analyse(text: &str, budget: &Budget) -> Option<PyModule> {
     let mut module = PyModule::default();
     let mut parser = Parser::new();
     if parser
         .set_language(&tree_sitter_python::LANGUAGE.into())
         .is_err()
     {
-        return module;
+        return Some(module);
     }
-    let Some(tree) = parser.parse(text, None) else {
-        return module;
-    };
+    let bytes = text.as_bytes();
+    let mut stop = |_: &ParseState| budget.exhausted();
+    let tree = parser.parse_with_options(
+        &mut |i, _| bytes.get(i..).unwrap_or_default(),
+        None,
+        Some(ParseOptions::new().progress_callback(&mut stop)),
+    )?;
     let src = text.as_bytes();
     let root = tree.root_node();
     if root.has_error() {
@@ -203,10 +209,14 @@ pub fn analyse(text: &str) -> PyModule {
         }
     }
     module.defs.sort_by_key(|d| d.line);
-    // Tokens: one walk over every node.
+    if budget.exhausted() {
+        return None;
+    }
+    // Tokens: one walk over every node, carrying whether the node sits in a `try:` of its
+    // own scope (computed top-down: walking up to the root per import is quadratic).
     let mut cursor = root.walk();
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
+    let mut stack = vec![(root, false)];
+    while let Some((node, in_try)) = stack.pop() {
         let line = node.start_position().row + 1;
         match node.kind() {
             "comment" => {
@@ -238,7 +248,7 @@ pub fn analyse(text: &str) -> PyModule {
                 }
             }
             "import_statement" => {
-                let optional = inside_try(node);
+                let optional = in_try;
                 let mut c = node.walk();
                 for name in node.named_children(&mut c) {
                     let dotted = match name.kind() {
@@ -264,7 +274,7 @@ pub fn analyse(text: &str) -> PyModule {
                         module: t.trim_start_matches('.').to_string(),
                         level,
                         line,
-                        optional: inside_try(node),
+                        optional: in_try,
                     });
                 }
             }
@@ -289,14 +299,19 @@ pub fn analyse(text: &str) -> PyModule {
             _ => {}
         }
         if node.kind() != "string" {
+            let child_in_try = match node.kind() {
+                "try_statement" => true,
+                "function_definition" | "class_definition" => false,
+                _ => in_try,
+            };
             for child in node.named_children(&mut cursor) {
-                stack.push(child);
+                stack.push((child, child_in_try));
             }
         }
     }
     module.placeholders.sort_by_key(|p| p.line);
     module.imports.sort_by_key(|i| i.line);
-    module
+    Some(module)
 }
 
 fn text_of<'a>(node: Node, src: &'a [u8]) -> &'a str {
@@ -326,20 +341,6 @@ fn count_named(node: Node) -> usize {
         }
     }
     count
-}
-
-fn inside_try(node: Node) -> bool {
-    let mut p = node.parent();
-    while let Some(n) = p {
-        if n.kind() == "try_statement" {
-            return true;
-        }
-        if matches!(n.kind(), "function_definition" | "class_definition") {
-            return false;
-        }
-        p = n.parent();
-    }
-    false
 }
 
 fn first_error(root: Node) -> Option<Node> {
@@ -390,9 +391,13 @@ fn is_stub_body(body: Node, src: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> PyModule {
+        analyse(text, &Budget::unlimited()).unwrap()
+    }
+
     #[test]
     fn finds_defs_stubs_and_placeholders() {
-        let m = analyse(
+        let m = parse(
             r#"
 import torch, numpy as np
 from .model import Net
@@ -466,22 +471,45 @@ def train(cfg):
 
     #[test]
     fn syntax_errors_and_garbage_do_not_panic() {
-        let m = analyse("def f(:\n    return 1\n");
+        let m = parse("def f(:\n    return 1\n");
         assert_eq!(m.syntax_error.as_ref().map(|e| e.0), Some(1));
         let garbage: String = (0..20000u32)
             .map(|i| char::from_u32(i % 0xD7FF + 1).unwrap_or('x'))
             .collect();
-        let _ = analyse(&garbage);
-        let _ = analyse("");
+        let _ = parse(&garbage);
+        let _ = parse("");
         let deep = format!("x = {}1{}\n", "(".repeat(5000), ")".repeat(5000));
-        let _ = analyse(&deep);
+        let _ = parse(&deep);
     }
 
     #[test]
     fn argparse_options() {
-        let m = analyse("p.add_argument('--smoke-test', action='store_true')\np.add_argument(\"--results-dir\")\n");
+        let m = parse("p.add_argument('--smoke-test', action='store_true')\np.add_argument(\"--results-dir\")\n");
         let mut o = m.options.clone();
         o.sort();
         assert_eq!(o, ["--results-dir", "--smoke-test"]);
+    }
+
+    #[test]
+    fn try_scope_is_found_in_one_pass_and_the_budget_stops_parsing() {
+        let mut text = String::new();
+        for depth in 0..300 {
+            text.push_str(&" ".repeat(depth));
+            text.push_str("if 1:\n");
+        }
+        text.push_str(&" ".repeat(300));
+        text.push_str("import deep\n");
+        text.push_str(
+            "try:\n    import opt\nexcept ImportError:\n    def f():\n        import inner\n",
+        );
+        let m = parse(&text);
+        let imports: Vec<(&str, bool)> = m
+            .imports
+            .iter()
+            .map(|i| (i.module.as_str(), i.optional))
+            .collect();
+        assert_eq!(imports, [("deep", false), ("opt", true), ("inner", false)]);
+        let spent = Budget::new(std::time::Duration::ZERO);
+        assert!(analyse(&text, &spent).is_none());
     }
 }

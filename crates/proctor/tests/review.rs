@@ -94,7 +94,7 @@ fn static_pass_of_the_ready_derivation_has_no_blockers() {
     let dir = derived(None);
     let case = case_of(dir.path());
     let start = std::time::Instant::now();
-    let review = proctor_review::review_static(&case);
+    let review = proctor_review::review_static(&case, &proctor_review::Budget::unlimited());
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     eprintln!("review_static_ms={ms:.1}");
     assert!(review.is_experiment_code_ready, "{}", summary(&review));
@@ -119,7 +119,7 @@ fn static_pass_of_the_ready_derivation_has_no_blockers() {
 fn the_base_template_is_not_ready() {
     let base = fixtures().join("base");
     let case = case_of(&base);
-    let review = proctor_review::review_static(&case);
+    let review = proctor_review::review_static(&case, &proctor_review::Budget::unlimited());
     assert!(!review.is_experiment_code_ready);
     for file in [
         "src/preprocess.py",
@@ -154,7 +154,10 @@ fn static_mutants_are_found_statically() {
             continue;
         }
         let dir = derived(Some(&name));
-        let review = proctor_review::review_static(&case_of(dir.path()));
+        let review = proctor_review::review_static(
+            &case_of(dir.path()),
+            &proctor_review::Budget::unlimited(),
+        );
         assert!(!review.is_experiment_code_ready, "{name}");
         assert!(
             review
@@ -184,7 +187,8 @@ fn hostile_inputs_get_findings_not_panics() {
         "- just\n- a list\n",
     )
     .unwrap();
-    let review = proctor_review::review_static(&case_of(dir.path()));
+    let review =
+        proctor_review::review_static(&case_of(dir.path()), &proctor_review::Budget::unlimited());
     let has = |id: &str, file: &str| {
         review
             .blockers()

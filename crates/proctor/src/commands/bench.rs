@@ -301,7 +301,7 @@ async fn review_figures(backend: &LocalBackend) -> Result<Vec<(&'static str, f64
         Some(&root.join("method.md")),
     )?;
     let start = Instant::now();
-    let quick = proctor_review::review_static(&case);
+    let quick = proctor_review::review_static(&case, &proctor_review::Budget::unlimited());
     let static_ms = start.elapsed().as_secs_f64() * 1000.0;
     let start = Instant::now();
     let full = proctor_review::review(

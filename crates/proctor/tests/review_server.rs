@@ -1,0 +1,111 @@
+//! `POST /api/review` over real HTTP with inputs built to stall a naive static pass: the
+//! answers come within the review's budget and `/health` stays fast meanwhile.
+
+#[path = "support/challenge_http.rs"]
+#[allow(dead_code)]
+mod challenge_http;
+mod util;
+
+use std::time::{Duration, Instant};
+
+use challenge_http::{http, serve};
+use serde_json::{json, Value};
+
+/// A case whose derived code holds `files` (AIRAS keys) and nothing else: no `main.py`,
+/// so the review is the static pass alone.
+fn case(files: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "new_method": "x",
+        "experiment": { "id": "exp-1", "run_variations": ["a"] },
+        "base_code": {},
+        "experiment_code": files,
+    }))
+    .unwrap()
+}
+
+/// 200 KB of nested `[` in the smoke config.
+fn nested_yaml() -> Vec<u8> {
+    case(json!({ "smoke_test_yaml": format!("x: {}", "[".repeat(200_000)) }))
+}
+
+/// About 550 KB of Python: `import` lines under 600 nested `if 1:` blocks.
+fn nested_imports() -> Vec<u8> {
+    let mut text = String::new();
+    for depth in 0..600 {
+        text.push_str(&" ".repeat(depth));
+        text.push_str("if 1:\n");
+    }
+    let indent = " ".repeat(600);
+    while text.len() < 550_000 {
+        text.push_str(&indent);
+        text.push_str("import os\n");
+    }
+    case(json!({ "train_py": text }))
+}
+
+#[test]
+fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("db.sqlite");
+    let mut server = serve(
+        port,
+        &[std::ffi::OsStr::new("--database"), db_path.as_os_str()],
+    );
+    // Wait for the first real answer (the runtime may be provisioning).
+    let start = Instant::now();
+    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let requests: Vec<_> = [
+        nested_yaml(),
+        nested_yaml(),
+        nested_imports(),
+        nested_imports(),
+    ]
+    .into_iter()
+    .map(|body| {
+        std::thread::spawn(move || {
+            let sent = Instant::now();
+            let (code, text) = http(port, "POST", "/api/review", "application/json", &body);
+            (code, text, sent.elapsed())
+        })
+    })
+    .collect();
+    let mut slowest_health = Duration::ZERO;
+    while !requests.iter().all(|r| r.is_finished()) {
+        let sent = Instant::now();
+        assert_eq!(http(port, "GET", "/health", "text/plain", b"").0, 200);
+        slowest_health = slowest_health.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answers: Vec<_> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for (i, (code, text, took)) in answers.iter().enumerate() {
+        assert_eq!(*code, 200, "{text}");
+        assert!(*took < Duration::from_secs(15), "request {i} took {took:?}");
+        let review: Value = serde_json::from_str(text).unwrap();
+        let ids: Vec<&str> = review["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["id"].as_str())
+            .collect();
+        assert!(!ids.contains(&"review-over-budget"), "{ids:?}");
+        if i < 2 {
+            assert!(ids.contains(&"config-too-deep"), "{ids:?}");
+        } else {
+            assert!(ids.contains(&"missing-file"), "{ids:?}");
+        }
+    }
+    assert!(
+        slowest_health < Duration::from_secs(1),
+        "/health took {slowest_health:?} during the reviews"
+    );
+}
