@@ -223,6 +223,9 @@ macro_rules! on_pool {
     };
 }
 
+mod accounts;
+pub use accounts::{Token, User};
+
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Store {

@@ -39,6 +39,10 @@ impl Cli {
             Command::Gym {
                 command: GymCommand::Serve(_),
             } => false,
+            Command::User {
+                command: UserCommand::List { json, .. },
+            } => *json,
+            Command::User { .. } => false,
         }
     }
 }
@@ -72,6 +76,68 @@ pub enum Command {
         #[command(subcommand)]
         command: ChallengeCommand,
     },
+    /// Accounts (operators): users, roles, passwords, API tokens.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Add {
+        name: String,
+        /// Make the user an admin (hides, disqualifies, rescores; sees every review).
+        #[arg(long)]
+        admin: bool,
+        /// Read a web password from the first line of stdin (without it: tokens only).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Create an API token for a user and print it (the only time it is shown).
+    Token {
+        name: String,
+        /// A label to recognise and revoke it by.
+        #[arg(long, default_value = "default")]
+        label: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List users and their tokens (names and last use, never the secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a user's tokens labelled --label, or every token and session.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Set a user's web password, read from the first line of stdin.
+    Password {
+        name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// The platform's database (accounts live with the submissions).
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// The database file (default: $PROCTOR_HOME/challenge/proctor.db).
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+    /// A database URL instead of the file: postgres://USER:PASSWORD@HOST/DB (or sqlite://PATH).
+    #[arg(long, env = "PROCTOR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod gym;
 mod review;
 mod runtime;
 mod serve;
+mod user;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Mcp(args) => gym::mcp_stdio(args),
         Command::Review(args) => review::run(args),
         Command::Challenge { command } => challenge::run(command),
+        Command::User { command } => user::run(command),
     }
 }
 
