@@ -52,6 +52,7 @@ def main():
     events_dir = os.path.join(work, ".proctor_review")
     os.makedirs(events_dir, exist_ok=True)
     os.environ["PROCTOR_REVIEW_EVENTS"] = os.path.join(events_dir, "events.jsonl")
+    os.environ["PROCTOR_REVIEW_ROOT"] = work
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [here, work] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     import proctor_review_standins as standins
@@ -86,6 +87,7 @@ def main():
     module = os.environ.get("PROCTOR_REVIEW_MODULE", "src.main")
     args = json.loads(os.environ.get("PROCTOR_REVIEW_ARGS", "[]"))
     sys.argv = [module.replace(".", "/") + ".py"] + [str(a) for a in args]
+    standins.record_process(["python", "-m", module] + sys.argv[1:])
     sys.path.insert(0, work)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)

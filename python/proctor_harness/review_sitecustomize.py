@@ -1,4 +1,6 @@
-"""Installed as `sitecustomize` in a review's smoke run: subprocesses get the stand-ins too."""
+"""Installed as `sitecustomize` in a review's smoke run: every Python process the project
+starts (children, grandchildren, `-m` modules) records itself and its uncaught exception,
+and gets the stand-ins too."""
 
 import os
 
@@ -8,6 +10,7 @@ if os.environ.get("PROCTOR_REVIEW_EVENTS"):
 
         import proctor_review_standins as _standins
 
+        _standins.record_process()
         _standins.install()
         _previous_hook = sys.excepthook
 

@@ -26,6 +26,7 @@ mod checks;
 mod deps;
 mod http;
 mod method;
+mod process;
 mod python;
 mod report;
 mod smoke;

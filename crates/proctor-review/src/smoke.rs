@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::case::Case;
 use crate::checks::{Analysed, FULL, SMOKE};
+use crate::process::Failure;
 use crate::report::{cut, Finding, RunStatus, Severity, SmokeRun};
 
 /// Files shipped into the sandbox as the `proctor_review` input.
@@ -349,10 +350,25 @@ fn classify(
     };
     let which = format!("`{}` ({})", p.variation, p.config);
     let mut findings = Vec::new();
-    let error = events.iter().rev().find(|e| e["kind"] == "error");
-    let argparse = events.iter().find(|e| e["kind"] == "argparse_error");
+    let failure = crate::process::first_failure(events);
+    let root = events
+        .iter()
+        .find(|e| e["kind"] == "process")
+        .map(|e| &e["pid"]);
+    // Only the entry point's parser rejects "the command the pipeline runs".
+    let argparse = events
+        .iter()
+        .find(|e| e["kind"] == "argparse_error" && root.is_none_or(|r| &e["pid"] == r));
     match result.status {
         Status::Ok => {
+            // A child that crashed while its parent went on (`check=False`): the variation
+            // did not run, whatever the exit status says.
+            if let Some(f) = failure.as_ref().filter(|f| f.in_child) {
+                let (_, finding) = from_exception(f, &which);
+                run.status = RunStatus::CodeDefect;
+                run.error = Some(cut(&error_summary(f.error), 300));
+                findings.push(finding);
+            }
             // Hyper-gradients that are None or zero on every call at a call site.
             let mut sites: BTreeMap<(String, u64), (usize, Vec<usize>)> = BTreeMap::new();
             for e in events.iter().filter(|e| e["kind"] == "hypergrad") {
@@ -421,14 +437,9 @@ fn classify(
         }
         Status::Killed | Status::OutputLimit | Status::Error => {
             run.status = RunStatus::CodeDefect;
-            let summary = error
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e["type"].as_str().unwrap_or("Error"),
-                        e["message"].as_str().unwrap_or("")
-                    )
-                })
+            let summary = failure
+                .as_ref()
+                .map(|f| error_summary(f.error))
                 .or_else(|| {
                     argparse.map(|a| format!("argparse: {}", a["message"].as_str().unwrap_or("")))
                 })
@@ -449,8 +460,8 @@ fn classify(
                     .evidence(format!("{command} → {}", a["message"].as_str().unwrap_or("")))
                     .fix("accept `--smoke-test`, `--full-experiment`, `--results-dir DIR` (and the base's per-variation option) in the argument parser"),
                 );
-            } else if let Some(e) = error {
-                let (status, finding) = from_exception(e, &which);
+            } else if let Some(f) = &failure {
+                let (status, finding) = from_exception(f, &which);
                 run.status = status;
                 findings.push(finding);
             } else if result.status == Status::Killed || result.status == Status::OutputLimit {
@@ -485,8 +496,19 @@ fn classify(
     (run, findings)
 }
 
-/// A finding from a Python exception recorded by the harness.
-fn from_exception(e: &Value, which: &str) -> (RunStatus, Finding) {
+/// "Type: message" of a recorded exception.
+fn error_summary(e: &Value) -> String {
+    format!(
+        "{}: {}",
+        e["type"].as_str().unwrap_or("Error"),
+        e["message"].as_str().unwrap_or("")
+    )
+}
+
+/// A finding from the run's first failure: its innermost frame in project code, in the
+/// process where it happened.
+fn from_exception(failure: &Failure, which: &str) -> (RunStatus, Finding) {
+    let e = failure.error;
     let ty = e["type"].as_str().unwrap_or("Exception");
     let module = e["module"].as_str().unwrap_or("");
     let message = e["message"].as_str().unwrap_or("");
@@ -517,8 +539,8 @@ fn from_exception(e: &Value, which: &str) -> (RunStatus, Finding) {
     let where_ = match (&file, line) {
         (Some(f), Some(l)) => format!("in `{function}` at {f}:{l}"),
         _ => "before reaching the project's code".to_string(),
-    };
-    let evidence = format!(
+    } + &failure.where_in_tree();
+    let mut evidence = format!(
         "{ty}: {}{}",
         cut(message, 300),
         if code.is_empty() {
@@ -527,6 +549,12 @@ fn from_exception(e: &Value, which: &str) -> (RunStatus, Finding) {
             format!(" — `{code}`")
         }
     );
+    if !failure.later.is_empty() {
+        evidence.push_str(&format!(
+            "; afterwards (a consequence): {}",
+            failure.later.join("; ")
+        ));
+    }
     let network = NETWORK_TYPES.contains(&ty)
         || module.starts_with("requests")
         || module.starts_with("urllib3")
@@ -575,6 +603,12 @@ fn from_exception(e: &Value, which: &str) -> (RunStatus, Finding) {
             "zero-hypergradient",
             "a value made differentiable never reaches the loss, so its gradient is structurally zero",
             "differentiate a loss that depends on the hyper-parameter (e.g. through a differentiable one-step look-ahead update)",
+        )
+    } else if e["kind"] == "argparse_error" {
+        (
+            "cli-rejected",
+            "a process rejects the command-line arguments it is given",
+            "make the arguments its caller passes match the options its parser accepts",
         )
     } else if message.contains("File too large") {
         (

@@ -359,3 +359,89 @@ else:
         summary(&review)
     );
 }
+
+/// A project whose entry point starts `src.runner`, which starts `src.train`, both with
+/// `check=False`; the training crashes on a missing key at src/train.py:5.
+fn grandchild_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let files = [
+        ("__init__.py", ""),
+        (
+            "main.py",
+            r#"import argparse, os, subprocess, sys
+p = argparse.ArgumentParser()
+p.add_argument("--smoke-test", action="store_true")
+p.add_argument("--results-dir")
+p.add_argument("--variation")
+a = p.parse_args()
+subprocess.run([sys.executable, "-m", "src.runner", a.variation], check=False)
+if a.variation != "quiet" and not os.path.exists(os.path.join(a.results_dir, "metrics.json")):
+    raise RuntimeError(f"Run {a.variation} failed with exit code 1")
+"#,
+        ),
+        (
+            "runner.py",
+            "import subprocess, sys\nsubprocess.run([sys.executable, \"-m\", \"src.train\", \"--variation\", sys.argv[1]], check=False)\n",
+        ),
+        (
+            "train.py",
+            r#"import argparse
+
+def settings(name):
+    table = {"baseline": {"lr": 0.1}}
+    return table[name]
+
+p = argparse.ArgumentParser()
+p.add_argument("--variation")
+settings(p.parse_args().variation)
+"#,
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(src.join(name), text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grandchild_crash_is_named_not_the_parent_that_wrapped_it() {
+    let backend = backend().await;
+    let dir = grandchild_project();
+    let names = ["loud".to_string(), "quiet".to_string()];
+    let case = Case::from_dirs(dir.path(), dir.path(), &names, None).unwrap();
+    let mut options = ReviewOptions::for_backend(&backend);
+    options.smoke.limits.timeout_ms = 60_000;
+    let review = proctor_review::review(&backend, &case, &options).await;
+    for variation in &names {
+        let run = review.runs.iter().find(|r| &r.variation == variation);
+        assert_eq!(
+            run.map(|r| r.status),
+            Some(RunStatus::CodeDefect),
+            "{variation}: {}",
+            summary(&review)
+        );
+    }
+    let crash: Vec<_> = review
+        .blockers()
+        .filter(|f| f.file.as_deref() == Some("src/train.py"))
+        .collect();
+    assert_eq!(crash.len(), 1, "{}", summary(&review));
+    let crash = crash[0];
+    assert_eq!(crash.line, Some(5), "{}", summary(&review));
+    assert!(crash.message.contains("KeyError"), "{}", crash.message);
+    assert!(
+        crash.message.contains("python -m src.train --variation")
+            && crash.message.contains("started by `python -m src.runner"),
+        "{}",
+        crash.message
+    );
+    assert!(
+        !review
+            .blockers()
+            .any(|f| f.file.as_deref() == Some("src/main.py") && f.id != "missing-file"),
+        "the wrapper must not be blamed: {}",
+        summary(&review)
+    );
+}

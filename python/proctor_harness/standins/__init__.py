@@ -45,14 +45,43 @@ def _caller(skip_files):
 
 
 def _rel(path):
+    """`path` relative to the project root (whatever the process's working directory)."""
     try:
-        cwd = os.getcwd()
+        root = os.environ.get("PROCTOR_REVIEW_ROOT") or os.getcwd()
         path = os.path.abspath(path)
-        if path.startswith(cwd + os.sep):
-            return os.path.relpath(path, cwd)
+        if path.startswith(root + os.sep):
+            return os.path.relpath(path, root)
     except Exception:
         pass
     return path
+
+
+def _command_line():
+    """This process's whole command line (at sitecustomize time `-m MODULE` is not yet in
+    sys.argv; sys.orig_argv has it)."""
+    return list(getattr(sys, "orig_argv", None) or getattr(sys, "argv", []))
+
+
+def record_process(argv=None):
+    """Records this process (pid, parent pid, argv) so the trusted side can rebuild the tree,
+    and records the exit status of every child it waits for."""
+    argv = _command_line() if argv is None else argv
+    emit("process", ppid=os.getppid(), argv=[str(a)[:200] for a in argv[:20]])
+    import subprocess
+    original_wait = subprocess.Popen.wait
+    if getattr(original_wait, "_proctor", False):
+        return
+
+    def wait(self, *args, **kwargs):
+        code = original_wait(self, *args, **kwargs)
+        if code is not None and not getattr(self, "_proctor_reported", False):
+            self._proctor_reported = True
+            argv = self.args if isinstance(self.args, (list, tuple)) else [self.args]
+            emit("child_exit", child=self.pid, code=code, argv=[str(a)[:200] for a in argv[:20]])
+        return code
+
+    wait._proctor = True
+    subprocess.Popen.wait = wait
 
 
 CIFAR10_CLASSES = [
@@ -354,7 +383,11 @@ def install():
     original_error = argparse.ArgumentParser.error
 
     def error(self, message):
-        emit("argparse_error", message=str(message), prog=self.prog)
+        import traceback
+        frames = [{"file": _rel(fs.filename), "line": fs.lineno, "function": fs.name,
+                   "code": (fs.line or "")[:300]} for fs in traceback.extract_stack()[:-1]]
+        emit("argparse_error", type="ArgumentError", message=str(message), prog=self.prog,
+             frames=frames[-40:])
         return original_error(self, message)
 
     argparse.ArgumentParser.error = error
