@@ -36,7 +36,7 @@ def _setup(fds):
     os.close(stdout_fd)
     os.close(stderr_fd)
     ctl = socket.socket(fileno=control_fd)
-    go = ctl.recv(MAX_REPLY)
+    go = ctl.recv(MAX_FRAME)
     if not go:
         os._exit(111)  # proctor retired this child before giving it a job
     req = json.loads(go)
@@ -111,8 +111,9 @@ def _run(req):
     return 0
 
 
-# A SOCK_SEQPACKET datagram must fit the socket buffer (~208 KiB by default).
-MAX_REPLY = 180_000
+# Largest message either way, JSON-encoded: defined once by proctor (MAX_FRAME_BYTES in
+# the engine's pool.rs) and passed in the zygote's environment.
+MAX_FRAME = int(os.environ["PROCTOR_MAX_FRAME_BYTES"])
 
 
 class CallTimeout(BaseException):
@@ -153,7 +154,7 @@ def _session(ctl, req):
     err_path = os.path.join(req["cwd"], ".proctor-stderr")
     saved_out, saved_err = os.dup(1), os.dup(2)
     while True:
-        msg = ctl.recv(MAX_REPLY)
+        msg = ctl.recv(MAX_FRAME)
         if not msg:
             return
         call = json.loads(msg)
@@ -194,7 +195,8 @@ def _session(ctl, req):
             "wall_ms": wall_ms,
         }
         data = json.dumps(reply).encode()
-        if len(data) > MAX_REPLY:
-            reply.update(stdout=stdout[:1000], stderr=stderr[:1000], value=None, output_truncated=True)
+        if len(data) > MAX_FRAME:
+            reply.update(stdout=stdout[:1000], stderr=stderr[:1000], value=None, output_truncated=True,
+                         error=error[:1000] if error else None)
             data = json.dumps(reply).encode()
         ctl.send(data)

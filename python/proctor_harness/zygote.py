@@ -21,7 +21,6 @@ import torchvision  # noqa: F401  (review smoke runs and vision tasks use it)
 from proctor_harness import child  # imported here so that no fork pays for it
 
 CONTROL_FD = 4
-MAX_MESSAGE = 1 << 20
 
 
 def _send(sock, obj):
@@ -42,7 +41,7 @@ def main():
     while True:
         for key, _ in sel.select():
             if key.data == "request":
-                msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 8)
+                msg, fds, _flags, _addr = socket.recv_fds(sock, child.MAX_FRAME, 8)
                 if not msg:
                     return  # proctor went away
                 req = json.loads(msg)

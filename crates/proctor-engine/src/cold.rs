@@ -96,6 +96,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         return Err(JobError::Sandbox(err));
     }
     ws.collect(job.collect.as_deref())?;
+    ws.dispose().await;
     Ok(result)
 }
 

@@ -20,6 +20,7 @@ assert_eq!(result.stdout, "2\n");
 mod cold;
 mod pool;
 mod supervise;
+mod tree;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,8 @@ use proctor_core::{Job, JobError, Limits, RunResult};
 use proctor_runtime::Runtime;
 use proctor_sandbox::Sandbox;
 
-pub use pool::{Session, SessionReply};
+pub use pool::{Session, SessionReply, MAX_FRAME_BYTES};
+pub use tree::remove_tree;
 
 /// Runs jobs somewhere. The only door through which untrusted code is run.
 pub trait Backend: Send + Sync {
@@ -171,11 +173,19 @@ fn sweep_stale_runs(runs: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
+            if let Err(e) = tree::remove_tree(&entry.path()) {
+                tracing::warn!(
+                    "cannot remove the stale run {}: {e}",
+                    entry.path().display()
+                );
+            }
         }
     }
 }
 
+/// Installs the embedded harness under `<home>/harness/<hash>`, read-only (0444 files,
+/// 0555 directories), and checks an existing install byte for byte: a file a run or a
+/// user changed (content or mode) is rewritten, loudly.
 fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
     let mut hash: u64 = 0xcbf29ce484222325;
     for (name, text) in HARNESS {
@@ -184,7 +194,14 @@ fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
         }
     }
     let dir = home.join("harness").join(format!("{hash:016x}"));
-    if dir.join("proctor_harness/child.py").exists() {
+    let err = |e: std::io::Error| JobError::Engine(format!("cannot install the harness: {e}"));
+    // Backends started concurrently in one process must not repair the same files at once.
+    static REPAIRING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _repairing = REPAIRING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if dir.exists() {
+        repair_harness(&dir).map_err(err)?;
         return Ok(dir);
     }
     // Unique per call, not per process: tests (and servers) start several backends
@@ -195,20 +212,55 @@ fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
     let tmp = home
         .join("harness")
         .join(format!(".tmp-{}-{attempt}", std::process::id()));
-    let err = |e: std::io::Error| JobError::Engine(format!("cannot install the harness: {e}"));
     std::fs::create_dir_all(tmp.join("proctor_harness")).map_err(err)?;
     for (name, text) in HARNESS {
         std::fs::write(tmp.join(name), text).map_err(err)?;
     }
     match std::fs::rename(&tmp, &dir) {
-        Ok(()) => Ok(dir),
+        Ok(()) => {}
         // Another process installed the same harness first.
-        Err(_) if dir.join("proctor_harness/child.py").exists() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(dir)
+        Err(_) if dir.exists() => {
+            let _ = tree::remove_tree(&tmp);
         }
-        Err(e) => Err(err(e)),
+        Err(e) => return Err(err(e)),
     }
+    repair_harness(&dir).map_err(err)?;
+    Ok(dir)
+}
+
+/// Makes the harness at `dir` exactly the embedded one, read-only.
+fn repair_harness(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
+    let package = dir.join("proctor_harness");
+    let intact = |path: &Path, text: &str| {
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o444)
+            && std::fs::read(path).is_ok_and(|b| b == text.as_bytes())
+    };
+    let damaged: Vec<&(&str, &str)> = HARNESS
+        .iter()
+        .filter(|(name, text)| !intact(&dir.join(name), text))
+        .collect();
+    if !damaged.is_empty() {
+        mode(dir, 0o755)?;
+        mode(&package, 0o755)?;
+    }
+    for (name, text) in damaged {
+        let path = dir.join(name);
+        tracing::warn!(
+            "the harness file {} was altered; restoring it",
+            path.display()
+        );
+        if path.exists() {
+            mode(&path, 0o644)?;
+        }
+        std::fs::write(&path, text)?;
+        mode(&path, 0o444)?;
+    }
+    mode(&package, 0o555)?;
+    mode(dir, 0o555)
 }
 
 /// Runs jobs on this machine: cold, or warm through the zygote pool.

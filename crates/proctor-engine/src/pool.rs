@@ -25,10 +25,16 @@ use crate::supervise::{classify, supervise, Killer};
 use crate::workspace::{job_args, Target, Workspace};
 use crate::Inner;
 
-/// Largest datagram either side sends (a SOCK_SEQPACKET message must fit the socket buffer).
-const MAX_MESSAGE: usize = 200_000;
-/// Largest snippet a session accepts.
-pub const MAX_SNIPPET_BYTES: usize = 150_000;
+/// Largest datagram either side of the warm pool's sockets sends, JSON-encoded (a
+/// SOCK_SEQPACKET message must fit the socket buffer, ~208 KiB by default). The harness
+/// gets it from the zygote's environment (`PROCTOR_MAX_FRAME_BYTES`); nothing else defines it.
+pub const MAX_FRAME_BYTES: usize = 200_000;
+
+/// Locks a mutex whose data stays consistent even if a holder panicked: one panic must
+/// not poison every later run.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// What of `/proc` a forked child may read: its own entry (`/proc/self` is resolved by the
 /// child) and machine-wide facts, but not the list of processes nor a sibling's entry.
@@ -71,7 +77,7 @@ pub(crate) struct Zygote {
 impl Drop for Zygote {
     fn drop(&mut self) {
         self.cgroup.remove();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::tree::remove_tree_detached(std::mem::take(&mut self.dir));
     }
 }
 
@@ -106,6 +112,12 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), JobError> {
 
 fn send(fd: &OwnedFd, msg: &serde_json::Value, fds: &[i32]) -> Result<(), JobError> {
     let data = serde_json::to_vec(msg).expect("json");
+    if data.len() > MAX_FRAME_BYTES {
+        return Err(JobError::Engine(format!(
+            "message of {} bytes exceeds the warm pool's frame limit of {MAX_FRAME_BYTES} bytes",
+            data.len()
+        )));
+    }
     let iov = [IoSlice::new(&data)];
     let cmsg = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
@@ -186,7 +198,13 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         args: ["-u", "-s", "-m", "proctor_harness.zygote"]
             .map(String::from)
             .to_vec(),
-        env: inner.paths.env(&dir, &[]),
+        env: inner.paths.env(
+            &dir,
+            &[(
+                "PROCTOR_MAX_FRAME_BYTES".into(),
+                MAX_FRAME_BYTES.to_string(),
+            )],
+        ),
         cwd: dir.clone(),
         read_only: inner.paths.read_only.clone(),
         read_write: vec![dir.clone()],
@@ -232,7 +250,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
                 let _status = status; // keep init's status pipe open while the zygote lives
                 read_zygote(&sock, &pending, ready_tx);
                 alive.store(false, Ordering::SeqCst);
-                pending.lock().unwrap().clear();
+                lock(&pending).clear();
             })
             .map_err(|e| engine_err("cannot start the pool reader", e))?;
     }
@@ -243,7 +261,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
             cgroup.remove();
             let log = std::fs::read_to_string(dir.join("zygote.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            let _ = std::fs::remove_dir_all(&dir);
+            crate::tree::remove_tree_blocking(dir).await;
             return Err(JobError::Engine(format!(
                 "the warm zygote did not start:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -273,7 +291,7 @@ fn read_zygote(
     ready: oneshot::Sender<i32>,
 ) {
     let mut ready = Some(ready);
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut buf = vec![0u8; MAX_FRAME_BYTES];
     loop {
         let n = match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
             Ok(0) => return,
@@ -291,22 +309,12 @@ fn read_zygote(
                 }
             }
             "forked" => {
-                if let Some(tx) = pending
-                    .lock()
-                    .unwrap()
-                    .get_mut(&msg.id)
-                    .and_then(|p| p.forked.take())
-                {
+                if let Some(tx) = lock(pending).get_mut(&msg.id).and_then(|p| p.forked.take()) {
                     let _ = tx.send(msg.pid);
                 }
             }
             "exit" => {
-                if let Some(tx) = pending
-                    .lock()
-                    .unwrap()
-                    .remove(&msg.id)
-                    .and_then(|p| p.exited)
-                {
+                if let Some(tx) = lock(pending).remove(&msg.id).and_then(|p| p.exited) {
                     let _ = tx.send(ExitReport {
                         exit_code: msg.exit_code,
                         signal: msg.signal,
@@ -341,7 +349,7 @@ impl Zygote {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (forked_tx, forked_rx) = oneshot::channel();
         let (exited_tx, exited_rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(
+        lock(&self.pending).insert(
             id,
             Pending {
                 forked: Some(forked_tx),
@@ -349,10 +357,10 @@ impl Zygote {
             },
         );
         {
-            let _guard = self.send_lock.lock().unwrap();
+            let _guard = lock(&self.send_lock);
             let fds = [out_w.as_raw_fd(), err_w.as_raw_fd(), ctl_theirs.as_raw_fd()];
             if let Err(e) = send(&self.sock, &json!({"op": "spawn", "id": id}), &fds) {
-                self.pending.lock().unwrap().remove(&id);
+                lock(&self.pending).remove(&id);
                 self.alive.store(false, Ordering::SeqCst);
                 return Err(e);
             }
@@ -422,7 +430,7 @@ async fn acquire(
     limits: &Limits,
 ) -> Result<(Arc<Zygote>, Forked, Arc<Cgroup>), JobError> {
     let zygote = inner.pool.zygote(inner).await?;
-    let spare = inner.pool.spare.lock().unwrap().take();
+    let spare = lock(&inner.pool.spare).take();
     let acquired = match spare {
         Some(s) if Arc::ptr_eq(&s.zygote, &zygote) && zygote.alive.load(Ordering::SeqCst) => {
             s.cgroup
@@ -488,7 +496,7 @@ pub(crate) fn refill(inner: Arc<Inner>) {
         .await;
         match made {
             Ok(spare) => {
-                let old = inner.pool.spare.lock().unwrap().replace(spare);
+                let old = lock(&inner.pool.spare).replace(spare);
                 if let Some(old) = old {
                     old.retire();
                 }
@@ -569,7 +577,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
     let cg = cgroup.clone();
     let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
     ws.collect(job.collect.as_deref())?;
-    drop(ws);
+    ws.dispose().await;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: cleaned up"
@@ -679,7 +687,7 @@ fn spawn_idle_reaper(state: Weak<SessionState>, idle: Duration) {
             if !s.alive.load(Ordering::SeqCst) {
                 return;
             }
-            let since = s.last_used.lock().unwrap().elapsed();
+            let since = lock(&s.last_used).elapsed();
             if since >= idle && s.call_lock.try_lock().is_ok() {
                 tracing::info!("session idle for {:.0} s, freeing it", since.as_secs_f64());
                 let s2 = s.clone();
@@ -707,19 +715,20 @@ impl Session {
                 "the session has ended (idle timeout, kill or crash); open a new one".into(),
             ));
         }
-        if code.len() > MAX_SNIPPET_BYTES {
-            return Err(JobError::Engine(format!(
-                "the snippet is {} bytes; the limit is {MAX_SNIPPET_BYTES}",
-                code.len()
-            )));
-        }
-        *state.last_used.lock().unwrap() = Instant::now();
+        *lock(&state.last_used) = Instant::now();
         let request = json!({
             "op": "exec",
             "code": code,
             "timeout_s": timeout.as_secs_f64(),
             "max_output_bytes": state.limits.max_output_bytes.min(60_000),
         });
+        let encoded = request.to_string().len();
+        if encoded > MAX_FRAME_BYTES {
+            return Err(JobError::Engine(format!(
+                "the snippet is too large: {} bytes, {encoded} once JSON-encoded with its call; the limit is {MAX_FRAME_BYTES} bytes (the session is still alive)",
+                code.len()
+            )));
+        }
         send(&state.ctl, &request, &[])?;
         let ctl = state.ctl.clone();
         let hard = timeout + Duration::from_secs(2);
@@ -742,7 +751,7 @@ impl Session {
                 Ok(_) => {}
                 Err(_) => return Answer::Closed,
             }
-            let mut buf = vec![0u8; MAX_MESSAGE];
+            let mut buf = vec![0u8; MAX_FRAME_BYTES];
             match recv(ctl.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(n) if n > 0 => Answer::Reply(buf[..n].to_vec()),
                 _ => Answer::Closed,
@@ -750,7 +759,7 @@ impl Session {
         })
         .await
         .map_err(|e| engine_err("session reader failed", e))?;
-        *state.last_used.lock().unwrap() = Instant::now();
+        *lock(&state.last_used) = Instant::now();
         let parsed = match &answer {
             Answer::Reply(bytes) => serde_json::from_slice::<ChildReply>(bytes).ok(),
             _ => None,

@@ -106,9 +106,19 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// Removes the run's directories on a blocking thread and waits for it.
+    pub async fn dispose(mut self) {
+        let root = std::mem::take(&mut self.root);
+        crate::tree::remove_tree_blocking(root).await;
+    }
+}
+
 impl Drop for Workspace {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
+        if !self.root.as_os_str().is_empty() {
+            crate::tree::remove_tree_detached(std::mem::take(&mut self.root));
+        }
     }
 }
 

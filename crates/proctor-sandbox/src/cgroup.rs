@@ -226,11 +226,7 @@ impl CgroupRoot {
                 if Path::new(&format!("/proc/{pid}")).exists() {
                     continue;
                 }
-                let stale = Cgroup {
-                    version: self.version,
-                    dirs: vec![(controller.clone(), entry.path())],
-                };
-                stale.remove();
+                Cgroup::new(self.version, vec![(controller.clone(), entry.path())]).remove();
             }
         }
     }
@@ -262,14 +258,8 @@ impl CgroupRoot {
             }
             dirs.push((controller.clone(), dir));
         }
-        let cg = Cgroup {
-            version: self.version,
-            dirs,
-        };
-        if let Err(e) = cg.set_limits(limits) {
-            cg.remove();
-            return Err(e);
-        }
+        let cg = Cgroup::new(self.version, dirs);
+        cg.set_limits(limits)?;
         Ok(cg)
     }
 }
@@ -347,15 +337,31 @@ fn prepare_v2_parent(parent: &Path, own_pid: u32) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// The cgroup of one run; removed by [`Cgroup::remove`] after its processes are gone.
+/// The cgroup of one run; removed by [`Cgroup::remove`] after its processes are gone
+/// (or when dropped, so that an early return cannot leak one).
 #[derive(Debug)]
 pub struct Cgroup {
     version: Version,
     /// `(controller, dir)`; v2 has one entry.
     dirs: Vec<(String, PathBuf)>,
+    removed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 impl Cgroup {
+    fn new(version: Version, dirs: Vec<(String, PathBuf)>) -> Cgroup {
+        Cgroup {
+            version,
+            dirs,
+            removed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     fn dir(&self, controller: &str) -> Option<&Path> {
         match self.version {
             Version::V2 => self.dirs.first().map(|(_, d)| d.as_path()),
@@ -514,6 +520,9 @@ impl Cgroup {
 
     /// Kills what is left and removes the cgroup directories.
     pub fn remove(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         self.kill_all(Duration::from_secs(5));
         for (_, dir) in &self.dirs {
             // rmdir can race with the kernel still tearing down the last task.

@@ -243,15 +243,22 @@ fn exec_worker(spec: &Spec, filters: &seccomp::Filters) -> SandboxError {
         STATUS_FD - 1
     };
     // SAFETY: marking fds this process owns; CLOSE_RANGE_CLOEXEC exists since Linux 5.11.
-    unsafe {
+    let marked = unsafe {
         const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
         libc::syscall(
             libc::SYS_close_range,
             (keep_until + 1) as u32,
             u32::MAX,
             CLOSE_RANGE_CLOEXEC,
+        ) == 0
+            && libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if !marked {
+        // A descriptor could leak into the program: refuse rather than run.
+        return setup(
+            "marking descriptors close-on-exec",
+            std::io::Error::last_os_error(),
         );
-        libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
     }
     match nix::unistd::execve(&program, &argv, &envp) {
         Ok(never) => match never {},

@@ -50,6 +50,11 @@ const DENIED: &[(&str, libc::c_long)] = &[
     ("fsmount", libc::SYS_fsmount),
     ("settimeofday", libc::SYS_settimeofday),
     ("clock_settime", libc::SYS_clock_settime),
+    // Watching files reveals other runs' and the host's activity in directories a run
+    // may not even read.
+    ("inotify_init1", libc::SYS_inotify_init1),
+    ("inotify_add_watch", libc::SYS_inotify_add_watch),
+    ("fanotify_mark", libc::SYS_fanotify_mark),
 ];
 
 /// The names of the denied system calls, for `doctor` and the docs.

@@ -1,0 +1,150 @@
+//! Attacks a red-team pass found (issue 14), each replayed against the real engine and binary:
+//! they must fail, and proctor must stay up and clean.
+
+mod util;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proctor_core::{Command, Job, Limits, Status};
+use proctor_engine::{Backend, MAX_FRAME_BYTES};
+
+/// Both execution paths must hold every property.
+const MODES: &[&[&str]] = &[&[], &["--cold"]];
+
+fn runs_dir() -> PathBuf {
+    proctor_runtime::proctor_home().join("runs")
+}
+
+/// Whether a file or directory called `name` is anywhere within two levels of a run directory.
+fn left_on_disk(name: &str) -> bool {
+    let Ok(runs) = std::fs::read_dir(runs_dir()) else {
+        return false;
+    };
+    runs.flatten().any(|run| {
+        let direct = run.path().join("work").join(name);
+        let nested = std::fs::read_dir(run.path())
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().join("work").join(name).exists())
+            })
+            .unwrap_or(false);
+        direct.exists() || nested
+    })
+}
+
+fn wait_until_gone(name: &str) {
+    let start = Instant::now();
+    while left_on_disk(name) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{name} is still on disk"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Builds a chain `depth` directories deep in the scratch, under a directory named `top`.
+fn deep_chain(top: &str, depth: usize) -> String {
+    format!(
+        "import os\nos.mkdir({top:?})\nfd = os.open({top:?}, os.O_RDONLY)\nfor _ in range({depth}):\n    os.mkdir('d', dir_fd=fd)\n    nxt = os.open('d', os.O_RDONLY, dir_fd=fd)\n    os.close(fd)\n    fd = nxt\nprint('built')\n"
+    )
+}
+
+/// Deep enough that a recursive removal runs out of file descriptors (the soft limit is
+/// 1,024) or stack; 25,000 works too but takes the attacker ~90 s to build under landlock,
+/// whose checks walk every ancestor.
+const DEPTH: usize = 10_000;
+
+#[test]
+fn a_deep_directory_chain_is_removed_after_exec() {
+    for mode in MODES {
+        let top = format!("deep-{}", util::marker());
+        let r = util::exec(
+            &deep_chain(&top, DEPTH),
+            &[&["--timeout-s", "120"], *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
+        assert_eq!(r["stdout"], "built\n");
+        wait_until_gone(&top);
+    }
+    // The engine still starts (its sweep of stale runs walks the same kind of trees).
+    let r = util::exec("print('alive')\n", &[]);
+    assert_eq!(r["stdout"], "alive\n", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_chain_left_by_a_closed_session_is_removed_without_harm() {
+    let backend = util::backend().await;
+    let session = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let top = format!("deep-{}", util::marker());
+    let r = session
+        .exec(&deep_chain(&top, DEPTH), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    session.close().await;
+    drop(session);
+    tokio::task::spawn_blocking(move || wait_until_gone(&top))
+        .await
+        .unwrap();
+    let r = backend
+        .run(Job::new(Command::Code {
+            code: "print('still serving')".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "still serving\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snippet_at_the_frame_limit_works_and_one_over_gets_a_clear_error() {
+    let backend = util::backend().await;
+    let session = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Plain ASCII: the encoded call is the snippet plus ~100 bytes of envelope.
+    let fitting = format!("x = '{}'\nlen(x)", "a".repeat(MAX_FRAME_BYTES - 400));
+    let r = session
+        .exec(&fitting, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    assert_eq!(
+        r.value.as_deref(),
+        Some(&*(MAX_FRAME_BYTES - 400).to_string())
+    );
+    // A legal-looking 150 KB snippet that JSON escaping doubles past the frame.
+    let escaped = format!("x = '''{}'''\nlen(x)", "\"\\".repeat(75_000));
+    let err = session
+        .exec(&escaped, Duration::from_secs(30))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("too large") && err.contains(&MAX_FRAME_BYTES.to_string()),
+        "{err}"
+    );
+    assert!(session.is_alive());
+    let r = session
+        .exec("len(x)", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.value.as_deref(),
+        Some(&*(MAX_FRAME_BYTES - 400).to_string())
+    );
+    // A reply with a huge error (a syntax error on a near-limit line) still arrives.
+    let broken = format!("x = ('{}'", "b".repeat(MAX_FRAME_BYTES - 400));
+    let r = session
+        .exec(&broken, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Error, "{r:?}");
+    assert!(r.session_alive);
+    session.close().await;
+}
