@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proctor_accounts::{secret, Accounts, Caller};
 use proctor_core::Limits;
 use proctor_engine::{LocalBackend, Session, SessionReply};
 use serde::{Deserialize, Serialize};
@@ -545,24 +546,67 @@ pub fn diff(original: &str, proposed: &str) -> Value {
 /// Finished episodes kept for viewing.
 const KEPT_FINISHED: usize = 200;
 
-/// Many episodes at once, each behind its own lock; idle ones are reaped.
+/// Who may use a gym.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The accounts whose tokens and sessions sign in (none: episode tokens only).
+    pub accounts: Option<Accounts>,
+    /// Every request needs an account's token (`--require-token`): a private gym.
+    pub require_token: bool,
+}
+
+/// Who owns an episode: whoever holds its episode token, and the account that started it.
+struct Owner {
+    token_hash: String,
+    account: Option<String>,
+}
+
+impl Owner {
+    fn permits(&self, caller: &Caller) -> bool {
+        let by_token = caller
+            .episode_token()
+            .is_some_and(|t| secret::matches(t, &self.token_hash));
+        let by_account =
+            matches!((&self.account, &caller.account), (Some(mine), Some(a)) if *mine == a.id);
+        by_token || by_account
+    }
+}
+
+type Slot = (Arc<Owner>, Arc<tokio::sync::Mutex<Episode>>);
+
+/// Many episodes at once, each behind its own lock and owned by who started it; idle
+/// ones are reaped.
 pub struct Gym {
     backend: LocalBackend,
-    episodes: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Episode>>>>,
+    episodes: tokio::sync::Mutex<HashMap<String, Slot>>,
     /// Most episodes alive at once.
     pub max_episodes: usize,
     /// Knobs of new episodes.
     pub config: EpisodeConfig,
+    /// Who may use it.
+    pub access: Access,
 }
 
 impl Gym {
-    /// A gym on `backend`; starts the idle reaper.
+    /// A gym on `backend` open to anyone (each episode to its owner only); starts the
+    /// idle reaper.
     pub fn new(backend: LocalBackend, max_episodes: usize, config: EpisodeConfig) -> Arc<Gym> {
+        Gym::with_access(backend, max_episodes, config, Access::default())
+    }
+
+    /// A gym whose callers sign in as `access` says.
+    pub fn with_access(
+        backend: LocalBackend,
+        max_episodes: usize,
+        config: EpisodeConfig,
+        access: Access,
+    ) -> Arc<Gym> {
         let gym = Arc::new(Gym {
             backend,
             episodes: tokio::sync::Mutex::new(HashMap::new()),
             max_episodes,
             config,
+            access,
         });
         let weak = Arc::downgrade(&gym);
         tokio::spawn(async move {
@@ -584,7 +628,7 @@ impl Gym {
         let idle = self.config.idle_timeout;
         let mut map = self.episodes.lock().await;
         let mut gone = Vec::new();
-        for (id, ep) in map.iter() {
+        for (id, (_, ep)) in map.iter() {
             if let Ok(e) = ep.try_lock() {
                 if !e.done && e.idle_for() > idle {
                     gone.push(id.clone());
@@ -592,18 +636,65 @@ impl Gym {
             }
         }
         for id in gone {
-            if let Some(ep) = map.remove(&id) {
+            if let Some((_, ep)) = map.remove(&id) {
                 ep.lock().await.close().await;
             }
         }
     }
 
+    /// Who is asking, from a request's headers; refused when the gym requires a token
+    /// and none is presented.
+    pub async fn caller(&self, headers: &axum::http::HeaderMap) -> Result<Caller, GymError> {
+        let caller = match &self.access.accounts {
+            Some(accounts) => accounts
+                .caller(headers)
+                .await
+                .map_err(|e| GymError::Engine(e.to_string()))?,
+            None => Caller {
+                account: None,
+                credential: proctor_accounts::http::credential(headers),
+            },
+        };
+        self.admit(&caller)?;
+        Ok(caller)
+    }
+
+    /// Whether `caller` may use this gym at all.
+    pub fn admit(&self, caller: &Caller) -> Result<(), GymError> {
+        if self.access.require_token && caller.account.is_none() && caller.episode_token().is_none()
+        {
+            return Err(GymError::Unauthorized(
+                "this gym requires a token: send Authorization: Bearer <token> (see `proctor user token`)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the account `caller` signed in with is still live (a revoked token ends
+    /// long-lived connections too).
+    pub async fn still_admitted(&self, caller: &Caller) -> bool {
+        let (Some(accounts), Some(_), Some(c)) =
+            (&self.access.accounts, &caller.account, &caller.credential)
+        else {
+            return true;
+        };
+        matches!(accounts.authenticate(c.secret()).await, Ok(Some(_)))
+    }
+
     /// Starts an episode; `CAPACITY_REACHED` beyond `max_episodes`.
+    /// Returns the episode's id and its episode token (`pce_…`): the credential that,
+    /// with the account `caller` signed in as, opens it.
     pub async fn reset(
         &self,
+        caller: &Caller,
         task_id: Option<&str>,
         seed: Option<u64>,
-    ) -> Result<(String, StepResult), GymError> {
+    ) -> Result<(String, String, StepResult), GymError> {
+        if self.access.require_token && caller.account.is_none() {
+            return Err(GymError::Unauthorized(
+                "starting an episode on this gym needs an account's token".into(),
+            ));
+        }
         let live = self.live().await;
         if live >= self.max_episodes {
             return Err(GymError::Capacity(live));
@@ -611,12 +702,18 @@ impl Gym {
         let episode = Episode::start(&self.backend, task_id, seed, self.config.clone()).await?;
         let id = episode.id.clone();
         let observation = episode.initial_observation();
-        self.episodes
-            .lock()
-            .await
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(episode)));
+        let token = secret::generate(secret::Kind::Episode);
+        let owner = Owner {
+            token_hash: secret::digest(&token),
+            account: caller.account.as_ref().map(|a| a.id.clone()),
+        };
+        self.episodes.lock().await.insert(
+            id.clone(),
+            (Arc::new(owner), Arc::new(tokio::sync::Mutex::new(episode))),
+        );
         Ok((
             id,
+            token,
             StepResult {
                 observation,
                 reward: None,
@@ -625,33 +722,47 @@ impl Gym {
         ))
     }
 
-    async fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Episode>>, GymError> {
+    /// An episode `caller` owns. Someone else's episode is answered exactly like one
+    /// that does not exist, so ids cannot be probed.
+    async fn get(
+        &self,
+        id: &str,
+        caller: &Caller,
+    ) -> Result<Arc<tokio::sync::Mutex<Episode>>, GymError> {
         self.episodes
             .lock()
             .await
             .get(id)
-            .cloned()
-            .ok_or_else(|| GymError::Episode(format!("no episode {id:?}: it ended, was freed after being idle, or never existed; call reset")))
+            .filter(|(owner, _)| owner.permits(caller))
+            .map(|(_, ep)| ep.clone())
+            .ok_or_else(|| GymError::Episode(format!("no episode {id:?} of yours: it ended, was freed after being idle, never existed, or needs its episode token (Authorization: Bearer pce_...); call reset")))
     }
 
-    /// Applies an action to an episode.
-    pub async fn step(&self, id: &str, action: &Value) -> Result<StepResult, GymError> {
-        let ep = self.get(id).await?;
+    /// Applies an action to an episode `caller` owns.
+    pub async fn step(
+        &self,
+        id: &str,
+        caller: &Caller,
+        action: &Value,
+    ) -> Result<StepResult, GymError> {
+        let ep = self.get(id, caller).await?;
         let mut ep = ep.lock().await;
         ep.step(&self.backend, action).await
     }
 
-    /// An episode's state.
-    pub async fn state(&self, id: &str) -> Result<Value, GymError> {
-        Ok(self.get(id).await?.lock().await.state())
+    /// The state of an episode `caller` owns.
+    pub async fn state(&self, id: &str, caller: &Caller) -> Result<Value, GymError> {
+        Ok(self.get(id, caller).await?.lock().await.state())
     }
 
-    /// An episode's state, history and the measured losses of its graded fix (for the web UI).
+    /// State, history and the measured losses of the graded fix of an episode `caller`
+    /// owns (for the web UI).
     pub async fn history(
         &self,
         id: &str,
+        caller: &Caller,
     ) -> Result<(Value, Vec<HistoryEntry>, Vec<f64>), GymError> {
-        let ep = self.get(id).await?;
+        let ep = self.get(id, caller).await?;
         let ep = ep.lock().await;
         let losses = ep
             .grade
@@ -661,9 +772,16 @@ impl Gym {
         Ok((ep.state(), ep.history.clone(), losses))
     }
 
-    /// `(id, task, turns, done, reward)` of every episode kept (for the web UI).
-    pub async fn list(&self) -> Vec<(String, String, u32, bool, Option<f64>)> {
-        let episodes: Vec<_> = self.episodes.lock().await.values().cloned().collect();
+    /// `(id, task, turns, done, reward)` of the kept episodes `caller` owns (for the web UI).
+    pub async fn list(&self, caller: &Caller) -> Vec<(String, String, u32, bool, Option<f64>)> {
+        let episodes: Vec<_> = self
+            .episodes
+            .lock()
+            .await
+            .values()
+            .filter(|(owner, _)| owner.permits(caller))
+            .map(|(_, ep)| ep.clone())
+            .collect();
         let mut out = Vec::new();
         for ep in episodes {
             if let Ok(e) = ep.try_lock() {
@@ -681,7 +799,13 @@ impl Gym {
 
     /// Episodes still running (finished ones are kept for their history only).
     async fn live(&self) -> usize {
-        let episodes: Vec<_> = self.episodes.lock().await.values().cloned().collect();
+        let episodes: Vec<_> = self
+            .episodes
+            .lock()
+            .await
+            .values()
+            .map(|(_, ep)| ep.clone())
+            .collect();
         let mut n = 0;
         for ep in episodes {
             // A busy episode is live by definition.
@@ -694,9 +818,10 @@ impl Gym {
 
     /// A client let go of an episode: a finished one stays viewable, a running one ends.
     pub async fn release(&self, id: &str) {
-        let done = match self.get(id).await {
-            Ok(ep) => ep.lock().await.done,
-            Err(_) => return,
+        let ep = self.episodes.lock().await.get(id).map(|(_, ep)| ep.clone());
+        let done = match ep {
+            Some(ep) => ep.lock().await.done,
+            None => return,
         };
         if done {
             self.forget_oldest_finished().await;
@@ -710,7 +835,7 @@ impl Gym {
         let mut map = self.episodes.lock().await;
         let mut finished: Vec<(Duration, String)> = map
             .iter()
-            .filter_map(|(id, ep)| {
+            .filter_map(|(id, (_, ep))| {
                 ep.try_lock()
                     .ok()
                     .filter(|e| e.done)
@@ -728,7 +853,7 @@ impl Gym {
     /// Ends and forgets an episode.
     pub async fn close(&self, id: &str) {
         let ep = self.episodes.lock().await.remove(id);
-        if let Some(ep) = ep {
+        if let Some((_, ep)) = ep {
             ep.lock().await.close().await;
         }
     }

@@ -46,6 +46,9 @@ pub enum GymError {
     /// The episode is over or gone.
     #[error("episode error: {0}")]
     Episode(String),
+    /// No credential, where one is required.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Too many episodes at once.
     #[error("capacity reached: {0} episodes are running; close one or retry later")]
     Capacity(usize),

@@ -4,8 +4,18 @@
 //! fields). `proctor mcp` serves it over stdio with rmcp's transport; `POST /mcp` answers
 //! one plain JSON-RPC request at a time through [`GymMcp::json_rpc`], which calls the
 //! same [`GymMcp::tools`] and [`GymMcp::call`] as the [`ServerHandler`] does.
+//!
+//! Episodes belong to who started them: `reset` answers an `episode_token`, and the
+//! tools act on an episode only for its token (the `episode_token` argument, or the
+//! request's `Authorization: Bearer`) or the account that started it. Over stdio the
+//! client is the server's only user: the tokens of the episodes it started are kept for
+//! it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use proctor_accounts::http::Credential;
+use proctor_accounts::Caller;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
@@ -24,12 +34,40 @@ use crate::GymError;
 #[derive(Clone)]
 pub struct GymMcp {
     gym: Arc<Gym>,
+    caller: Caller,
+    /// Episode id -> token, of the episodes this server instance started.
+    tokens: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl GymMcp {
-    /// Serves `gym`.
+    /// Serves `gym` to its one local client (stdio).
     pub fn new(gym: Arc<Gym>) -> Self {
-        GymMcp { gym }
+        GymMcp::for_caller(gym, Caller::default())
+    }
+
+    /// Serves `gym` to one HTTP request's `caller`.
+    pub fn for_caller(gym: Arc<Gym>, caller: Caller) -> Self {
+        GymMcp {
+            gym,
+            caller,
+            tokens: Arc::default(),
+        }
+    }
+
+    /// The caller as whom to act on `episode`: with the token passed as an argument or
+    /// remembered from this instance's reset, else as the request presented itself.
+    fn caller_for(&self, episode: &str, token: Option<Value>) -> Caller {
+        let remembered = || self.tokens.lock().ok()?.get(episode).cloned();
+        match token
+            .and_then(|t| t.as_str().map(str::to_string))
+            .or_else(remembered)
+        {
+            Some(t) => Caller {
+                account: self.caller.account.clone(),
+                credential: Some(Credential::Header(t)),
+            },
+            None => self.caller.clone(),
+        }
     }
 
     /// The tools: `reset`, then the six gym tools with `episode_id` added to their fields.
@@ -51,6 +89,7 @@ impl GymMcp {
         for t in tool_descriptions() {
             let mut props = JsonObject::new();
             props.insert("episode_id".into(), json!({"type": "string"}));
+            props.insert("episode_token".into(), json!({"type": "string", "description": "from reset (or send it as Authorization: Bearer)"}));
             for (field, kind) in t["fields"].as_object().cloned().unwrap_or_default() {
                 let kind = kind.as_str().unwrap_or("string");
                 let schema = if kind.starts_with("integer") {
@@ -80,15 +119,23 @@ impl GymMcp {
             let task_id = args.get("task_id").and_then(Value::as_str);
             let seed = args.get("seed").and_then(Value::as_u64);
             self.gym
-                .reset(task_id, seed)
+                .reset(&self.caller, task_id, seed)
                 .await
-                .map(|(eid, r)| step_json(Some(&eid), r))
+                .map(|(eid, token, r)| {
+                    let mut v = step_json(Some(&eid), r);
+                    v["episode_token"] = json!(token);
+                    if let Ok(mut tokens) = self.tokens.lock() {
+                        tokens.insert(eid, token);
+                    }
+                    v
+                })
         } else if TOOL_NAMES.contains(&name) {
             match args.remove("episode_id") {
                 Some(Value::String(eid)) => {
+                    let caller = self.caller_for(&eid, args.remove("episode_token"));
                     args.insert("action_type".into(), json!(name));
                     self.gym
-                        .step(&eid, &Value::Object(args))
+                        .step(&eid, &caller, &Value::Object(args))
                         .await
                         .map(|r| step_json(None, r))
                 }

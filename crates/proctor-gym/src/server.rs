@@ -2,17 +2,30 @@
 //! connection), HTTP `POST /reset`, `POST /step`, `GET /state` (with an `episode_id`),
 //! `GET /health`, `/metadata`, `/schema`, `/openapi.json`, `/tasks`, `/tools`,
 //! `POST /grader`, and `POST /mcp` (JSON-RPC 2.0, answered by [`crate::mcp::GymMcp`]).
+//!
+//! Access: an episode belongs to whoever started it. `/reset` answers its `episode_id`
+//! and an `episode_token` (`pce_…`); `/step`, `/state`, the episode page and the MCP
+//! tools need that token or the starting account's token, as `Authorization: Bearer …`
+//! (or HTTP basic auth whose password is the token, e.g. `http://token:TOKEN@host`).
+//! Someone else's episode answers like a missing one. A WebSocket owns the episode it
+//! resets. With [`crate::episode::Access::require_token`], every route but `/health`
+//! needs an account's token (a revoked one also ends open WebSockets).
 
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use proctor_accounts::http::Credential;
+use proctor_accounts::Caller;
 
 use crate::episode::{tool_descriptions, Gym, StepResult, TOOL_NAMES};
 use crate::mcp::GymMcp;
@@ -26,7 +39,6 @@ pub fn router(gym: Arc<Gym>) -> Router {
         .route("/", get(index_page))
         .route("/tasks/{id}", get(task_page))
         .route("/episodes/{id}", get(episode_page))
-        .route("/health", get(health))
         .route("/metadata", get(metadata))
         .route("/schema", get(schema))
         .route("/openapi.json", get(openapi))
@@ -38,7 +50,21 @@ pub fn router(gym: Arc<Gym>) -> Router {
         .route("/grader", post(grader))
         .route("/mcp", post(mcp))
         .route("/ws", get(ws))
+        .route_layer(middleware::from_fn_with_state(gym.clone(), identify))
+        .route("/health", get(health))
         .with_state(gym)
+}
+
+/// Resolves who is asking (once per request) for the handlers, refusing requests
+/// without a token when the gym requires one.
+async fn identify(
+    State(gym): State<Arc<Gym>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = gym.caller(request.headers()).await?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
 }
 
 struct ApiError(GymError);
@@ -56,6 +82,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
             }
             GymError::Episode(_) => (StatusCode::NOT_FOUND, "SESSION_ERROR"),
+            GymError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             GymError::Capacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_REACHED"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "EXECUTION_ERROR"),
         };
@@ -71,6 +98,7 @@ fn ws_code(e: &GymError) -> &'static str {
     match e {
         GymError::BadAction(_) | GymError::UnknownTask { .. } => "VALIDATION_ERROR",
         GymError::Episode(_) => "SESSION_ERROR",
+        GymError::Unauthorized(_) => "UNAUTHORIZED",
         GymError::Capacity(_) => "CAPACITY_REACHED",
         _ => "EXECUTION_ERROR",
     }
@@ -87,12 +115,13 @@ fn mount(uri: &OriginalUri, route_part: &str) -> String {
 
 async fn index_page(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     uri: OriginalUri,
 ) -> Result<Html<String>, ApiError> {
     Ok(Html(ui::index(
         &mount(&uri, ""),
         &task::all()?,
-        &gym.list().await,
+        &gym.list(&caller).await,
     )))
 }
 
@@ -103,11 +132,12 @@ async fn task_page(Path(id): Path<String>, uri: OriginalUri) -> Result<Html<Stri
 
 async fn episode_page(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     uri: OriginalUri,
 ) -> Result<Html<String>, ApiError> {
     let base = mount(&uri, &format!("/episodes/{id}"));
-    let (state, history, losses) = gym.history(&id).await?;
+    let (state, history, losses) = gym.history(&id, &caller).await?;
     Ok(Html(ui::episode(&base, &state, &history, &losses)))
 }
 
@@ -233,16 +263,20 @@ pub(crate) fn step_json(id: Option<&str>, r: StepResult) -> Value {
 
 async fn reset(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     body: Option<Json<ResetRequest>>,
 ) -> Result<Json<Value>, ApiError> {
     let req = body.map(|b| b.0).unwrap_or_default();
-    let (id, result) = gym.reset(req.task_id.as_deref(), req.seed).await?;
-    Ok(Json(step_json(Some(&id), result)))
+    let (id, token, result) = gym.reset(&caller, req.task_id.as_deref(), req.seed).await?;
+    let mut reply = step_json(Some(&id), result);
+    reply["episode_token"] = json!(token);
+    Ok(Json(reply))
 }
 
 /// `{"action": {...}, "episode_id"}` (OpenEnv) or a bare WhipStudio action with `episode_id`.
 async fn step(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     Json(mut body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let id = body
@@ -259,7 +293,10 @@ async fn step(
             body
         }
     };
-    Ok(Json(step_json(None, gym.step(&id, &action).await?)))
+    Ok(Json(step_json(
+        None,
+        gym.step(&id, &caller, &action).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -269,10 +306,11 @@ struct StateQuery {
 
 async fn state(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     match q.episode_id {
-        Some(id) => Ok(Json(gym.state(&id).await?)),
+        Some(id) => Ok(Json(gym.state(&id, &caller).await?)),
         None => Ok(Json(
             json!({"episode_id": null, "step_count": 0, "active_episodes": gym.active().await}),
         )),
@@ -296,23 +334,35 @@ async fn grader(
     ))
 }
 
-async fn ws(State(gym): State<Arc<Gym>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| ws_episode(gym, socket))
+async fn ws(
+    State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| ws_episode(gym, caller, socket))
 }
 
 fn ws_error(message: impl Into<String>, code: &str) -> Value {
     json!({"type": "error", "data": {"message": message.into(), "code": code}})
 }
 
-/// One episode per connection; the episode is freed when the socket closes.
-async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
+/// One episode per connection, which holds its episode token; the episode is freed
+/// when the socket closes, and the socket closes when the account's token is revoked.
+async fn ws_episode(gym: Arc<Gym>, caller: Caller, mut socket: WebSocket) {
     let mut episode: Option<String> = None;
+    // The connection's own credential for its episode.
+    let mut owner = caller.clone();
     while let Some(Ok(msg)) = socket.recv().await {
         let text = match msg {
             Message::Text(t) => t.to_string(),
             Message::Close(_) => break,
             _ => continue,
         };
+        if !gym.still_admitted(&caller).await {
+            let e = ws_error("the token of this connection was revoked", "UNAUTHORIZED");
+            let _ = socket.send(Message::Text(e.to_string().into())).await;
+            break;
+        }
         let reply = match serde_json::from_str::<Value>(&text) {
             Err(e) => ws_error(format!("invalid JSON: {e}"), "INVALID_JSON"),
             Ok(m) => match m.get("type").and_then(Value::as_str).unwrap_or("") {
@@ -323,9 +373,10 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
                     let data = m.get("data").cloned().unwrap_or(json!({}));
                     let task_id = data.get("task_id").and_then(Value::as_str);
                     let seed = data.get("seed").and_then(Value::as_u64);
-                    match gym.reset(task_id, seed).await {
-                        Ok((id, r)) => {
+                    match gym.reset(&caller, task_id, seed).await {
+                        Ok((id, token, r)) => {
                             episode = Some(id);
+                            owner.credential = Some(Credential::Header(token));
                             json!({"type": "observation", "data": step_json(None, r)})
                         }
                         Err(e) => ws_error(e.to_string(), ws_code(&e)),
@@ -338,7 +389,7 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
                     ),
                     Some(id) => {
                         let action = m.get("data").cloned().unwrap_or(Value::Null);
-                        match gym.step(id, &action).await {
+                        match gym.step(id, &owner, &action).await {
                             Ok(r) => json!({"type": "observation", "data": step_json(None, r)}),
                             Err(e) => ws_error(e.to_string(), ws_code(&e)),
                         }
@@ -346,8 +397,15 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
                 },
                 "state" => match &episode {
                     None => json!({"type": "state", "data": {"episode_id": null, "step_count": 0}}),
-                    Some(id) => match gym.state(id).await {
-                        Ok(s) => json!({"type": "state", "data": s}),
+                    Some(id) => match gym.state(id, &owner).await {
+                        Ok(mut s) => {
+                            // The connection's own credential, to open the episode's
+                            // page or `/state` from elsewhere.
+                            if let Some(c) = &owner.credential {
+                                s["episode_token"] = json!(c.secret());
+                            }
+                            json!({"type": "state", "data": s})
+                        }
                         Err(e) => ws_error(e.to_string(), ws_code(&e)),
                     },
                 },
@@ -368,6 +426,10 @@ async fn ws_episode(gym: Arc<Gym>, mut socket: WebSocket) {
     }
 }
 
-async fn mcp(State(gym): State<Arc<Gym>>, body: axum::body::Bytes) -> Json<Value> {
-    Json(GymMcp::new(gym).json_rpc(&body).await)
+async fn mcp(
+    State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Json<Value> {
+    Json(GymMcp::for_caller(gym, caller).json_rpc(&body).await)
 }

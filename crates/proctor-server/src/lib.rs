@@ -21,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use proctor_engine::LocalBackend;
+use proctor_gym::episode::Access;
 use serde_json::json;
 
 /// Shared state of every handler.
@@ -28,6 +29,7 @@ use serde_json::json;
 pub struct AppState {
     backend: LocalBackend,
     started: Arc<Instant>,
+    access: Access,
 }
 
 impl AppState {
@@ -36,7 +38,14 @@ impl AppState {
         AppState {
             backend,
             started: Arc::new(Instant::now()),
+            access: Access::default(),
         }
+    }
+
+    /// Who may use the gym (accounts, `--require-token`).
+    pub fn with_access(mut self, access: Access) -> AppState {
+        self.access = access;
+        self
     }
 }
 
@@ -66,10 +75,11 @@ pub use axum::Router;
 
 /// All routes of the platform; the debug gym is nested under `/gym`.
 pub fn router(state: AppState) -> Router {
-    let gym = proctor_gym::episode::Gym::new(
+    let gym = proctor_gym::episode::Gym::with_access(
         state.backend.clone(),
         32,
         proctor_gym::episode::EpisodeConfig::default(),
+        state.access.clone(),
     );
     let review = proctor_review::router(state.backend.clone());
     Router::new()

@@ -299,7 +299,17 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(open)?;
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                // Two processes opening a fresh file at once (`proctor serve` and
+                // `proctor gym serve`) race on the migrations table: the loser retries,
+                // finding the winner's migrations applied.
+                let mut attempt = 0;
+                while let Err(e) = sqlx::migrate!("./migrations/sqlite").run(&pool).await {
+                    attempt += 1;
+                    if attempt == 5 {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
                 Pool::Sqlite(pool)
             }
             Some(Backend::Postgres) => {
@@ -737,6 +747,21 @@ mod tests {
         assert_eq!(all.len(), n);
         for s in store.list(Some("c"), 100).await.unwrap() {
             assert_eq!((s.status.as_str(), s.attempts), ("running", 1), "{}", s.id);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_openers_of_a_fresh_sqlite_file_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proctor.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Store::open(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for o in openers {
+            o.await.unwrap().unwrap();
         }
     }
 

@@ -244,6 +244,12 @@ pub struct GymServeArgs {
     /// Turn limit of an episode.
     #[arg(long, default_value_t = 10)]
     pub max_turns: u32,
+    /// Serve only holders of an account's token (`proctor user token`): a private gym.
+    #[arg(long)]
+    pub require_token: bool,
+    /// Where the accounts are (the platform's database).
+    #[command(flatten)]
+    pub db: DatabaseArgs,
     #[command(flatten)]
     pub sandbox: SandboxArg,
 }
@@ -318,6 +324,9 @@ pub struct ServeArgs {
     /// Challenge submissions evaluated at once.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Serve the gym only to holders of an account's token (`proctor user token`).
+    #[arg(long)]
+    pub require_token: bool,
     /// The challenge submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,

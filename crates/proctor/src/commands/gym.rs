@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use proctor_gym::episode::{EpisodeConfig, Gym};
+use proctor_gym::episode::{Access, EpisodeConfig, Gym};
 
 use crate::cli::{GymGradeArgs, GymServeArgs, JsonArg, SandboxArg};
 
@@ -79,7 +79,11 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
             max_turns: args.max_turns,
             ..EpisodeConfig::default()
         };
-        let gym = Gym::new(backend, args.max_episodes, config);
+        let access = Access {
+            accounts: Some(super::user::open(&args.db).await?),
+            require_token: args.require_token,
+        };
+        let gym = Gym::with_access(backend, args.max_episodes, config, access);
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await

@@ -25,8 +25,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         }
         let platform = proctor_challenge::Platform::open(backend.clone(), config).await?;
         platform.start_workers(args.workers);
-        let app = proctor_server::router(proctor_server::AppState::new(backend))
-            .merge(proctor_challenge::web::router(platform));
+        let access = proctor_gym::episode::Access {
+            accounts: Some(proctor_accounts::Accounts::new(platform.store().clone())),
+            require_token: args.require_token,
+        };
+        let state = proctor_server::AppState::new(backend).with_access(access);
+        let app = proctor_server::router(state).merge(proctor_challenge::web::router(platform));
         eprintln!("proctor serving on http://{addr}");
         proctor_server::serve_router(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::cli::{DatabaseArgs, UserCommand};
 
-async fn open(db: &DatabaseArgs) -> Result<Accounts> {
+/// The accounts of the platform's database.
+pub(super) async fn open(db: &DatabaseArgs) -> Result<Accounts> {
     let store = match (&db.database_url, &db.database) {
         (Some(url), _) => Store::open_url(url).await?,
         (None, Some(path)) => Store::open(path).await?,
