@@ -310,8 +310,15 @@ impl Accounts {
             return Err(AccountError::Throttled(wait));
         }
         let found = self.store.user_by_name(name).await?;
+        // An unknown name (or one without a password) still costs one verification, so
+        // the answer's timing does not tell which names exist.
+        let hash = match &found {
+            Some((_, Some(hash))) => hash.as_str(),
+            _ => dummy_hash(),
+        };
+        let verified = verify(password, hash);
         let user = match &found {
-            Some((user, Some(hash))) if verify(password, hash) => user,
+            Some((user, Some(_))) if verified => user,
             _ => {
                 self.throttle.failed(name, client);
                 return Err(AccountError::BadLogin);
@@ -349,6 +356,12 @@ impl Accounts {
             credential,
         })
     }
+}
+
+/// A hash no password is checked against for real (see [`Accounts::login`]).
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&secret::generate(Kind::Session)).unwrap_or_default())
 }
 
 fn verify(password: &str, hash: &str) -> bool {
