@@ -480,10 +480,72 @@ fn yaml_kind(v: &Yaml) -> &'static str {
     }
 }
 
-/// Where a variation sits in a configuration, and its settings.
-pub fn find_variation<'a>(root: &'a Yaml, name: &str) -> Option<Option<&'a Yaml>> {
+/// Affix words a configuration adds to a variation's name (`smoke_<v>`, `<v>-full`,
+/// `exp1-<v>-smoke-test`), which still name that variation.
+const NAME_AFFIXES: &[&str] = &[
+    "smoke",
+    "test",
+    "full",
+    "experiment",
+    "exp",
+    "run",
+    "debug",
+    "quick",
+    "small",
+    "mini",
+    "tiny",
+    "dev",
+    "ci",
+    "final",
+    "main",
+    "lite",
+    "light",
+    "fast",
+];
+
+/// A name compared by its words: lower case, `-`, `_`, `.`, `/` and spaces alike.
+fn words(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether a key or run name written in a config names `variation`: the same words, or
+/// the same words with config affixes (or `exp1`-style ids) before or after.
+pub fn names_variation(written: &str, variation: &str) -> bool {
+    let (w, v) = (words(written), words(variation));
+    if v.is_empty() || w.len() < v.len() {
+        return false;
+    }
+    let affix = |x: &String| {
+        NAME_AFFIXES.contains(&x.as_str())
+            || x.trim_start_matches("exp")
+                .chars()
+                .all(|c| c.is_ascii_digit())
+    };
+    (0..=w.len() - v.len()).any(|start| {
+        w[start..start + v.len()] == v[..]
+            && w[..start].iter().all(affix)
+            && w[start + v.len()..].iter().all(affix)
+    })
+}
+
+/// Where variation `name` (one of `all`) sits in a configuration, and its settings. A
+/// written name that also names a longer variation (`ohgw-3` for `ohgw` and `ohgw-3`)
+/// belongs to that one.
+pub fn find_variation<'a>(root: &'a Yaml, name: &str, all: &[String]) -> Option<Option<&'a Yaml>> {
     let mut stack = vec![root];
     let mut depth = 0;
+    let longer: Vec<&String> = all
+        .iter()
+        .filter(|o| words(o).len() > words(name).len())
+        .collect();
+    let named = |v: &Yaml| {
+        v.as_str().is_some_and(|s| {
+            names_variation(s, name) && !longer.iter().any(|o| names_variation(s, o))
+        })
+    };
     while let Some(v) = stack.pop() {
         depth += 1;
         if depth > 10_000 {
@@ -492,7 +554,7 @@ pub fn find_variation<'a>(root: &'a Yaml, name: &str) -> Option<Option<&'a Yaml>
         match v {
             Yaml::Mapping(m) => {
                 for (k, val) in m {
-                    if k.as_str() == Some(name) {
+                    if named(k) {
                         return Some(Some(val));
                     }
                 }
@@ -503,11 +565,9 @@ pub fn find_variation<'a>(root: &'a Yaml, name: &str) -> Option<Option<&'a Yaml>
             Yaml::Sequence(s) => {
                 for item in s {
                     match item {
-                        Yaml::String(s) if s == name => return Some(None),
+                        Yaml::String(_) if named(item) => return Some(None),
                         Yaml::Mapping(m)
-                            if ["name", "run_id", "id", "variation", "run_name", "run"]
-                                .iter()
-                                .any(|k| m.get(*k).and_then(Yaml::as_str) == Some(name)) =>
+                            if RUN_NAME_KEYS.iter().any(|k| m.get(*k).is_some_and(named)) =>
                         {
                             return Some(Some(item))
                         }
@@ -515,12 +575,23 @@ pub fn find_variation<'a>(root: &'a Yaml, name: &str) -> Option<Option<&'a Yaml>
                     }
                 }
             }
-            Yaml::String(s) if s == name => return Some(None),
+            Yaml::String(_) if named(v) => return Some(None),
             _ => {}
         }
     }
     None
 }
+
+/// Keys whose value names a run.
+const RUN_NAME_KEYS: &[&str] = &[
+    "name",
+    "run_id",
+    "id",
+    "variation",
+    "run_name",
+    "run",
+    "method",
+];
 
 /// Leaf settings of a variation: (key path, key, value as text, whether it is a string).
 fn leaves(v: &Yaml, prefix: &str, out: &mut Vec<(String, String, String, bool)>) {
@@ -570,8 +641,49 @@ fn leaves(v: &Yaml, prefix: &str, out: &mut Vec<(String, String, String, bool)>)
     }
 }
 
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+/// Whether a config has a section of runs (`variations:`, `runs:`, `experiments:` …), at
+/// the top or one level down: then that is where the pipeline takes its variations.
+fn lists_runs(root: &Yaml) -> bool {
+    const SECTIONS: &[&str] = &["variations", "variants", "runs", "experiments", "methods"];
+    let section = |k: &Yaml| {
+        k.as_str()
+            .is_some_and(|k| words(k).iter().any(|w| SECTIONS.contains(&w.as_str())))
+    };
+    let Yaml::Mapping(top) = root else {
+        return false;
+    };
+    top.iter()
+        .any(|(k, v)| section(k) || matches!(v, Yaml::Mapping(m) if m.keys().any(section)))
+}
+
+/// Where the pipeline takes the variation from when the configs list none: a command-line
+/// option that selects it, or the code naming every variation itself.
+fn variations_outside_configs(code: &Analysed, names: &[String]) -> Option<String> {
+    const SELECTORS: &[&str] = &["variation", "variant", "run", "method"];
+    let option = code
+        .modules
+        .values()
+        .flat_map(|m| &m.options)
+        .find(|o| words(o).iter().any(|w| SELECTORS.contains(&w.as_str())));
+    if let Some(o) = option {
+        return Some(format!("the command-line option `{o}`"));
+    }
+    let named_in_code = |n: &String| {
+        code.modules
+            .values()
+            .any(|m| m.strings.iter().any(|s| names_variation(s, n)))
+    };
+    (!names.is_empty() && names.iter().all(named_in_code)).then(|| "the code itself".into())
+}
+
+/// The first line of a config that names `variation` (as a key or a run name).
+fn line_naming(text: &str, variation: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.split(|c: char| c.is_whitespace() || ":'\"[]{},#".contains(c))
+                .any(|w| names_variation(w, variation))
+        })
+        .map(|i| i + 1)
 }
 
 fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Finding>) {
@@ -591,8 +703,28 @@ fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Fi
             ("missing-variation-in-full-config", "full")
         };
         let mut settings: BTreeMap<&str, Vec<(String, String, String, bool)>> = BTreeMap::new();
-        for name in names {
-            match find_variation(root, name) {
+        let found: Vec<_> = names
+            .iter()
+            .map(|n| (n, find_variation(root, n, names)))
+            .collect();
+        if found.iter().all(|(_, f)| f.is_none()) && !lists_runs(root) {
+            if let Some(source) = variations_outside_configs(code, names) {
+                out.push(
+                    Finding::new(
+                        "variations-not-in-config",
+                        Severity::Info,
+                        format!(
+                            "`{}` lists no run variation: the pipeline takes them from {source}",
+                            config.path
+                        ),
+                    )
+                    .at(&config.path, None),
+                );
+                continue;
+            }
+        }
+        for (name, found) in found {
+            match found {
                 None => out.push(
                     Finding::new(
                         id,
@@ -651,7 +783,7 @@ fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Fi
                             Severity::Blocker,
                             format!("run variation `{name}` has the same settings as another variation in `{}`: it cannot differ", config.path),
                         )
-                        .at(&config.path, line_of(&config.text, name))
+                        .at(&config.path, line_naming(&config.text, name))
                         .fix(format!("give `{name}` the settings that make it what it is, and implement them in the code")),
                     );
                 }
@@ -670,7 +802,7 @@ fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Fi
                         && !code.refers_to(value)
                 })
                 .collect();
-            let line = line_of(&config.text, name);
+            let line = line_naming(&config.text, name);
             if unread_keys.len() == distinct.len() {
                 out.push(
                     Finding::new(
@@ -727,5 +859,70 @@ mod tests {
             .map(|d| format!("{}k{d}:\n", " ".repeat(d)))
             .collect();
         assert_eq!(yaml_depth(&block), Some(80));
+    }
+
+    #[test]
+    fn variations_match_by_normalized_names_with_config_affixes() {
+        for written in [
+            "asha-ohgw-1step",
+            "asha_ohgw_1step",
+            "smoke_asha-ohgw-1step",
+            "asha-ohgw-1step-full",
+            "exp1-ASHA_ohgw-1step-smoke-test",
+        ] {
+            assert!(names_variation(written, "asha-ohgw-1step"), "{written}");
+        }
+        for written in [
+            "asha-ohgw",
+            "asha-ohgw-1step-extra",
+            "my-asha-ohgw-1step",
+            "",
+        ] {
+            assert!(!names_variation(written, "asha-ohgw-1step"), "{written}");
+        }
+        let all = vec!["ohgw".to_string(), "ohgw-full-3".to_string()];
+        let root: Yaml =
+            serde_yaml::from_str("runs:\n  - name: smoke_ohgw-full-3\n    steps: 3\n").unwrap();
+        assert!(find_variation(&root, "ohgw", &all).is_none());
+        assert!(find_variation(&root, "ohgw-full-3", &all).is_some());
+        let text = "runs:\n  smoke_ohgw:\n    steps: 1\n";
+        assert_eq!(line_naming(text, "ohgw"), Some(2));
+    }
+
+    #[test]
+    fn variations_on_the_command_line_or_prefixed_are_not_missing() {
+        let case = |smoke: &str| {
+            let json = serde_json::json!({
+                "new_method": "m",
+                "experiment": {"id": "e", "run_variations": ["lr-warm", "baseline"]},
+                "base_code": {},
+                "experiment_code": {
+                    "main_py": "import argparse\np = argparse.ArgumentParser()\np.add_argument('--run-name')\n",
+                    "smoke_test_yaml": smoke,
+                    "full_experiment_yaml": "runs:\n  - name: lr_warm-full\n  - name: baseline-full\n",
+                },
+            });
+            Case::from_json(&json).unwrap()
+        };
+        let ids = |c: &Case| -> Vec<String> {
+            run(c, &Budget::unlimited())
+                .unwrap()
+                .findings
+                .into_iter()
+                .filter(|f| {
+                    f.id.starts_with("missing-variation") || f.id == "variations-not-in-config"
+                })
+                .map(|f| f.id)
+                .collect()
+        };
+        assert_eq!(ids(&case("lr: 0.1\n")), ["variations-not-in-config"]);
+        assert!(ids(&case(
+            "smoke_lr-warm: {lr: 0.1}\nsmoke_baseline: {lr: 0.2}\n"
+        ))
+        .is_empty());
+        assert_eq!(
+            ids(&case("variations:\n  baseline: {lr: 0.1}\n")),
+            ["missing-variation-in-smoke-config"]
+        );
     }
 }

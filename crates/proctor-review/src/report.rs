@@ -105,6 +105,32 @@ pub struct SmokeRun {
     pub command: String,
 }
 
+/// Warnings worth a line in the issue list after the blockers, most important first.
+const IMPORTANT_WARNINGS: &[&str] = &[
+    "method-component-missing",
+    "variation-maybe-not-implemented",
+    "missing-dependency",
+    "needs-network",
+];
+
+impl Finding {
+    /// "file:line — message Fix: …" on one line, short enough for a prompt.
+    fn one_line(&self) -> String {
+        let place = match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!("{file}:{line} — "),
+            (Some(file), None) => format!("{file} — "),
+            _ => String::new(),
+        };
+        let fix = self
+            .fix
+            .as_deref()
+            .map(|x| format!(" Fix: {x}"))
+            .unwrap_or_default();
+        let text = format!("{place}{}{fix}", cut(&self.message, 320));
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// The answer of a review.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
@@ -130,24 +156,25 @@ impl Review {
             .iter()
             .filter(|f| f.severity == Severity::Blocker)
             .collect();
-        let issue = blockers
+        let mut issue: Vec<String> = blockers
             .iter()
             .enumerate()
-            .map(|(i, f)| {
-                let place = match (&f.file, f.line) {
-                    (Some(file), Some(line)) => format!(" ({file}:{line})"),
-                    (Some(file), None) => format!(" ({file})"),
-                    _ => String::new(),
-                };
-                let fix = f
-                    .fix
-                    .as_deref()
-                    .map(|x| format!(" Fix: {x}"))
-                    .unwrap_or_default();
-                format!("{}. [{}]{} {}{}", i + 1, f.id, place, f.message, fix)
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+            .map(|(i, f)| format!("{}. {}", i + 1, f.one_line()))
+            .collect();
+        // What a generator must also hear about: the method's core absent, variations alike.
+        let rank = |f: &Finding| IMPORTANT_WARNINGS.iter().position(|id| *id == f.id);
+        let mut important: Vec<(usize, &Finding)> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .filter_map(|f| Some((rank(f)?, f)))
+            .collect();
+        important.sort_by_key(|(r, _)| *r);
+        important.truncate(3);
+        if !blockers.is_empty() && !important.is_empty() {
+            issue.push("Also (warnings):".into());
+            issue.extend(important.iter().map(|(_, f)| format!("- {}", f.one_line())));
+        }
+        let issue = issue.join("\n");
         Review {
             is_experiment_code_ready: blockers.is_empty(),
             experiment_code_issue: issue,
@@ -172,5 +199,42 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
         let mut out: String = s.chars().take(max).collect();
         out.push('…');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_lists_blockers_one_line_each_then_the_important_warnings() {
+        let review = Review::new(
+            vec![
+                Finding::new("yaml-1.1-number-as-string", Severity::Warning, "minor"),
+                Finding::new("needs-network", Severity::Warning, "download"),
+                Finding::new(
+                    "method-component-missing",
+                    Severity::Warning,
+                    "no hypergradient",
+                ),
+                Finding::new("runtime-crash", Severity::Blocker, "crashed:\n  KeyError")
+                    .at("src/train.py", Some(5))
+                    .fix("add the key"),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(
+            review.experiment_code_issue,
+            "1. src/train.py:5 — crashed: KeyError Fix: add the key\nAlso (warnings):\n- no hypergradient\n- download"
+        );
+        let ready = Review::new(
+            vec![Finding::new(
+                "method-component-missing",
+                Severity::Warning,
+                "x",
+            )],
+            Vec::new(),
+        );
+        assert!(ready.is_experiment_code_ready && ready.experiment_code_issue.is_empty());
     }
 }
