@@ -72,6 +72,123 @@ const KNOWN: &[(&str, &str)] = &[
     ("requests", "requests"),
 ];
 
+/// What well-known distributions install with them (their required dependencies, as of
+/// their current releases): an import these provide works after the project's install.
+const PROVIDES: &[(&str, &[&str])] = &[
+    (
+        "torch",
+        &[
+            "filelock",
+            "typing-extensions",
+            "sympy",
+            "networkx",
+            "jinja2",
+            "fsspec",
+        ],
+    ),
+    ("torchvision", &["numpy", "pillow", "torch"]),
+    (
+        "matplotlib",
+        &[
+            "numpy",
+            "pillow",
+            "contourpy",
+            "cycler",
+            "kiwisolver",
+            "pyparsing",
+            "packaging",
+            "python-dateutil",
+            "fonttools",
+        ],
+    ),
+    ("pandas", &["numpy", "python-dateutil", "pytz", "tzdata"]),
+    ("seaborn", &["numpy", "pandas", "matplotlib"]),
+    (
+        "scikit-learn",
+        &["numpy", "scipy", "joblib", "threadpoolctl"],
+    ),
+    ("scipy", &["numpy"]),
+    ("hydra-core", &["omegaconf", "packaging"]),
+    ("omegaconf", &["pyyaml"]),
+    (
+        "huggingface-hub",
+        &[
+            "filelock",
+            "fsspec",
+            "packaging",
+            "pyyaml",
+            "requests",
+            "tqdm",
+            "typing-extensions",
+        ],
+    ),
+    (
+        "transformers",
+        &[
+            "huggingface-hub",
+            "tokenizers",
+            "safetensors",
+            "regex",
+            "requests",
+            "tqdm",
+            "numpy",
+            "packaging",
+            "pyyaml",
+            "filelock",
+        ],
+    ),
+    (
+        "datasets",
+        &[
+            "numpy",
+            "pandas",
+            "pyarrow",
+            "requests",
+            "tqdm",
+            "fsspec",
+            "huggingface-hub",
+            "pyyaml",
+            "packaging",
+            "filelock",
+            "dill",
+        ],
+    ),
+    (
+        "timm",
+        &[
+            "torch",
+            "torchvision",
+            "pyyaml",
+            "huggingface-hub",
+            "safetensors",
+        ],
+    ),
+    ("sympy", &["mpmath"]),
+    ("jinja2", &["markupsafe"]),
+];
+
+/// The declared distribution that brings `dist` with it, if any (following [`PROVIDES`]).
+fn provider(declared: &BTreeSet<String>, dist: &str) -> Option<String> {
+    declared.iter().find_map(|root| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![root.as_str()];
+        while let Some(d) = todo.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            let deps = PROVIDES
+                .iter()
+                .find(|(p, _)| *p == d)
+                .map_or(&[][..], |p| p.1);
+            if deps.contains(&dist) {
+                return Some(root.clone());
+            }
+            todo.extend(deps.iter().copied());
+        }
+        None
+    })
+}
+
 /// PEP 503 normalised distribution name.
 pub fn normalise(name: &str) -> String {
     name.trim().to_ascii_lowercase().replace(['_', '.'], "-")
@@ -174,7 +291,18 @@ pub fn check(project: &Project, code: &Analysed, out: &mut Vec<Finding>) {
                 continue;
             }
             let is_declared = declared.as_ref().is_some_and(|d| d.contains(&dist));
-            if !is_declared && declared.is_some() {
+            let via = declared.as_ref().and_then(|d| provider(d, &dist));
+            if let (false, Some(via)) = (is_declared, &via) {
+                out.push(
+                    Finding::new(
+                        "dependency-transitive",
+                        Severity::Info,
+                        format!("`{}` is imported in `{path}`; `{dist}` is not declared but `{via}` installs it", import.module),
+                    )
+                    .at(path, line)
+                    .fix(format!("declare \"{dist}\" directly so a change in `{via}` cannot remove it")),
+                );
+            } else if !is_declared && declared.is_some() {
                 out.push(
                     Finding::new(
                         "undeclared-dependency",
@@ -310,4 +438,17 @@ fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<Strin
         ),
     }
     Some(declared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitive_providers_are_followed() {
+        let declared: BTreeSet<String> = ["torch", "hydra-core"].map(String::from).into();
+        assert_eq!(provider(&declared, "pyyaml").as_deref(), Some("hydra-core"));
+        assert_eq!(provider(&declared, "mpmath").as_deref(), Some("torch"));
+        assert_eq!(provider(&declared, "tqdm"), None);
+    }
 }
