@@ -330,6 +330,8 @@ fn read_zygote(
 
 /// A forked child, moved into its cgroup and told to go.
 struct Forked {
+    /// Host pid of the child.
+    pid: i32,
     ctl: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
@@ -377,6 +379,7 @@ impl Zygote {
             .add_pid(host as u32)
             .map_err(|e| JobError::Sandbox(e.to_string()))?;
         Ok(Forked {
+            pid: host,
             ctl,
             stdout: out_r,
             stderr: err_r,
@@ -622,6 +625,8 @@ struct ChildReply {
 }
 
 struct SessionState {
+    /// Host pid of the session's process.
+    pid: i32,
     ctl: Arc<OwnedFd>,
     cgroup: Arc<Cgroup>,
     _ws: Workspace,
@@ -645,6 +650,9 @@ impl Drop for SessionState {
     }
 }
 
+/// CPU quota of a session, in cores.
+const SESSION_CPUS: f64 = 1.0;
+
 /// A persistent forked child that runs successive snippets in one namespace.
 /// Dropping the last handle kills it; so does its idle timeout.
 #[derive(Clone)]
@@ -654,9 +662,13 @@ pub struct Session {
 
 pub(crate) async fn open_session(
     inner: &Arc<Inner>,
-    limits: Limits,
+    mut limits: Limits,
     idle: Duration,
 ) -> Result<Session, JobError> {
+    // A session lives for many calls: whatever it runs gets one core at most.
+    if limits.cpus <= 0.0 || limits.cpus > SESSION_CPUS {
+        limits.cpus = SESSION_CPUS;
+    }
     let (zygote, forked, cgroup) = acquire(inner, &limits).await?;
     let job = Job::new(proctor_core::Command::Code {
         code: String::new(),
@@ -666,6 +678,7 @@ pub(crate) async fn open_session(
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
     drop((forked.stdout, forked.stderr, forked.exited));
     let state = Arc::new(SessionState {
+        pid: forked.pid,
         ctl: Arc::new(forked.ctl),
         cgroup,
         _ws: ws,
@@ -765,6 +778,12 @@ impl Session {
             _ => None,
         };
         if let Some(r) = parsed {
+            // What the snippet left running (children, double forks) ends with the call.
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                s.cgroup.kill_all_but(s.pid, Duration::from_secs(5))
+            })
+            .await;
             return Ok(SessionReply {
                 status: if r.timed_out {
                     Status::Timeout

@@ -451,8 +451,18 @@ impl Cgroup {
     /// Kills every process of the run and waits (up to `deadline`) until none is left.
     /// Returns whether the cgroup is empty.
     pub fn kill_all(&self, deadline: Duration) -> bool {
+        self.kill_others(None, deadline)
+    }
+
+    /// Kills every process of the run but `keep` (a session's own process, which lives on
+    /// between calls while what a call left running must not); true when only `keep` is left.
+    pub fn kill_all_but(&self, keep: i32, deadline: Duration) -> bool {
+        self.kill_others(Some(keep), deadline)
+    }
+
+    fn kill_others(&self, keep: Option<i32>, deadline: Duration) -> bool {
         let start = Instant::now();
-        if self.version == Version::V2 {
+        if self.version == Version::V2 && keep.is_none() {
             if let Some(dir) = self.dir("unified") {
                 let _ = fs::write(dir.join("cgroup.kill"), "1");
             }
@@ -460,7 +470,8 @@ impl Cgroup {
         // v1 (and v2 kernels before 5.14): freeze so a fork bomb cannot outrun us, kill, thaw.
         let freezer = self.dir("freezer").map(|d| d.join("freezer.state"));
         loop {
-            let pids = self.pids();
+            let mut pids = self.pids();
+            pids.retain(|p| Some(*p) != keep);
             if pids.is_empty() {
                 if let Some(f) = &freezer {
                     let _ = fs::write(f, "THAWED");

@@ -148,3 +148,49 @@ async fn a_snippet_at_the_frame_limit_works_and_one_over_gets_a_clear_error() {
     assert!(r.session_alive);
     session.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_gets_one_core_and_what_a_call_leaves_running_is_killed() {
+    let backend = util::backend().await;
+    let session = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Two busy processes for 1.5 s of wall time: with one core they share it.
+    let busy = r#"
+import multiprocessing as mp, time
+def spin(q):
+    end = time.time() + 1.5
+    while time.time() < end:
+        pass
+    q.put(time.process_time())
+q = mp.get_context("fork").Queue()
+start = time.time()
+ps = [mp.get_context("fork").Process(target=spin, args=(q,)) for _ in range(2)]
+for p in ps: p.start()
+cpu = q.get() + q.get()
+for p in ps: p.join()
+round(cpu / (time.time() - start), 2)
+"#;
+    let r = session.exec(busy, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    let ratio: f64 = r.value.as_deref().unwrap().parse().unwrap();
+    assert!(ratio < 1.3, "two spinning processes used {ratio} cores");
+    // Leftovers: a child and a double-forked grandchild spinning after the call returns.
+    let marker = util::marker();
+    let leave = format!(
+        "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork() == 0:\\n    os.setsid()\\nwhile True: time.sleep(0)', '{marker}'])\nimport time\ntime.sleep(0.5)\n'started'"
+    );
+    let r = session.exec(&leave, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    assert!(
+        util::pids_with(&marker).is_empty(),
+        "leftovers survived the call"
+    );
+    let r = session
+        .exec("1 + 1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.value.as_deref(), Some("2"), "{r:?}");
+    session.close().await;
+}
