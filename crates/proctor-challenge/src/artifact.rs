@@ -25,6 +25,13 @@ pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 /// Running statistics are free only while they stay below this fraction of the count
 /// (honest models use far less than 1/8: a BatchNorm layer has 2 statistics per feature).
 const EXEMPT_FRACTION: u64 = 8;
+/// Items the pickle may build in total (memo copies and reduce arguments included):
+/// the byte cap alone does not bound work, since one opcode can copy a whole list.
+const WORK_BUDGET: u64 = 4_000_000;
+/// Stack of the counting thread. Nesting depth is bounded by the pickle's bytes (one
+/// opcode per level, at most [`PICKLE_ALLOWANCE`]), so dropping the deepest value fits
+/// in this (virtual, touched only as deep as it goes) stack, far from a tokio worker's.
+const COUNT_STACK_BYTES: usize = 512 << 20;
 
 /// The torch.nn normalization layers whose running statistics are not counted.
 const NORM_CLASSES: &[&str] = &[
@@ -158,9 +165,19 @@ struct Machine<'a> {
     memo: HashMap<u32, V>,
     storages: BTreeMap<String, StorageInfo>,
     classes: std::collections::BTreeSet<String>,
+    work: u64,
 }
 
 impl<'a> Machine<'a> {
+    fn charge(&mut self, items: usize) -> R<()> {
+        self.work = self.work.saturating_add(items as u64);
+        if self.work > WORK_BUDGET {
+            return bad(format!(
+                "the pickle builds more than {WORK_BUDGET} items: not a plain module tree"
+            ));
+        }
+        Ok(())
+    }
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         if self.pos + n > self.data.len() {
             return bad("truncated pickle");
@@ -205,6 +222,7 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| ArtifactError::Unsupported("pickle MARK missing".into()))?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
+        self.charge(items.len())?;
         Ok(items)
     }
     fn str(&mut self, n: usize) -> R<V> {
@@ -232,6 +250,7 @@ impl<'a> Machine<'a> {
 
     fn run(&mut self) -> R<V> {
         loop {
+            self.charge(1)?;
             let op = self.u8()?;
             match op {
                 0x80 => {
@@ -556,6 +575,7 @@ impl<'a> Machine<'a> {
             V::Tuple(t) => t.as_ref().clone(),
             _ => return bad(format!("arguments of {name} are not a tuple")),
         };
+        self.charge(args.len())?;
         match name.as_ref() {
             "torch._utils._rebuild_tensor" | "torch._utils._rebuild_tensor_v2" => {
                 let (
@@ -641,6 +661,7 @@ impl<'a> Machine<'a> {
                     Some(V::List(l)) => l.borrow().clone(),
                     _ => Vec::new(),
                 };
+                self.charge(items.len())?;
                 Ok(V::List(Rc::new(RefCell::new(items))))
             }
             n if n.starts_with("torch._utils._rebuild")
@@ -697,7 +718,19 @@ impl Walk {
         entry.1 = entry.1.min(role);
     }
 
-    fn visit(&mut self, v: &V) {
+    /// Every value reachable from `root`, with an explicit stack: nesting depth is the
+    /// participant's choice and must not become recursion.
+    fn visit(&mut self, root: &V) {
+        let mut todo = vec![root.clone()];
+        while let Some(v) = todo.pop() {
+            if self.enter(&v) {
+                self.children(&v, &mut todo);
+            }
+        }
+    }
+
+    /// Records a leaf; true for a container not seen before.
+    fn enter(&mut self, v: &V) -> bool {
         let id = match v {
             V::List(l) => Rc::as_ptr(l) as usize,
             V::Tuple(t) => Rc::as_ptr(t) as *const u8 as usize,
@@ -712,24 +745,25 @@ impl Walk {
                     Role::Other
                 };
                 self.tensor(t, role);
-                return;
+                return false;
             }
             V::Storage(k) => {
                 self.raw.insert(k.to_string());
-                return;
+                return false;
             }
-            _ => return,
+            _ => return false,
         };
-        if !self.seen.insert(id) {
-            return;
-        }
+        self.seen.insert(id)
+    }
+
+    fn children(&mut self, v: &V, todo: &mut Vec<V>) {
         match v {
-            V::List(l) => l.borrow().iter().for_each(|x| self.visit(x)),
-            V::Tuple(t) => t.iter().for_each(|x| self.visit(x)),
+            V::List(l) => todo.extend(l.borrow().iter().cloned()),
+            V::Tuple(t) => todo.extend(t.iter().cloned()),
             V::Dict(d) => {
                 for (k, x) in d.borrow().iter() {
-                    self.visit(k);
-                    self.visit(x);
+                    todo.push(k.clone());
+                    todo.push(x.clone());
                 }
             }
             V::Obj(o) => {
@@ -738,9 +772,9 @@ impl Walk {
                     if let V::Dict(d) = state {
                         self.module_state(&o.class, &d.borrow());
                     }
-                    self.visit(state);
+                    todo.push(state.clone());
                 }
-                o.items.iter().for_each(|x| self.visit(x));
+                todo.extend(o.items.iter().cloned());
             }
             _ => {}
         }
@@ -788,6 +822,7 @@ fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
         memo: HashMap::new(),
         storages: BTreeMap::new(),
         classes: Default::default(),
+        work: 0,
     };
     let root = m.run()?;
     let mut walk = Walk::default();
@@ -839,6 +874,18 @@ fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     count.exempt_running_stats = exempt;
     count.note.push_str(&describe(&count));
     Ok((count, m.storages))
+}
+
+/// [`count_pickle`] on its own thread with [`COUNT_STACK_BYTES`] of stack, so that
+/// dropping a deeply nested value can never overflow the caller's stack.
+fn count_on_big_stack(pickle: Vec<u8>) -> R<(Count, BTreeMap<String, StorageInfo>)> {
+    std::thread::Builder::new()
+        .name("proctor-count".into())
+        .stack_size(COUNT_STACK_BYTES)
+        .spawn(move || count_pickle(&pickle))
+        .map_err(|e| ArtifactError::NotArchive(format!("cannot start the counter: {e}")))?
+        .join()
+        .unwrap_or_else(|_| bad("the pickle could not be counted"))
 }
 
 fn describe(c: &Count) -> String {
@@ -928,7 +975,7 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path) -> R<Count> {
             max: PICKLE_ALLOWANCE,
         });
     }
-    let (count, storages) = count_pickle(&pickle)?;
+    let (count, storages) = count_on_big_stack(pickle.clone())?;
     if let Some(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16)? {
         if order != b"little" {
             return bad("only little-endian archives are accepted");
@@ -953,17 +1000,26 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path) -> R<Count> {
     w.write_all(b"little").map_err(io)?;
     for (key, info) in &storages {
         let bytes = info.numel.saturating_mul(info.itemsize);
-        let data = read_entry(&mut zip, &format!("{prefix}data/{key}"), bytes)?
-            .ok_or_else(|| ArtifactError::NotArchive(format!("storage {key} is missing")))?;
-        if data.len() as u64 != bytes {
+        let name = format!("{prefix}data/{key}");
+        let mut entry = zip
+            .by_name(&name)
+            .map_err(|_| ArtifactError::NotArchive(format!("storage {key} is missing")))?;
+        // The declared size must back the storage before anything is read; then the
+        // copy streams (never the declared size in memory) and is checked again.
+        if entry.size() != bytes {
             return bad(format!(
                 "storage {key} holds {} bytes, expected {bytes}",
-                data.len()
+                entry.size()
             ));
         }
         w.start_file(format!("archive/data/{key}"), opts)
             .map_err(ze)?;
-        w.write_all(&data).map_err(io)?;
+        let copied = std::io::copy(&mut (&mut entry).take(bytes), &mut w).map_err(io)?;
+        if copied != bytes {
+            return bad(format!(
+                "storage {key} holds {copied} bytes, expected {bytes}"
+            ));
+        }
     }
     w.start_file("archive/version", opts).map_err(ze)?;
     w.write_all(b"3\n").map_err(io)?;

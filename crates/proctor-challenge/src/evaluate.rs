@@ -259,7 +259,16 @@ async fn run<B: Backend>(
     let artifact_dir = work.join("artifact");
     std::fs::create_dir_all(&artifact_dir).map_err(|e| io(&artifact_dir, e))?;
     let canonical = artifact_dir.join("model.pt");
-    let count = match artifact::count_and_rewrite(&train_dir.join("model.pt"), &canonical) {
+    // Off the async runtime: parsing untrusted bytes must not stall the server's workers.
+    let model = train_dir.join("model.pt");
+    let target = canonical.clone();
+    let counted =
+        tokio::task::spawn_blocking(move || artifact::count_and_rewrite(&model, &target)).await;
+    let count = match counted.unwrap_or_else(|_| {
+        Err(ArtifactError::Unsupported(
+            "the artifact could not be counted".into(),
+        ))
+    }) {
         Ok(c) => c,
         Err(e @ ArtifactError::NotArchive(_)) => {
             ev.status = Outcome::Error;

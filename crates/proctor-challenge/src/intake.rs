@@ -72,6 +72,12 @@ pub enum Rejection {
     /// A symlink entry.
     #[error("{0:?} is a symlink: symlinks are not accepted in a submission")]
     Symlink(String),
+    /// A file whose name is also a folder of another entry (`p` beside `p/x`, or `p/.`).
+    #[error("{0:?} is both a file and a folder in the zip")]
+    Clash(String),
+    /// A name too long or nested too deep to be a project file.
+    #[error("{0:?}... is too long or nested too deep: at most 255 bytes per name, {MAX_NAME_BYTES} per path and {MAX_NAME_DEPTH} folders")]
+    NameTooLong(String),
     /// Two entries with one name.
     #[error("{0:?} appears twice in the zip: entry names must be unique")]
     Duplicate(String),
@@ -189,7 +195,19 @@ fn wrap_bare(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> 
     })
 }
 
+/// Longest accepted entry path.
+const MAX_NAME_BYTES: usize = 1024;
+/// Deepest accepted folder nesting.
+const MAX_NAME_DEPTH: usize = 32;
+
 fn safe_name(raw: &str) -> Result<String, Rejection> {
+    let too_long = || Rejection::NameTooLong(raw.chars().take(80).collect());
+    if raw.len() > MAX_NAME_BYTES || raw.split('/').count() > MAX_NAME_DEPTH + 1 {
+        return Err(too_long());
+    }
+    if raw.split('/').any(|c| c.len() > 255) {
+        return Err(too_long());
+    }
     let unsafe_ = || Rejection::UnsafePath(raw.to_string());
     if raw.is_empty()
         || raw.starts_with('/')
@@ -214,6 +232,11 @@ fn safe_name(raw: &str) -> Result<String, Rejection> {
     Ok(parts.join("/"))
 }
 
+/// `a/b/c` -> `a/b`, `a`.
+fn ancestors(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('/').map(move |(i, _)| &name[..i])
+}
+
 fn read_zip(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> {
     if bytes.len() as u64 > MAX_ZIP_BYTES {
         return Err(Rejection::TooLarge {
@@ -231,6 +254,7 @@ fn read_zip(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> {
     }
     // Names, kinds and declared sizes first, before inflating anything.
     let mut seen = BTreeSet::new();
+    let mut files = BTreeSet::new();
     let mut declared: u64 = 0;
     for i in 0..zip.len() {
         let entry = zip
@@ -245,11 +269,21 @@ fn read_zip(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> {
             return Err(Rejection::Duplicate(raw));
         }
         declared = declared.saturating_add(entry.size());
+        if !entry.is_dir() {
+            files.insert(name.clone());
+        }
         if declared > MAX_UNPACKED_BYTES {
             return Err(Rejection::ExpandsTooMuch {
                 max: MAX_UNPACKED_BYTES,
             });
         }
+    }
+    // A file cannot also be a folder: writing the project would fail half-way.
+    if let Some(clash) = seen
+        .iter()
+        .find(|n| ancestors(n).any(|a| files.contains(a)))
+    {
+        return Err(Rejection::Clash(clash.clone()));
     }
     let mut files = Vec::new();
     let mut total: u64 = 0;
@@ -286,7 +320,7 @@ fn read_zip(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> {
             let top = format!("{}/", tops.into_iter().next().unwrap_or(""));
             if files.iter().any(|(n, _)| *n == format!("{top}{MANIFEST}")) {
                 for (n, _) in files.iter_mut() {
-                    *n = n[top.len()..].to_string();
+                    *n = n.strip_prefix(&top).unwrap_or(n).to_string();
                 }
             }
         }
@@ -427,6 +461,55 @@ mod tests {
         intake(&challenge(), "upload.zip", bytes)
             .unwrap_err()
             .to_string()
+    }
+
+    type Entries<'a> = &'a [(&'a str, &'a [u8])];
+
+    #[test]
+    fn rejects_names_that_clash_or_are_too_long() {
+        let m = manifest("imagenet-pareto-500k");
+        let long = "a".repeat(60_000);
+        let deep = "d/".repeat(3_000) + "x.py";
+        let cases: &[(Entries, &str)] = &[
+            (
+                &[
+                    ("p/.", b"x"),
+                    ("p/agentics.solution.json", &m),
+                    ("p/solution.py", SOLUTION),
+                ],
+                "both a file and a folder",
+            ),
+            (
+                &[
+                    ("agentics.solution.json", &m),
+                    ("solution.py", SOLUTION),
+                    ("lib", b"x"),
+                    ("lib/a.py", b"x"),
+                ],
+                "both a file and a folder",
+            ),
+            (
+                &[
+                    ("agentics.solution.json", &m),
+                    ("solution.py", SOLUTION),
+                    (&long, b"x"),
+                ],
+                "too long",
+            ),
+            (
+                &[
+                    ("agentics.solution.json", &m),
+                    ("solution.py", SOLUTION),
+                    (&deep, b"x"),
+                ],
+                "too long",
+            ),
+        ];
+        for (entries, expect) in cases {
+            let msg = reject(&zip_of(entries));
+            assert!(msg.contains(expect), "{msg}");
+            assert!(msg.len() < 400, "{msg}");
+        }
     }
 
     #[test]
