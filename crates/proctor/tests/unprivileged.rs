@@ -142,3 +142,37 @@ fn unprivileged_user_without_delegation_is_refused_clearly() {
     assert!(msg.contains("writable cgroup"), "{msg}");
     assert!(msg.contains("PROCTOR_CGROUP_PARENT"), "{msg}");
 }
+
+#[test]
+fn unprivileged_cleanup_removes_a_deep_chain_with_locked_directories() {
+    let Some(user) = user() else { return };
+    // Deeper than the 1,024 descriptors a recursive removal would need; a locked level
+    // (mode 0) on the way, which the owner must unlock to remove.
+    let code = "import os\nos.mkdir('deep-u')\nfd = os.open('deep-u', os.O_RDONLY)\nfor i in range(3000):\n    os.mkdir('d', dir_fd=fd)\n    nxt = os.open('d', os.O_RDONLY, dir_fd=fd)\n    if i == 100:\n        locked = os.dup(fd)\n    os.close(fd)\n    fd = nxt\nos.chmod('d', 0, dir_fd=locked)\nprint('built')\n";
+    for mode in [&["--cold"][..], &[][..]] {
+        let (_, r) = user.exec(code, mode, true);
+        assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
+        let runs = user.home.join(".cache/proctor/runs");
+        let left: Vec<_> = walkdir_two_levels(&runs)
+            .into_iter()
+            .filter(|p| p.join("deep-u").exists())
+            .collect();
+        assert!(left.is_empty(), "{mode:?}: left on disk: {left:?}");
+    }
+}
+
+/// Run directories and the run directories inside the warm pool's directory.
+fn walkdir_two_levels(runs: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for run in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        found.push(run.path().join("work"));
+        for inner in std::fs::read_dir(run.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            found.push(inner.path().join("work"));
+        }
+    }
+    found
+}
