@@ -127,8 +127,25 @@ pub struct Project {
 }
 
 impl Project {
-    /// Writes the files under `dir` (created).
+    /// Writes the files under `dir` (created, must not exist), all or nothing: into a
+    /// sibling temporary folder renamed into place, removed if anything fails.
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("project");
+        let tmp = dir.with_file_name(format!(".{name}.partial"));
+        let written = self
+            .write_files(&tmp)
+            .and_then(|()| std::fs::rename(&tmp, dir));
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        written
+    }
+
+    fn write_files(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
         for (name, data) in &self.files {
             let path = dir.join(name);
             if let Some(parent) = path.parent() {
@@ -461,6 +478,22 @@ mod tests {
         intake(&challenge(), "upload.zip", bytes)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_project_is_written_whole_or_not_at_all() {
+        let mut p = intake(&challenge(), "solution.py", SOLUTION).unwrap();
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("sub");
+        p.write_to(&dir).unwrap();
+        assert!(dir.join("solution.py").is_file());
+        // A file that is also a folder fails half-way: nothing stays behind.
+        p.files
+            .push(("solution.py/x.py".into(), vec![b'#'; 1 << 20]));
+        let dir = parent.path().join("sub2");
+        assert!(p.write_to(&dir).is_err());
+        let left: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     type Entries<'a> = &'a [(&'a str, &'a [u8])];

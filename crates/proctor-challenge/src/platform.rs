@@ -174,10 +174,17 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                     .join("challenge")
                     .join("submissions")
                     .join(&id);
-                project.write_to(&dir).map_err(|e| Error::io(&dir, e))?;
                 row.name = project.manifest.name.clone();
                 row.description = project.manifest.description.clone();
-                row.project_dir = Some(dir.display().to_string());
+                match project.write_to(&dir) {
+                    Ok(()) => row.project_dir = Some(dir.display().to_string()),
+                    // Recorded, and worded without the server's paths.
+                    Err(e) => {
+                        row.status = Outcome::Rejected.as_str().into();
+                        row.error =
+                            Some(format!("the project could not be written ({})", e.kind()));
+                    }
+                }
             }
             Err(rejection) => {
                 row.status = Outcome::Rejected.as_str().into();
