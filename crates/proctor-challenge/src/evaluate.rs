@@ -312,15 +312,37 @@ async fn run<B: Backend>(
         .run(job)
         .await
         .map_err(|e| format!("internal error: the inference run could not start: {e}"))?;
-    ev.logs.push_str(&section("infer", &infer));
+    // Inference reads the official test inputs: nothing it prints or raises may reach
+    // the submitter, or a submission could print the inputs and read them back.
+    let official = split == Split::Official;
+    if official {
+        let quiet = RunResult {
+            stdout: String::new(),
+            stderr: String::new(),
+            ..infer.clone()
+        };
+        ev.logs.push_str(&section("infer", &quiet));
+        ev.logs
+            .push_str("-- output withheld: inference on the official split --\n");
+    } else {
+        ev.logs.push_str(&section("infer", &infer));
+    }
     if !infer.is_ok() {
-        return Ok(run_failed(
+        let mut ev = run_failed(
             ev,
             &infer,
             &infer_dir.join("infer_error.json"),
             "inference",
             time_limit,
-        ));
+        );
+        if official && ev.status == Outcome::Error {
+            ev.error = Some(
+                "inference failed on the official split (details withheld: they could show \
+                 the test inputs); run on the public split to see the error"
+                    .into(),
+            );
+        }
+        return Ok(ev);
     }
 
     // 4. Score, on the trusted side.

@@ -405,11 +405,10 @@ async fn searching_for_test_labels_or_official_data_finds_nothing() {
         "{}",
         s.logs
     );
-    assert!(
-        s.logs.contains("CHEAT at inference found: []"),
-        "{}",
-        s.logs
-    );
+    // Inference reads the official test inputs, so what it prints never comes back
+    // (it could print the inputs); that it found no labels shows in the score.
+    assert!(!s.logs.contains("CHEAT at inference"), "{}", s.logs);
+    assert!(s.logs.contains("output withheld"), "{}", s.logs);
     // An untrained linear layer: chance level on labels it cannot see.
     assert!(s.accuracy.unwrap() < 0.05, "{:?}", s.accuracy);
     assert_eq!(s.score, Some(0.0));
