@@ -334,12 +334,22 @@ async fn grader(
     ))
 }
 
+/// Largest WebSocket message accepted.
+pub const WS_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Largest WebSocket frame accepted.
+pub const WS_MAX_FRAME_BYTES: usize = 1 << 20;
+
 async fn ws(
     State(gym): State<Arc<Gym>>,
     Extension(caller): Extension<Caller>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |socket| ws_episode(gym, caller, socket))
+    // An episode's messages are small JSON actions: a few MiB is generous, and the
+    // default (64 MiB per message) let a handful of clients hold gigabytes.
+    upgrade
+        .max_message_size(WS_MAX_MESSAGE_BYTES)
+        .max_frame_size(WS_MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| ws_episode(gym, caller, socket))
 }
 
 fn ws_error(message: impl Into<String>, code: &str) -> Value {
