@@ -61,12 +61,20 @@ const HARNESS: &[(&str, &str)] = &[
         include_str!("../../../python/proctor_harness/child.py"),
     ),
     (
-        "proctor_harness/gym_grade.py",
-        include_str!("../../../python/proctor_harness/gym_grade.py"),
+        "proctor_harness/gym_train.py",
+        include_str!("../../../python/proctor_harness/gym_train.py"),
     ),
     (
-        "proctor_harness/gym_eval.py",
-        include_str!("../../../python/proctor_harness/gym_eval.py"),
+        "proctor_harness/gym_tolerant.py",
+        include_str!("../../../python/proctor_harness/gym_tolerant.py"),
+    ),
+    (
+        "proctor_harness/gym_heldout.py",
+        include_str!("../../../python/proctor_harness/gym_heldout.py"),
+    ),
+    (
+        "proctor_harness/gym_judge.py",
+        include_str!("../../../python/proctor_harness/gym_judge.py"),
     ),
     (
         "proctor_harness/gym_tools.py",

@@ -1,20 +1,30 @@
-//! Grading a fix: run it in the sandbox under instrumentation, let the task's trusted
-//! grader measure the trained model on held-out data, and score from the measurements.
+//! Grading a fix with split trust. The fix trains in a sandbox that holds nothing of the
+//! task's answers, under instrumentation (`proctor_harness.gym_train`) that exports the
+//! model it trained and seals its observations; trusted code draws held-out inputs with a
+//! secret seed meanwhile; a fresh sandbox runs the exported model on them; the metric is
+//! computed here against labels no sandbox saw. A band is reachable only when these
+//! measurements (held-out metric, memory peak, exit status, time) support it: the
+//! observations explain a score, lower it or place it inside a band, never lift it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hmac::{Hmac, Mac};
 use proctor_core::{Command, Job, Limits, Status};
 use proctor_engine::{Backend, LocalBackend};
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
+use crate::heldout::Tensor;
 use crate::score::{self, Outcome};
 use crate::task::Task;
 use crate::GymError;
 
 /// Graded runs get this multiple of the task's memory limit.
 const GRADE_MEMORY_HEADROOM: u64 = 4;
+/// Graded runs get this multiple of the task's time limit (instrumentation costs time).
+const GRADE_TIME_FACTOR: f64 = 3.0;
 
 /// The largest script accepted for grading.
 pub const MAX_CODE_BYTES: usize = 100_000;
@@ -40,6 +50,8 @@ pub struct GradeReport {
     pub status: Status,
     /// The script raised (the traceback is in `error_log`).
     pub crashed: bool,
+    /// Evidence that the run tampered with the harness or its records (scores 0).
+    pub tampered: Vec<String>,
     /// Traceback or reason, when the run did not go well.
     pub error_log: String,
     /// What to look at next, in words.
@@ -69,13 +81,51 @@ pub fn printed_metrics(stdout: &str) -> BTreeMap<String, Value> {
     out
 }
 
-fn write_task_dir(task: &Task, dir: &Path) -> Result<(), GymError> {
-    std::fs::create_dir_all(dir).map_err(GymError::io("creating the grading directory"))?;
-    for (name, text) in task.files {
-        // The agent's code is the only script that runs; the pristine files are for the grader.
-        std::fs::write(dir.join(name), text).map_err(GymError::io("writing the task files"))?;
+/// Memory for the trusted held-out steps (generation, prediction).
+const HELDOUT_MEMORY_MB: u64 = 2048;
+
+/// The outputs of one grading: what each sandbox left, read on the trusted side.
+struct Evidence {
+    train: proctor_core::RunResult,
+    /// Why the run's observations cannot be trusted at all (forged, missing, hooks removed).
+    tampered: Vec<String>,
+    obs: Value,
+    judge: Value,
+    /// Held-out metric of the weights at the first optimizer step and after the last one.
+    init_metric: Option<f64>,
+    final_metric: Option<f64>,
+    heldout_note: String,
+}
+
+fn write(path: &Path, text: &[u8]) -> Result<(), GymError> {
+    std::fs::write(path, text).map_err(GymError::io("writing a grading file"))
+}
+
+fn limits(timeout_s: f64, memory_mb: u64) -> Limits {
+    Limits {
+        timeout_ms: (timeout_s * 1000.0) as u64,
+        memory_mb,
+        max_pids: 64,
+        max_output_bytes: 256 * 1024,
+        ..Limits::default()
     }
-    Ok(())
+}
+
+/// A fresh secret per grading, never written where a sandbox holding the fix can read it:
+/// the per-run key that seals the observations, and the held-out seed derived from it.
+fn run_secret(task: &Task) -> (String, u64) {
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut h = Sha256::new();
+    h.update(b"proctor-gym-heldout-v1\0");
+    h.update(key.as_bytes());
+    h.update(task.spec.id.as_bytes());
+    let d = h.finalize();
+    let seed = u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & (i64::MAX as u64);
+    (key, seed)
 }
 
 /// Grades `code` as a fix of `task`.
@@ -93,37 +143,210 @@ pub async fn grade(
     let scratch = backend.config().home.join("gym");
     std::fs::create_dir_all(&scratch).map_err(GymError::io("creating the gym directory"))?;
     let tmp = tempdir_in(&scratch)?;
-    let task_dir = tmp.join("task");
-    write_task_dir(task, &task_dir)?;
-    let fix = tmp.join("fix.py");
-    std::fs::write(&fix, code).map_err(GymError::io("writing the fix"))?;
-    let collected = tmp.join("out");
-    let limits = Limits {
-        timeout_ms: (task.spec.timeout_s * 1000.0) as u64,
-        // Headroom, so that the other bugs are still observed in a run that exceeds the
-        // task's limit; exceeding it is judged from the measured peak (see `report`).
-        memory_mb: task.spec.memory_mb * GRADE_MEMORY_HEADROOM,
-        max_pids: 64,
-        max_output_bytes: 256 * 1024,
-        ..Limits::default()
-    };
-    let job = Job::new(Command::Module {
-        module: "proctor_harness.gym_grade".into(),
+    let evidence = run_all(backend, task, code, &tmp).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(report(task, evidence?))
+}
+
+async fn run_all(
+    backend: &LocalBackend,
+    task: &Task,
+    code: &str,
+    tmp: &Path,
+) -> Result<Evidence, GymError> {
+    let spec = &task.spec;
+    let (key, seed) = run_secret(task);
+    let (fix, broken) = (tmp.join("fix.py"), tmp.join("broken.py"));
+    write(&fix, code.as_bytes())?;
+    write(&broken, task.broken_script().as_bytes())?;
+    // The train sandbox: the fix and the broken script, nothing of the task's answers.
+    let train = Job::new(Command::Module {
+        module: "proctor_harness.gym_train".into(),
         args: vec![
-            "../inputs/task".into(),
             "../inputs/fix.py".into(),
-            "grade.json".into(),
+            ".".into(),
+            spec.heldout.model.clone(),
         ],
     })
-    .with_input(&task_dir, "task")
     .with_input(&fix, "fix.py")
-    .with_limits(limits)
-    .collect_into(&collected);
-    let run = backend.run(job).await;
-    let verdict = read_verdict(&collected.join("grade.json"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let run = run.map_err(|e| GymError::Engine(e.to_string()))?;
-    Ok(report(task, run, verdict))
+    .with_input(&broken, "broken.py")
+    .with_limits(limits(
+        spec.timeout_s * GRADE_TIME_FACTOR,
+        spec.memory_mb * GRADE_MEMORY_HEADROOM,
+    ));
+    let mut train = train.collect_into(tmp.join("train"));
+    train.env.push(("PROCTOR_GYM_RUN_KEY".into(), key.clone()));
+    // Trusted code only: the held-out samples, drawn while the fix trains.
+    let gen = Job::new(Command::Module {
+        module: "proctor_harness.gym_heldout".into(),
+        args: vec![
+            "gen".into(),
+            "../inputs/broken.py".into(),
+            spec.heldout.generator.clone(),
+            spec.heldout.n.to_string(),
+            seed.to_string(),
+            spec.heldout.views.join(","),
+            ".".into(),
+        ],
+    })
+    .with_input(&broken, "broken.py")
+    .with_limits(limits(120.0, HELDOUT_MEMORY_MB))
+    .collect_into(tmp.join("gen"));
+    let (train, gen) = tokio::join!(backend.run(train), backend.run(gen));
+    let train = train.map_err(|e| GymError::Engine(e.to_string()))?;
+    let gen = gen.map_err(|e| GymError::Engine(e.to_string()))?;
+    if gen.status != Status::Ok {
+        return Err(GymError::Engine(format!(
+            "drawing the held-out data failed: {}",
+            gen.stderr
+        )));
+    }
+    let (obs, tampered) = read_observations(&tmp.join("train"), &key, &train);
+    let mut evidence = Evidence {
+        train,
+        tampered,
+        obs,
+        judge: Value::Null,
+        init_metric: None,
+        final_metric: None,
+        heldout_note: String::new(),
+    };
+    if evidence.obs.is_null() {
+        return Ok(evidence);
+    }
+    predict(backend, task, tmp, &mut evidence).await?;
+    Ok(evidence)
+}
+
+/// The sealed observations of the train run, or why there are none worth reading.
+fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<String>) {
+    let body = read_small(&dir.join("obs.json"));
+    let mac = read_small(&dir.join("obs.mac"));
+    let (Some(body), Some(mac)) = (body, mac) else {
+        // Killed by a limit: nothing to read, and nothing suspicious either.
+        let tampered = if run.status == Status::Ok {
+            vec!["the run ended before the harness recorded its observations (early exit)".into()]
+        } else {
+            Vec::new()
+        };
+        return (Value::Null, tampered);
+    };
+    let mut h = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    h.update(&body);
+    let ok = hex::decode(String::from_utf8_lossy(&mac).trim())
+        .ok()
+        .is_some_and(|m| h.verify_slice(&m).is_ok());
+    if !ok {
+        return (
+            Value::Null,
+            vec!["the observations were not written by the harness (bad seal)".into()],
+        );
+    }
+    let obs: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let tampered = obs["tamper"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    (obs, tampered)
+}
+
+/// A file the sandbox left, if it is a regular file of sane size.
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 64 << 20 {
+        return None;
+    }
+    std::fs::read(path).ok()
+}
+
+/// A fresh sandbox evaluates the exported model on the held-out inputs (never the labels)
+/// and the task's judge reads the observations; the metric is computed here.
+async fn predict(
+    backend: &LocalBackend,
+    task: &Task,
+    tmp: &Path,
+    evidence: &mut Evidence,
+) -> Result<(), GymError> {
+    let judge = tmp.join("judge.py");
+    write(&judge, task.file("judge.py").unwrap_or_default().as_bytes())?;
+    let obs = tmp.join("obs.json");
+    write(&obs, evidence.obs.to_string().as_bytes())?;
+    let (model, weights) = (tmp.join("train/model.pt"), tmp.join("train/weights.pt"));
+    let exported = read_small(&model).is_some() && read_small(&weights).is_some();
+    if !exported {
+        // The predict step still runs the judge; the model files are empty placeholders.
+        write(&tmp.join("none.pt"), b"")?;
+    }
+    let pick = |p: &Path| {
+        if exported {
+            p.to_path_buf()
+        } else {
+            tmp.join("none.pt")
+        }
+    };
+    let job = Job::new(Command::Module {
+        module: "proctor_harness.gym_heldout".into(),
+        args: [
+            "predict",
+            "../inputs/model.pt",
+            "../inputs/weights.pt",
+            "../inputs/inputs.pt",
+            "../inputs/judge.py",
+            "../inputs/obs.json",
+            "predictions.json",
+        ]
+        .map(String::from)
+        .to_vec(),
+    })
+    .with_input(pick(&model), "model.pt")
+    .with_input(pick(&weights), "weights.pt")
+    .with_input(tmp.join("gen/inputs.pt"), "inputs.pt")
+    .with_input(&judge, "judge.py")
+    .with_input(&obs, "obs.json")
+    .with_limits(limits(120.0, HELDOUT_MEMORY_MB))
+    .collect_into(tmp.join("predict"));
+    let run = backend
+        .run(job)
+        .await
+        .map_err(|e| GymError::Engine(e.to_string()))?;
+    let out: Value = read_small(&tmp.join("predict/predictions.json"))
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let labels: Option<Tensor> =
+        read_small(&tmp.join("gen/labels.json")).and_then(|b| serde_json::from_slice(&b).ok());
+    let rule = task.spec.heldout.predict;
+    let measure = |name: &str| {
+        let outputs: Tensor = serde_json::from_value(out["outputs"][name].clone()).ok()?;
+        Some(rule.measure(&outputs, labels.as_ref()?))
+    };
+    evidence.init_metric = measure("init");
+    evidence.final_metric = measure("final");
+    evidence.judge = out["judge"].clone();
+    let why = [
+        &out["error"],
+        &out["judge_error"],
+        &evidence.obs["export"]["error"],
+    ];
+    evidence.heldout_note = why
+        .iter()
+        .filter_map(|v| v.as_str())
+        .chain(
+            out["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        )
+        .collect::<Vec<_>>()
+        .join("; ");
+    if run.status != Status::Ok && out.is_null() {
+        evidence.heldout_note = format!("held-out evaluation failed: {}", run.status);
+    }
+    Ok(())
 }
 
 fn tempdir_in(parent: &Path) -> Result<std::path::PathBuf, GymError> {
@@ -132,25 +355,34 @@ fn tempdir_in(parent: &Path) -> Result<std::path::PathBuf, GymError> {
     Ok(dir)
 }
 
-/// The grader's JSON; anything malformed or oversized counts as no verdict.
-fn read_verdict(path: &Path) -> Option<Value> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > 4 << 20 {
-        return None;
-    }
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+/// A model already this good before its first optimizer step was not learned by the script
+/// (closed-form weights, an oracle forward): the held-out metric of the initial weights.
+const PRELEARNED_METRIC: f64 = 0.8;
+/// Bugs seen fixed must show in the held-out metric: at least this gain over the weights
+/// at the first step, else the observations contradict the measurement.
+const MIN_GAIN: f64 = 0.05;
+
+fn loss_decreases(losses: &[f64]) -> bool {
+    let k = (losses.len() / 10).max(1);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    losses.len() >= 2 && mean(&losses[losses.len() - k..]) < mean(&losses[..k])
 }
 
-fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> GradeReport {
+fn report(task: &Task, e: Evidence) -> GradeReport {
     let spec = &task.spec;
-    let v = verdict.unwrap_or(Value::Null);
-    let crashed = v["crashed"].as_bool().unwrap_or(true);
+    let run = &e.train;
+    let crashed = e.obs["crashed"].as_bool().unwrap_or(true);
     let mut bugs: BTreeMap<String, bool> = spec
         .bugs
         .iter()
-        .map(|b| (b.id.clone(), v["bugs"][&b.id].as_bool().unwrap_or(false)))
+        .map(|b| {
+            (
+                b.id.clone(),
+                e.judge["bugs"][&b.id].as_bool().unwrap_or(false),
+            )
+        })
         .collect();
-    let metrics: BTreeMap<String, f64> = v["metrics"]
+    let mut metrics: BTreeMap<String, f64> = e.judge["metrics"]
         .as_object()
         .map(|m| {
             m.iter()
@@ -158,18 +390,21 @@ fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> 
                 .collect()
         })
         .unwrap_or_default();
-    let losses: Vec<f64> = v["observations"]["losses"]
+    let losses: Vec<f64> = e.obs["losses"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
         .unwrap_or_default();
-    let partial: Vec<String> = v["partial"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|b| b.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let name = spec.heldout.predict.metric();
+    if let Some(m) = e.final_metric {
+        metrics.insert(name.into(), m);
+    }
+    if let Some(m) = e.init_metric {
+        metrics.insert(format!("{name}_at_first_step"), m);
+    }
+    metrics.insert(
+        "loss_decreases".into(),
+        f64::from(u8::from(loss_decreases(&losses))),
+    );
     // Graded with headroom: memory past the task's own limit counts as its OOM.
     let over_limit = run
         .memory_peak_mb
@@ -178,21 +413,58 @@ fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> 
     if let Some(bug) = spec.memory_bug.as_ref().filter(|_| oom) {
         bugs.insert(bug.clone(), false);
     }
+    let ran = run.status == Status::Ok && !crashed && !oom;
+    let mut notes: Vec<String> = Vec::new();
+    let gain = e.final_metric.unwrap_or(0.0) - e.init_metric.unwrap_or(0.0);
+    if ran && bugs.values().any(|f| *f) && gain < MIN_GAIN {
+        notes.push(format!(
+            "the observations show fixes, but held-out {name} did not improve over the \
+             weights at the first step ({:.3} -> {:.3}): scored as not fixed",
+            e.init_metric.unwrap_or(0.0),
+            e.final_metric.unwrap_or(0.0)
+        ));
+        bugs.values_mut().for_each(|f| *f = false);
+    }
     let outcome = Outcome {
         bugs: bugs.clone(),
         metrics: metrics.clone(),
-        ran: run.status == Status::Ok && !crashed && !oom,
+        ran,
         oom,
-        partial,
+        partial: Vec::new(),
     };
-    let scored = score::score(spec, &outcome);
+    let verdict = if !e.tampered.is_empty() {
+        Some(("tampered", format!("tampered: {}", e.tampered.join("; "))))
+    } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
+        Some((
+            "not_learned",
+            format!(
+                "held-out {name} was already {:.3} with the weights at the first optimizer step: \
+             the model was not learned by training",
+                e.init_metric.unwrap_or(0.0)
+            ),
+        ))
+    } else if ran && e.final_metric.is_none() {
+        Some((
+            "no_model",
+            format!("no trained model could be evaluated: {}", e.heldout_note),
+        ))
+    } else {
+        None
+    };
+    let scored = match &verdict {
+        Some((band, why)) => score::Scored {
+            score: 0.0,
+            band: (*band).into(),
+            band_rule: why.clone(),
+        },
+        None => score::score(spec, &outcome),
+    };
     let mut error_log = String::new();
-    if let Some(e) = v["error"].as_str() {
-        error_log.push_str(e);
+    if let Some(err) = e.obs["error"].as_str() {
+        error_log.push_str(err);
     }
-    if let Some(e) = v["grader_error"].as_str() {
-        error_log.push_str("\n[grader] ");
-        error_log.push_str(e);
+    if !e.heldout_note.is_empty() {
+        error_log.push_str(&format!("\n[held-out] {}", e.heldout_note));
     }
     if run.status != Status::Ok {
         let tail: String = run
@@ -206,38 +478,7 @@ fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> 
             .collect();
         error_log.push_str(&format!("\n[run ended: {}]\n{tail}", run.status));
     }
-    let fixed: Vec<&str> = bugs
-        .iter()
-        .filter(|(_, f)| **f)
-        .map(|(b, _)| b.as_str())
-        .collect();
-    let open: Vec<&str> = bugs
-        .iter()
-        .filter(|(_, f)| !**f)
-        .map(|(b, _)| b.as_str())
-        .collect();
-    let feedback = match (outcome.ran, open.is_empty()) {
-        (false, _) if outcome.oom => format!(
-            "the run needed {:.0} MiB, over the task's {} MiB limit; still open: [{}]",
-            run.memory_peak_mb.unwrap_or(run.peak_rss_mb),
-            spec.memory_mb,
-            open.join(", ")
-        ),
-        (false, _) if run.status == Status::Timeout => {
-            format!("the run did not finish within {:.0} s", spec.timeout_s)
-        }
-        (false, _) => format!(
-            "the script crashed (see error_log); fixed so far: [{}], still open: [{}]",
-            fixed.join(", "),
-            open.join(", ")
-        ),
-        (true, true) => format!("all {} bug(s) fixed; band {}", bugs.len(), scored.band),
-        (true, false) => format!(
-            "fixed: [{}]; still open: [{}]",
-            fixed.join(", "),
-            open.join(", ")
-        ),
-    };
+    let feedback = feedback(spec, &outcome, run, &scored, &notes, verdict.is_some());
     GradeReport {
         task: spec.id.clone(),
         score: scored.score,
@@ -248,6 +489,7 @@ fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> 
         reported: printed_metrics(&run.stdout),
         status: run.status,
         crashed,
+        tampered: e.tampered.clone(),
         error_log: error_log.trim().to_string(),
         feedback,
         wall_ms: run.wall_ms,
@@ -255,4 +497,52 @@ fn report(task: &Task, run: proctor_core::RunResult, verdict: Option<Value>) -> 
         memory_peak_mb: run.memory_peak_mb,
         losses,
     }
+}
+
+fn feedback(
+    spec: &crate::task::TaskSpec,
+    o: &Outcome,
+    run: &proctor_core::RunResult,
+    scored: &score::Scored,
+    notes: &[String],
+    verdict: bool,
+) -> String {
+    let list = |fixed: bool| {
+        o.bugs
+            .iter()
+            .filter(|(_, f)| **f == fixed)
+            .map(|(b, _)| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = if verdict {
+        scored.band_rule.clone()
+    } else if o.oom {
+        format!(
+            "the run needed {:.0} MiB, over the task's {} MiB limit; still open: [{}]",
+            run.memory_peak_mb.unwrap_or(run.peak_rss_mb),
+            spec.memory_mb,
+            list(false)
+        )
+    } else if run.status == Status::Timeout {
+        format!(
+            "the run did not finish within {:.0} s",
+            spec.timeout_s * GRADE_TIME_FACTOR
+        )
+    } else if !o.ran {
+        format!(
+            "the script crashed (see error_log); fixed so far: [{}], still open: [{}]",
+            list(true),
+            list(false)
+        )
+    } else if o.bugs.values().all(|f| *f) {
+        format!("all {} bug(s) fixed; band {}", o.bugs.len(), scored.band)
+    } else {
+        format!("fixed: [{}]; still open: [{}]", list(true), list(false))
+    };
+    for n in notes {
+        text.push_str("; ");
+        text.push_str(n);
+    }
+    text
 }

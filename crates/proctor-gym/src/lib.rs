@@ -20,6 +20,7 @@ assert!(report.score >= 0.85);
 
 pub mod episode;
 pub mod grade;
+pub mod heldout;
 pub mod mcp;
 pub mod score;
 pub mod server;

@@ -148,6 +148,10 @@ description = "d"
 script = "broken.py"
 timeout_s = 10.0
 memory_mb = 512
+[heldout]
+generator = "make_data"
+n = 10
+predict = "argmax"
 [[bugs]]
 id = "a"
 description = "a"

@@ -69,9 +69,37 @@ pub struct TaskSpec {
     pub memory_bug: Option<String>,
     /// Rubric bands, first match wins.
     pub bands: Vec<Band>,
+    /// How the trained model is measured on held-out data.
+    pub heldout: HeldOut,
     /// Reference fixes (for tests and docs): file and the bug ids it fixes.
     #[serde(default)]
     pub references: Vec<Reference>,
+}
+
+/// `[heldout]`: fresh samples of the task's own generator, drawn with a secret seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// `make_data(n, seed)` of the broken script.
+    pub generator: String,
+    /// Number of samples.
+    pub n: usize,
+    /// Layouts of the inputs to offer the model, in order (`as_is`, `nchw`, `nchw28`):
+    /// the first one the exported model accepts is measured.
+    #[serde(default = "as_is")]
+    pub views: Vec<String>,
+    /// The prediction rule applied (by proctor) to the model's outputs.
+    pub predict: crate::heldout::Predict,
+    /// The module-level name of the model, when the script has one.
+    #[serde(default = "model")]
+    pub model: String,
+}
+
+fn as_is() -> Vec<String> {
+    vec!["as_is".into()]
+}
+
+fn model() -> String {
+    "model".into()
 }
 
 /// A reference fix shipped with a task.

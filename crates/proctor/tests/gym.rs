@@ -12,6 +12,38 @@ use proctor_gym::task::{self, Task};
 /// Prints every metric line a task could want, trains nothing.
 const PRINTS_ONLY: &str = "print('LOSSES:[0.9, 0.5, 0.2, 0.1, 0.05]')\nprint('FINAL_LOSS:0.0500')\nprint('VAL_ACC:0.9900')\nprint('F1:0.9900')\n";
 
+/// The corpus of a task read from disk (`tasks/debug/<slug>/cases/cases.toml`): correct
+/// fixes in other styles and hacks, each with its expected score range. Not embedded in
+/// the binary. `PROCTOR_GYM_CASES=<substr>` keeps only matching `slug/file` names.
+fn corpus(slug: &str) -> Vec<(String, String, f64, f64)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tasks/debug")
+        .join(slug)
+        .join("cases");
+    let Ok(text) = std::fs::read_to_string(dir.join("cases.toml")) else {
+        return Vec::new();
+    };
+    let doc: toml::Value = toml::from_str(&text).expect("cases.toml");
+    let filter = std::env::var("PROCTOR_GYM_CASES").unwrap_or_default();
+    doc["case"]
+        .as_array()
+        .expect("[[case]]")
+        .iter()
+        .map(|c| {
+            let file = c["file"].as_str().expect("file").to_string();
+            let code = std::fs::read_to_string(dir.join(&file)).expect("case file");
+            let bound = |k: &str, d: f64| c.get(k).and_then(toml::Value::as_float).unwrap_or(d);
+            (
+                format!("{slug}/cases/{file}"),
+                code,
+                bound("min", 0.0),
+                bound("max", 1.0),
+            )
+        })
+        .filter(|(name, ..)| name.contains(&filter))
+        .collect()
+}
+
 /// Grades many fixes, two at a time (the machine has two cores).
 async fn grade_all(
     backend: &LocalBackend,
@@ -45,7 +77,15 @@ async fn every_task_is_graded_by_what_the_fix_does() {
     let tasks = task::all().unwrap();
     assert_eq!(tasks.len(), 6);
     let mut jobs = Vec::new();
+    let mut ranges = std::collections::BTreeMap::new();
     for t in &tasks {
+        for (name, code, min, max) in corpus(&t.spec.id) {
+            ranges.insert(name.clone(), (min, max));
+            jobs.push((t.clone(), name, code));
+        }
+        if std::env::var("PROCTOR_GYM_CASES").is_ok_and(|f| !f.is_empty()) {
+            continue;
+        }
         for r in &t.spec.references {
             let code = t
                 .file(&r.file)
@@ -89,6 +129,13 @@ async fn every_task_is_graded_by_what_the_fix_does() {
                 ));
             }
         };
+        if let Some((min, max)) = ranges.get(name) {
+            check(
+                r.score >= *min && r.score <= *max,
+                format!("outside [{min}, {max}]; feedback: {}", r.feedback),
+            );
+            continue;
+        }
         match file {
             "prints-only" => check(
                 r.score <= 0.15,

@@ -1,0 +1,153 @@
+//! Held-out measurement on the trusted side: the labels never enter a sandbox, the
+//! task's prediction rule is applied here to the outputs a fresh sandbox computed.
+
+use serde::Deserialize;
+
+/// A tensor as the held-out sandboxes write it (non-finite values as `null`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tensor {
+    /// Shape; the first dimension is the sample.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub values: Vec<Option<f64>>,
+}
+
+impl Tensor {
+    fn rows(&self) -> Option<(usize, usize)> {
+        let n = *self.shape.first()?;
+        let width: usize = self.shape[1..].iter().product();
+        (n * width == self.values.len() && n > 0).then_some((n, width))
+    }
+
+    fn row(&self, i: usize, width: usize) -> &[Option<f64>] {
+        &self.values[i * width..(i + 1) * width]
+    }
+
+    /// Outputs that look like probabilities are thresholded at 0.5, logits at 0.
+    fn threshold(&self) -> f64 {
+        let probabilities = self
+            .values
+            .iter()
+            .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)));
+        if probabilities {
+            0.5
+        } else {
+            0.0
+        }
+    }
+}
+
+/// How a task turns outputs into predictions (`[heldout] predict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Predict {
+    /// One row of class scores per sample: accuracy of the argmax.
+    Argmax,
+    /// One output per sample, probability or logit: accuracy of the threshold.
+    Threshold,
+    /// One output per tag: micro F1 of the per-tag threshold.
+    Multilabel,
+}
+
+impl Predict {
+    /// The metric's name in reports and rubric bands.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Predict::Multilabel => "f1",
+            _ => "val_acc",
+        }
+    }
+
+    /// The metric of `outputs` against `labels`; 0 when the shapes do not fit.
+    pub fn measure(self, outputs: &Tensor, labels: &Tensor) -> f64 {
+        let (Some((n, width)), Some((m, label_width))) = (outputs.rows(), labels.rows()) else {
+            return 0.0;
+        };
+        if n != m {
+            return 0.0;
+        }
+        match self {
+            Predict::Argmax => fraction(n, |i| {
+                argmax(outputs.row(i, width)) == labels.values[i].map(|l| l as usize)
+            }),
+            Predict::Threshold if width == 1 && label_width == 1 => {
+                let t = outputs.threshold();
+                fraction(n, |i| match (outputs.values[i], labels.values[i]) {
+                    (Some(o), Some(l)) => (o > t) == (l > 0.5),
+                    _ => false,
+                })
+            }
+            Predict::Multilabel if width == label_width => micro_f1(outputs, labels),
+            _ => 0.0,
+        }
+    }
+}
+
+fn fraction(n: usize, hit: impl Fn(usize) -> bool) -> f64 {
+    (0..n).filter(|&i| hit(i)).count() as f64 / n as f64
+}
+
+/// Index of the largest value; None if any value is non-finite.
+fn argmax(row: &[Option<f64>]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, v) in row.iter().enumerate() {
+        let v = (*v)?;
+        match best {
+            Some((_, b)) if v <= b => {}
+            _ => best = Some((i, v)),
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn micro_f1(outputs: &Tensor, labels: &Tensor) -> f64 {
+    let t = outputs.threshold();
+    let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
+    for (o, l) in outputs.values.iter().zip(&labels.values) {
+        let truth = l.is_some_and(|l| l > 0.5);
+        match (o.is_some_and(|o| o > t), truth) {
+            (true, true) => tp += 1.0,
+            (true, false) => fp += 1.0,
+            (false, true) => fn_ += 1.0,
+            _ => {}
+        }
+    }
+    if tp == 0.0 {
+        0.0
+    } else {
+        2.0 * tp / (2.0 * tp + fp + fn_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize], v: &[f64]) -> Tensor {
+        Tensor {
+            shape: shape.to_vec(),
+            values: v.iter().map(|x| x.is_finite().then_some(*x)).collect(),
+        }
+    }
+
+    #[test]
+    fn rules_are_applied_here() {
+        let labels = t(&[3], &[1.0, 0.0, 1.0]);
+        let scores = t(&[3, 2], &[0.1, 0.9, 0.8, 0.2, f64::NAN, 1.0]);
+        assert!((Predict::Argmax.measure(&scores, &labels) - 2.0 / 3.0).abs() < 1e-9);
+        // probabilities at 0.5, logits at 0
+        let probs = t(&[3, 1], &[0.7, 0.4, 0.6]);
+        assert_eq!(Predict::Threshold.measure(&probs, &labels), 1.0);
+        let logits = t(&[3, 1], &[2.0, -1.0, -0.5]);
+        assert!((Predict::Threshold.measure(&logits, &labels) - 2.0 / 3.0).abs() < 1e-9);
+        let tags = t(&[2, 2], &[1.0, 0.0, 1.0, 1.0]);
+        let out = t(&[2, 2], &[3.0, -2.0, 1.0, -1.0]);
+        assert!((Predict::Multilabel.measure(&out, &tags) - 0.8).abs() < 1e-9);
+        // wrong shapes measure nothing
+        assert_eq!(
+            Predict::Argmax.measure(&t(&[2, 2], &[0.0; 4]), &labels),
+            0.0
+        );
+        assert_eq!(Predict::Multilabel.measure(&scores, &tags), 0.0);
+    }
+}

@@ -1,0 +1,91 @@
+"""Held-out evaluation of a debug-gym fix, in sandboxes that never run the fix's code.
+
+    python -m proctor_harness.gym_heldout gen BROKEN GENERATOR N SEED VIEWS OUT_DIR
+    python -m proctor_harness.gym_heldout predict MODEL WEIGHTS INPUTS JUDGE OBS OUT_JSON
+
+`gen` (trusted code only) draws N fresh samples from the task's own generator, taken
+from the pristine broken script, with a seed derived from the server secret; the inputs
+go to `inputs.pt` (in each layout of VIEWS), the labels to `labels.json` for proctor
+alone. `predict` gets the exported TorchScript model, its weight sets and the inputs,
+never the labels; it writes the outputs of each weight set on the first layout the model
+accepts, and the task's judgement of the (untrusted) observations. Metrics are computed
+by proctor.
+"""
+import ast
+import json
+import math
+import runpy
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def original_generator(path, function):
+    """`function` of the pristine script with its imports and UPPER_CASE constants."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+            or isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets)
+            or isinstance(n, ast.FunctionDef) and n.name == function]
+    namespace = {}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), path, "exec"), namespace)
+    return namespace[function]
+
+
+VIEWS = {
+    "as_is": lambda x: x,
+    "nchw": lambda x: x.permute(0, 3, 1, 2).contiguous(),
+    "nchw28": lambda x: F.interpolate(x.permute(0, 3, 1, 2), size=(28, 28), mode="bilinear", align_corners=False),
+}
+
+
+def gen(broken, generator, n, seed, views, out_dir):
+    x, y = original_generator(broken, generator)(int(n), int(seed))
+    torch.save({v: VIEWS[v](x).float() for v in views.split(",")}, f"{out_dir}/inputs.pt")
+    if y.dim() == 2 and not y.is_floating_point():
+        y = y.argmax(dim=1)  # one-hot rows -> class indices
+    with open(f"{out_dir}/labels.json", "w") as f:
+        json.dump({"shape": list(y.shape), "values": y.reshape(-1).tolist()}, f)
+
+
+def _outputs(model, x, batch=256):
+    with torch.no_grad():
+        out = torch.cat([model(x[i:i + batch]).float() for i in range(0, len(x), batch)])
+    return out.reshape(len(x), -1)
+
+
+def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_path):
+    result = {"outputs": {}, "view": None}
+    with open(obs_path) as f:
+        obs = json.load(f)
+    try:
+        result["judge"] = runpy.run_path(judge_path)["judge"](obs)
+    except Exception as e:
+        result["judge_error"] = f"{type(e).__name__}: {e}"
+    try:
+        model = torch.jit.load(model_path, map_location="cpu")
+        weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+        inputs = torch.load(inputs_path, map_location="cpu", weights_only=True)
+        model.eval()
+        for name in ("init", "final"):
+            model.load_state_dict(weights[name], strict=False)
+            for view, x in inputs.items():
+                if result["view"] not in (None, view):
+                    continue
+                try:
+                    out = _outputs(model, x)
+                except Exception as e:
+                    result.setdefault("errors", []).append(f"{view}: {type(e).__name__}: {str(e)[:300]}")
+                    continue
+                result["view"] = view
+                result["outputs"][name] = {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
+                break
+    except Exception as e:
+        result["error"] = f"{type(e).__name__}: {str(e)[:1000]}"
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    {"gen": gen, "predict": predict}[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,33 @@
+"""input-output-mismatch: what the layers and the loss received. A run that crashed
+before training is judged from its tolerant re-run (each mismatch adapted and counted)."""
+from proctor_harness.gym_judge import trained
+
+
+def _targets_fit(call):
+    if "int" in call["target_dtype"]:
+        return len(call["target_shape"]) == len(call["input_shape"]) - 1  # class indices
+    # probability targets: rows of non-negative weights summing to 1
+    return (call["target_shape"] == call["input_shape"] and call.get("target_min", -1) >= 0
+            and abs(call.get("target_row_sum_max", 0) - 1) < 1e-3)
+
+
+def judge(obs):
+    t = obs.get("tolerant")
+    if t is not None:
+        bugs = {
+            "image_size": t["linear_forwards"] > 0 and t["features"] == 0,
+            "channel_order": t["conv_forwards"] > 0 and t["channels_last"] == 0,
+            "label_encoding": t["loss_calls"] > 0 and t["one_hot_target"] == 0,
+            "batch_dim": t["eval_forwards"] > 0 and t["unbatched"] == 0,
+        }
+    else:
+        ran = trained(obs)
+        losses = [c for c in obs["loss_calls"] if "cross_entropy" in c["op"] or "nll" in c["op"]]
+        evals = [c for c in obs["conv_inputs"] if not c["training"]]
+        bugs = {
+            "image_size": ran,
+            "channel_order": ran,
+            "label_encoding": ran and bool(losses) and all(_targets_fit(c) for c in losses),
+            "batch_dim": bool(evals) and all(len(c["shape"]) == 4 for c in obs["conv_inputs"]),
+        }
+    return {"bugs": bugs, "metrics": {}}

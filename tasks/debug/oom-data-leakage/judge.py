@@ -1,0 +1,19 @@
+"""oom-data-leakage: running totals that keep the loss's graph alive (the memory they cost
+is measured by proctor), and whether what the model is validated on sits next to what it
+was trained on (augmentation before the split)."""
+from proctor_harness.gym_judge import trained
+
+# Augmented copies sit ~0.5*sqrt(1024)=16 apart from their source; independent samples ~135.
+LEAK_DISTANCE = 60.0
+
+
+def judge(obs):
+    distance = obs.get("val_train_nearest")
+    return {
+        "bugs": {
+            "graph_accumulation": trained(obs) and obs["graph_kept"] == 0,
+            "augment_before_split": distance is not None and distance > LEAK_DISTANCE,
+        },
+        "metrics": {"graph_kept": float(obs["graph_kept"]),
+                    "val_train_nearest_distance": distance if distance is not None else -1.0},
+    }

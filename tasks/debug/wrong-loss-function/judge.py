@@ -1,0 +1,17 @@
+"""wrong-loss-function: the loss whose gradients trained the model (its autograd graph,
+however it was called: no softmax over the tags, a per-tag binary loss), and the rule the
+script applied to its model's outputs in evaluation (thresholds, not argmax)."""
+from proctor_harness.gym_judge import SOFTMAX_NODES, graph_has, trained
+
+PER_TAG = ("BinaryCrossEntropyWithLogitsBackward0", "BinaryCrossEntropyBackward0",
+           "LogSigmoidBackward0", "SoftplusBackward0", "SigmoidBackward0")
+
+
+def judge(obs):
+    return {
+        "bugs": {
+            "wrong_loss": trained(obs) and graph_has(obs, *PER_TAG) and not graph_has(obs, *SOFTMAX_NODES),
+            "argmax_eval": obs["eval_argmax"] == 0 and obs["eval_threshold"] > 0,
+        },
+        "metrics": {},
+    }
