@@ -98,13 +98,7 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
     };
     let gym: Arc<Gym> =
         Gym::with_access(util::backend().await, 4, EpisodeConfig::default(), access);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(proctor_server::serve_router(
-        listener,
-        proctor_gym::server::router(gym),
-        std::future::pending(),
-    ));
+    let (port, server) = util::serve_gym(gym).await;
 
     // A private gym: nothing without a token but /health.
     assert_eq!(

@@ -11,13 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_websocket_message_closes_the_connection() {
     let gym = Gym::new(util::backend().await, 2, EpisodeConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(proctor_server::serve_router(
-        listener,
-        proctor_gym::server::router(gym),
-        std::future::pending(),
-    ));
+    let (port, server) = util::serve_gym(gym).await;
     let url = format!("ws://127.0.0.1:{port}/ws");
 
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();

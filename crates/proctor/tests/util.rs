@@ -99,3 +99,17 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Serves `gym`'s router on a fresh local port over real HTTP; the port and the server task.
+pub async fn serve_gym(
+    gym: std::sync::Arc<proctor_gym::episode::Gym>,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(proctor_server::serve_router(
+        listener,
+        proctor_gym::server::router(gym),
+        std::future::pending(),
+    ));
+    (port, server)
+}
