@@ -593,50 +593,45 @@ const RUN_NAME_KEYS: &[&str] = &[
     "method",
 ];
 
+/// Keys that label a variation rather than set it: not compared between variations.
+const LABEL_KEYS: &[&str] = &[
+    "name",
+    "run_id",
+    "id",
+    "variation",
+    "run_name",
+    "run",
+    "description",
+];
+
 /// Leaf settings of a variation: (key path, key, value as text, whether it is a string).
 fn leaves(v: &Yaml, prefix: &str, out: &mut Vec<(String, String, String, bool)>) {
-    if let Yaml::Mapping(m) = v {
-        {
-            for (k, val) in m {
-                let key = match k {
-                    Yaml::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                if [
-                    "name",
-                    "run_id",
-                    "id",
-                    "variation",
-                    "run_name",
-                    "run",
-                    "description",
-                ]
-                .contains(&key.as_str())
-                {
-                    continue;
-                }
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                match val {
-                    Yaml::Mapping(_) => leaves(val, &path, out),
-                    Yaml::String(s) => out.push((path, key, s.clone(), true)),
-                    other => out.push((
-                        path,
-                        key,
-                        serde_yaml::to_string(other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                        false,
-                    )),
-                }
-            }
+    let Yaml::Mapping(m) = v else {
+        return;
+    };
+    let as_text = |y: &Yaml| {
+        serde_yaml::to_string(y)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    for (k, val) in m {
+        let key = match k {
+            Yaml::String(s) => s.clone(),
+            other => as_text(other),
+        };
+        if LABEL_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match val {
+            Yaml::Mapping(_) => leaves(val, &path, out),
+            Yaml::String(s) => out.push((path, key, s.clone(), true)),
+            other => out.push((path, key, as_text(other), false)),
         }
     }
 }
