@@ -1,7 +1,8 @@
 """Inference step of a challenge submission, inside a fresh sandbox.
 
 Gets only the exported artifact (../inputs/model.pt, rewritten by proctor to hold exactly
-what was counted), the participant's code (../inputs/code/) and the test *inputs*
+what was counted), the participant's code (../inputs/code/), proctor's loaders
+(../inputs/harness/) and the test *inputs*
 (../inputs/test_inputs.safetensors); the labels never enter this process. Evaluates in the
 original batching (batch 128, in order, eval mode, no_grad) and writes predictions.json.
 """
@@ -33,6 +34,8 @@ def main():
     x = load_file(os.path.join(INPUTS, "test_inputs.safetensors"))["x"]
     loader = DataLoader(TensorDataset(x), batch_size=int(job["batch_size"]), shuffle=False)
     sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "code")))
+    # The exported pickle names proctor_export's loaders for classes defined in solve().
+    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
     try:
         importlib.import_module(job["entrypoint"][:-3].replace("/", "."))
         model = torch.load(os.path.join(INPUTS, "model.pt"), weights_only=False)

@@ -3,7 +3,8 @@
 Reads ../inputs/job.json, ../inputs/train.safetensors, ../inputs/val.safetensors and the
 participant's project in ../inputs/code/; builds the loaders exactly like the original
 benchmark, calls `Solution().solve(train_loader, val_loader, metadata)` and exports the
-returned module with `torch.save` (the whole module) to `model.pt` in the scratch dir.
+returned module with `torch.save` (the whole module; classes defined inside solve() by value,
+see challenge_export.py) to `model.pt` in the scratch dir.
 `train_result.json` records the solve() time; on failure `train_error.json` holds the
 reason and traceback. Nothing here is trusted by proctor: the artifact is counted on the
 trusted side without executing it.
@@ -47,6 +48,8 @@ def main():
 
     code = os.path.abspath(os.path.join(INPUTS, "code"))
     sys.path.insert(0, code)
+    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
+    import proctor_export
     try:
         module = importlib.import_module(module_name(job["entrypoint"]))
         cls = getattr(module, job["class"], None)
@@ -68,11 +71,9 @@ def main():
         _fail("type", f"TypeError: solution.solve() must return an instance of torch.nn.Module, got {type(model).__name__}")
     try:
         model.to("cpu")
-        torch.save(model, "model.pt")
+        proctor_export.save(model, "model.pt")
     except BaseException:
-        _fail("export", "the returned module cannot be saved with torch.save (the whole module is exported, "
-              "so its classes must be importable from your files, not lambdas or local classes):\n"
-              + traceback.format_exc())
+        _fail("export", "the returned module cannot be saved with torch.save:\n" + traceback.format_exc())
     with open("train_result.json", "w") as f:
         json.dump({"solve_s": solve_s}, f)
 

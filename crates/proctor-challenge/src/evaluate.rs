@@ -15,6 +15,9 @@ use crate::intake::Manifest;
 
 const TRAIN: &str = include_str!("../../../python/proctor_harness/challenge_train.py");
 const INFER: &str = include_str!("../../../python/proctor_harness/challenge_infer.py");
+/// Saves and loads the module (classes defined inside `solve()` by value); both sandboxes
+/// import it as `proctor_export`.
+const EXPORT: &str = include_str!("../../../python/proctor_harness/challenge_export.py");
 
 /// How a submission ended (or where it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -211,7 +214,13 @@ async fn run<B: Backend>(
         serde_json::to_vec(&job_json).expect("serializes"),
     )
     .map_err(|e| io(&job_path, e))?;
-    for (name, text) in [("challenge_train.py", TRAIN), ("challenge_infer.py", INFER)] {
+    let harness = inputs.join("harness");
+    std::fs::create_dir_all(&harness).map_err(|e| io(&harness, e))?;
+    for (name, text) in [
+        ("challenge_train.py", TRAIN),
+        ("challenge_infer.py", INFER),
+        ("harness/proctor_export.py", EXPORT),
+    ] {
         std::fs::write(inputs.join(name), text).map_err(|e| io(&inputs, e))?;
     }
     let limits = |timeout_s: f64| Limits {
@@ -233,6 +242,7 @@ async fn run<B: Backend>(
     })
     .with_input(&job_path, "job.json")
     .with_input(project, "code")
+    .with_input(&harness, "harness")
     .with_input(data.file("train"), "train.safetensors")
     .with_input(data.file("val"), "val.safetensors")
     .with_limits(limits(time_limit))
@@ -304,6 +314,7 @@ async fn run<B: Backend>(
     })
     .with_input(&job_path, "job.json")
     .with_input(project, "code")
+    .with_input(&harness, "harness")
     .with_input(&canonical, "model.pt")
     .with_input(data.file("test_inputs"), "test_inputs.safetensors")
     .with_limits(limits(remaining))

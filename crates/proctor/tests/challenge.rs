@@ -443,7 +443,7 @@ async fn failures_become_statuses_with_reasons() {
     .await;
     let lambda = submit_py(
         &p,
-        "import torch.nn as nn\nclass Solution:\n    def solve(self, a, b, m):\n        net = nn.Linear(384, 128)\n        net.f = lambda x: x\n        return net\n",
+        "import threading, torch.nn as nn\nclass Solution:\n    def solve(self, a, b, m):\n        net = nn.Linear(384, 128)\n        net.lock = threading.Lock()\n        return net\n",
     )
     .await;
     let bad_zip = p
@@ -492,12 +492,14 @@ async fn failures_become_statuses_with_reasons() {
         .error
         .unwrap()
         .contains("must return an instance of torch.nn.Module, got int"));
+    // Lambdas and local classes export (by value); a lock cannot.
     let lambda = lambda.unwrap();
     assert_eq!(lambda.status, "error");
-    assert!(lambda
-        .error
-        .unwrap()
-        .contains("cannot be saved with torch.save"));
+    let err = lambda.error.unwrap();
+    assert!(
+        err.contains("cannot be saved with torch.save") && err.contains("'_thread.lock'"),
+        "{err}"
+    );
     // Rejected uploads are stored and visible with their reason.
     for (s, msg) in [
         (
@@ -560,4 +562,113 @@ async fn an_interrupted_evaluation_resumes_after_a_restart() {
     let s = p.wait(&id).await.unwrap();
     assert_eq!(s.status, "scored");
     assert_eq!(s.attempts, 2);
+}
+
+/// The pattern of 39 of the 175 published Frontier-CS imagenet_pareto solutions: the model
+/// class is defined inside `solve()`, closes over solve()'s locals, calls
+/// `super(Net, self)` (a closure cell pointing back at the class) and keeps a lambda.
+const LOCAL_CLASS: &str = r#"
+import torch, torch.nn as nn
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        hidden = 256
+        scale = torch.tensor(2.0)          # a tensor captured by the class: counted too
+
+        class Block(nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.lin = nn.Linear(d, d)
+            def forward(self, x):
+                return x + torch.relu(self.lin(x))
+
+        class Net(nn.Module):
+            def __init__(self, input_dim, num_classes):
+                super(Net, self).__init__()
+                self.inp = nn.Linear(input_dim, hidden)
+                self.block = Block(hidden)
+                self.out = nn.Linear(hidden, num_classes)
+                self.act = lambda x: torch.relu(x) * scale / 2
+            def forward(self, x):
+                return self.out(self.block(self.act(self.inp(x))))
+
+        model = Net(metadata["input_dim"], metadata["num_classes"])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(3):
+            for x, y in train_loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        return model
+"#;
+
+/// [`LOCAL_CLASS`] with its classes moved to module level (what torch.save could always
+/// export): the same computation, so the same weights and predictions.
+const MODULE_CLASS: &str = r#"
+import torch, torch.nn as nn
+
+hidden = 256
+scale = torch.tensor(2.0)
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+    def forward(self, x):
+        return x + torch.relu(self.lin(x))
+
+def act(x):
+    return torch.relu(x) * scale / 2
+
+class Net(nn.Module):
+    def __init__(self, input_dim, num_classes):
+        super(Net, self).__init__()
+        self.inp = nn.Linear(input_dim, hidden)
+        self.block = Block(hidden)
+        self.out = nn.Linear(hidden, num_classes)
+        self.act = act
+    def forward(self, x):
+        return self.out(self.block(self.act(self.inp(x))))
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        model = Net(metadata["input_dim"], metadata["num_classes"])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(3):
+            for x, y in train_loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        return model
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_class_defined_inside_solve_scores_like_its_module_level_twin() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    let local = submit_py(&p, LOCAL_CLASS).await;
+    let module = submit_py(&p, MODULE_CLASS).await;
+    let (local, module) = tokio::join!(p.evaluate_now(&local.id), p.evaluate_now(&module.id));
+    let (local, module) = (local.unwrap(), module.unwrap());
+    eprintln!("local: {}", serde_json::to_string(&p.view(&local)).unwrap());
+    eprintln!(
+        "module: {}",
+        serde_json::to_string(&p.view(&module)).unwrap()
+    );
+    assert_eq!(local.status, "scored", "{:?}", local.error);
+    assert_eq!(module.status, "scored", "{:?}", module.error);
+    let trainable = 384 * 256 + 256 + 256 * 256 + 256 + 256 * 128 + 128;
+    assert_eq!(module.params_trainable, Some(trainable));
+    assert_eq!(local.params_trainable, Some(trainable));
+    // The captured scalar tensor is a stored tensor in both (a module global is not: it
+    // comes back from the source, which inference re-imports).
+    assert_eq!(local.params, Some(trainable + 1));
+    assert_eq!(module.params, Some(trainable));
+    assert!(module.accuracy.unwrap() > 0.2, "{:?}", module.accuracy);
+    assert_eq!(local.accuracy, module.accuracy);
+    let classes = local.result.as_ref().unwrap()["count"]["classes"].to_string();
+    assert!(
+        classes.contains("local class solution.Solution.solve.<locals>.Net"),
+        "{classes}"
+    );
 }
