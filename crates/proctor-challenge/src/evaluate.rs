@@ -294,7 +294,7 @@ async fn run<B: Backend>(
     ev.params = Some(count.params);
     ev.params_trainable = Some(count.params_trainable);
     ev.count = Some(count.clone());
-    let _ = std::fs::remove_dir_all(&train_dir);
+    proctor_engine::remove_tree_blocking(train_dir.clone()).await;
     if count.params > challenge.param_limit {
         ev.status = Outcome::OverBudget;
         ev.score = Some(0.0);
@@ -487,11 +487,11 @@ pub async fn measure_overhead<B: Backend>(backend: &B, home: &Path) -> Result<f6
             &EvalOptions::default(),
         )
         .await;
-        let _ = std::fs::remove_dir_all(&work);
+        proctor_engine::remove_tree_blocking(work.clone()).await;
         match (ev.status, ev.overhead_s) {
             (Outcome::Scored, Some(o)) => overhead = o,
             _ => {
-                let _ = std::fs::remove_dir_all(&project_dir);
+                proctor_engine::remove_tree_blocking(project_dir.clone()).await;
                 return Err(crate::Error::Data(format!(
                     "the reference evaluation ended {}: {}",
                     ev.status.as_str(),
@@ -500,6 +500,6 @@ pub async fn measure_overhead<B: Backend>(backend: &B, home: &Path) -> Result<f6
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&project_dir);
+    proctor_engine::remove_tree_blocking(project_dir.clone()).await;
     Ok(overhead)
 }

@@ -291,7 +291,7 @@ impl<B: Backend + Clone + 'static> Platform<B> {
         let finished = match (cfg.catalog.get(&s.challenge), &s.project_dir) {
             (Ok(challenge), Some(project)) => {
                 let work = evaluate::work_dir(&cfg.home, &s.id);
-                let _ = std::fs::remove_dir_all(&work);
+                proctor_engine::remove_tree_blocking(work.clone()).await;
                 let split = if s.official {
                     Split::Official
                 } else {
@@ -307,7 +307,7 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                     &cfg.eval,
                 )
                 .await;
-                let _ = std::fs::remove_dir_all(&work);
+                proctor_engine::remove_tree_blocking(work.clone()).await;
                 Finished {
                     status: ev.status.as_str().into(),
                     score: ev.score,

@@ -31,7 +31,7 @@ use proctor_runtime::Runtime;
 use proctor_sandbox::Sandbox;
 
 pub use pool::{Session, SessionReply, MAX_FRAME_BYTES};
-pub use tree::remove_tree;
+pub use tree::{remove_tree, remove_tree_blocking};
 
 /// Runs jobs somewhere. The only door through which untrusted code is run.
 pub trait Backend: Send + Sync {

@@ -143,7 +143,7 @@ pub fn remove_tree(root: &Path) -> io::Result<()> {
 }
 
 /// [`remove_tree`] on a blocking thread, logged rather than returned: for cleanup paths.
-pub(crate) async fn remove_tree_blocking(root: std::path::PathBuf) {
+pub async fn remove_tree_blocking(root: std::path::PathBuf) {
     let shown = root.display().to_string();
     match tokio::task::spawn_blocking(move || remove_tree(&root)).await {
         Ok(Ok(())) => {}

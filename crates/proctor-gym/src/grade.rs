@@ -144,7 +144,7 @@ pub async fn grade(
     std::fs::create_dir_all(&scratch).map_err(GymError::io("creating the gym directory"))?;
     let tmp = tempdir_in(&scratch)?;
     let evidence = run_all(backend, task, code, &tmp).await;
-    let _ = std::fs::remove_dir_all(&tmp);
+    proctor_engine::remove_tree_blocking(tmp.clone()).await;
     Ok(report(task, evidence?))
 }
 

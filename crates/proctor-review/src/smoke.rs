@@ -184,7 +184,7 @@ pub async fn run<B: Backend>(
             }
             let result = backend.run(job).await;
             let events = read_events(&collect.join(".proctor_review/events.jsonl"));
-            let _ = std::fs::remove_dir_all(&collect);
+            proctor_engine::remove_tree_blocking(collect.clone()).await;
             (result, events)
         }
     });
