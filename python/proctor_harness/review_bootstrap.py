@@ -53,6 +53,11 @@ def main():
     os.makedirs(events_dir, exist_ok=True)
     os.environ["PROCTOR_REVIEW_EVENTS"] = os.path.join(events_dir, "events.jsonl")
     os.environ["PROCTOR_REVIEW_ROOT"] = work
+    env_dir = os.path.abspath(os.path.join(work, "..", "inputs", "project_env"))
+    if os.path.isdir(env_dir):  # the project's installed dependencies, after the runtime
+        import site
+        os.environ["PROCTOR_REVIEW_ENV"] = env_dir
+        site.addsitedir(env_dir)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [here, work] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     import proctor_review_standins as standins

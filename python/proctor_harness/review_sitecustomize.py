@@ -4,6 +4,15 @@ and gets the stand-ins too."""
 
 import os
 
+# The project's installed dependencies: after the runtime on the path (`.pth` files honoured).
+if os.environ.get("PROCTOR_REVIEW_ENV") and os.path.isdir(os.environ["PROCTOR_REVIEW_ENV"]):
+    try:
+        import site
+
+        site.addsitedir(os.environ["PROCTOR_REVIEW_ENV"])
+    except Exception:
+        pass
+
 if os.environ.get("PROCTOR_REVIEW_EVENTS"):
     try:
         import sys

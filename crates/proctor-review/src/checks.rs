@@ -6,6 +6,7 @@ use serde_yaml::Value as Yaml;
 
 use crate::budget::Budget;
 use crate::case::{Case, Project, MAX_FILE_BYTES};
+use crate::deps::Installed;
 use crate::python::{self, PyModule};
 use crate::report::{cut, Finding, Severity};
 
@@ -68,7 +69,8 @@ pub struct StaticPass {
 
 /// Runs every static check of the derived project against the base; `None` when the
 /// budget ran out (or was cancelled) first.
-pub fn run(case: &Case, budget: &Budget) -> Option<StaticPass> {
+/// `installed`: what installing the project's declared dependencies showed.
+pub fn run(case: &Case, budget: &Budget, installed: &Installed) -> Option<StaticPass> {
     let base = Analysed::new(&case.base, budget)?;
     let derived = Analysed::new(&case.derived, budget)?;
     let mut out = Vec::new();
@@ -79,7 +81,7 @@ pub fn run(case: &Case, budget: &Budget) -> Option<StaticPass> {
     omissions(&base, &derived, &mut out);
     let configs = configs(&case.derived, &mut out);
     variations(case, &configs, &derived, &mut out);
-    crate::deps::check(&case.derived, &derived, &mut out);
+    crate::deps::check(&case.derived, &derived, installed, &mut out);
     crate::method::check(&case.method_text(), &derived, &mut out);
     if budget.exhausted() {
         return None;
@@ -900,7 +902,7 @@ mod tests {
             Case::from_json(&json).unwrap()
         };
         let ids = |c: &Case| -> Vec<String> {
-            run(c, &Budget::unlimited())
+            run(c, &Budget::unlimited(), &Installed::default())
                 .unwrap()
                 .findings
                 .into_iter()

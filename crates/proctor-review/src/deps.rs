@@ -207,8 +207,71 @@ fn in_runtime(module: &str) -> bool {
     RUNTIME.iter().any(|(m, _)| *m == module)
 }
 
+/// One PEP 621 dependency as written.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    /// The requirement string.
+    pub spec: String,
+    /// Its distribution name.
+    pub name: String,
+    /// Its line in `pyproject.toml`.
+    pub line: Option<usize>,
+}
+
+/// The string requirements of `[project] dependencies` (nothing when the file does not
+/// parse: the static pass reports that).
+pub fn requirements(text: &str) -> Vec<Requirement> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let items = doc
+        .get("project")
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .map_or(&[][..], |a| a.as_slice());
+    items
+        .iter()
+        .filter_map(|i| i.as_str())
+        .map(|spec| Requirement {
+            spec: spec.trim().to_string(),
+            name: name_of(spec),
+            line: line_of(text, spec),
+        })
+        .filter(|r| !r.name.is_empty())
+        .collect()
+}
+
+/// The distribution name a requirement starts with.
+fn name_of(spec: &str) -> String {
+    spec.trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect()
+}
+
+/// The line of `pyproject.toml` where `spec` is written (quoted).
+fn line_of(text: &str, spec: &str) -> Option<usize> {
+    let quoted = [format!("\"{spec}\""), format!("'{spec}'")];
+    text.lines()
+        .position(|l| quoted.iter().any(|q| l.contains(q.as_str())))
+        .or_else(|| text.lines().position(|l| l.contains(spec)))
+        .map(|i| i + 1)
+}
+
+/// What installing the project's declared dependencies showed.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    /// Top-level modules the installed environment provides beyond the runtime (empty
+    /// when it was not built): an import among them is not undeclared.
+    pub modules: BTreeSet<String>,
+    /// Declared distributions (normalised) left uninstalled because a declared dependency
+    /// cannot be installed: that is reported at `pyproject.toml`, their imports are not
+    /// reported again.
+    pub not_installed: BTreeSet<String>,
+}
+
 /// Checks `pyproject.toml` and every import of the derived code.
-pub fn check(project: &Project, code: &Analysed, out: &mut Vec<Finding>) {
+pub fn check(project: &Project, code: &Analysed, installed: &Installed, out: &mut Vec<Finding>) {
     let declared = pyproject(project, out);
     let stdlib: BTreeSet<&str> = STDLIB.lines().map(str::trim).collect();
     let local: BTreeSet<String> = project
@@ -287,20 +350,29 @@ pub fn check(project: &Project, code: &Analysed, out: &mut Vec<Finding>) {
                 continue;
             }
             let dist = dist_of(top);
-            if !reported.insert(dist.clone()) {
+            if installed.not_installed.contains(&dist) || !reported.insert(dist.clone()) {
                 continue;
             }
             let is_declared = declared.as_ref().is_some_and(|d| d.contains(&dist));
-            let via = declared.as_ref().and_then(|d| provider(d, &dist));
+            let via = declared
+                .as_ref()
+                .and_then(|d| provider(d, &dist))
+                .map(|p| format!("`{p}`"))
+                .or_else(|| {
+                    installed
+                        .modules
+                        .contains(top)
+                        .then(|| "the declared dependencies".to_string())
+                });
             if let (false, Some(via)) = (is_declared, &via) {
                 out.push(
                     Finding::new(
                         "dependency-transitive",
                         Severity::Info,
-                        format!("`{}` is imported in `{path}`; `{dist}` is not declared but `{via}` installs it", import.module),
+                        format!("`{}` is imported in `{path}`; `{dist}` is not declared; it is installed with {via}", import.module),
                     )
                     .at(path, line)
-                    .fix(format!("declare \"{dist}\" directly so a change in `{via}` cannot remove it")),
+                    .fix(format!("declare \"{dist}\" directly so a change in {via} cannot remove it")),
                 );
             } else if !is_declared && declared.is_some() {
                 out.push(
@@ -312,7 +384,7 @@ pub fn check(project: &Project, code: &Analysed, out: &mut Vec<Finding>) {
                     .at(path, line)
                     .fix(format!("add \"{dist}\" to `[project] dependencies` in pyproject.toml")),
                 );
-            } else if !in_runtime(top) {
+            } else if !in_runtime(top) && !installed.modules.contains(top) {
                 out.push(
                     Finding::new(
                         "missing-dependency",
@@ -411,11 +483,7 @@ fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<Strin
                     );
                     continue;
                 };
-                let name: String = spec
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                    .collect();
+                let name = name_of(spec);
                 if name.is_empty() {
                     out.push(
                         Finding::new("dependencies-not-installable", Severity::Blocker, format!("`{spec}` is not a valid requirement"))

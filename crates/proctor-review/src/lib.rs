@@ -24,6 +24,7 @@ mod budget;
 mod case;
 mod checks;
 mod deps;
+mod env;
 mod http;
 mod method;
 mod process;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 pub use budget::Budget;
 pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
+pub use env::EnvOptions;
 pub use http::router;
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};
 pub use smoke::SmokeOptions;
@@ -53,13 +55,28 @@ pub struct ReviewOptions {
     pub smoke: SmokeOptions,
     /// Time the static pass may take before the review says so instead of going on.
     pub static_budget: Duration,
+    /// How the project's declared dependencies are installed for the smoke runs (`None`:
+    /// they are not, the runs have the managed runtime alone).
+    pub env: Option<EnvOptions>,
 }
 
 impl ReviewOptions {
     /// Defaults for a local backend: scratch under `$PROCTOR_HOME/reviews`, 60 s and
     /// 3 GiB per run, as many runs at once as the machine has cores.
+    /// Declared dependencies are installed into `$PROCTOR_HOME/review-envs` (at most
+    /// 5 minutes and 3 GiB).
     pub fn for_backend(backend: &LocalBackend) -> ReviewOptions {
-        ReviewOptions::in_dir(backend.config().home.join("reviews"))
+        let config = backend.config();
+        let mut options = ReviewOptions::in_dir(config.home.join("reviews"));
+        options.env = Some(EnvOptions {
+            dir: config.home.join("review-envs"),
+            home: config.home.clone(),
+            python: config.runtime.python.clone(),
+            runtime_id: config.runtime.id.clone(),
+            timeout: Duration::from_secs(300),
+            max_mb: 3072,
+        });
+        options
     }
 
     /// Defaults with the given scratch directory (on the filesystem of `$PROCTOR_HOME`).
@@ -68,6 +85,7 @@ impl ReviewOptions {
         ReviewOptions {
             run: true,
             static_budget: Duration::from_secs(10),
+            env: None,
             smoke: SmokeOptions {
                 work_dir,
                 limits: Limits {
@@ -88,7 +106,7 @@ impl ReviewOptions {
 
 /// The static pass alone, on the calling thread: findings from reading the code (no run).
 pub fn review_static(case: &Case, budget: &Budget) -> Review {
-    match checks::run(case, budget) {
+    match checks::run(case, budget, &deps::Installed::default()) {
         Some(pass) => Review::new(pass.findings, Vec::new()),
         None => Review::new(vec![over_budget()], Vec::new()),
     }
@@ -104,15 +122,20 @@ fn over_budget() -> Finding {
     .fix("keep source files and configs to the size and nesting of real experiment code")
 }
 
-/// A full review: the static pass (on a blocking thread, within `options.static_budget`),
-/// then every variation smoke-run in the sandbox. Dropping the future (a client that
-/// disconnected) cancels the static pass.
+/// A full review: the project's declared dependencies installed (when running), the
+/// static pass (on a blocking thread, within `options.static_budget`), then every
+/// variation smoke-run in the sandbox. Dropping the future (a client that disconnected)
+/// cancels the install and the static pass.
 pub async fn review<B: Backend>(backend: &B, case: &Case, options: &ReviewOptions) -> Review {
+    let env = match (&options.env, options.run) {
+        (Some(opts), true) => env::prepare(&case.derived, opts).await,
+        _ => env::Prepared::default(),
+    };
     let budget = Budget::new(options.static_budget);
     let _cancel = budget.cancel_on_drop();
     let pass = {
-        let (case, budget) = (case.clone(), budget.clone());
-        let task = tokio::task::spawn_blocking(move || checks::run(&case, &budget));
+        let (case, budget, installed) = (case.clone(), budget.clone(), env.installed.clone());
+        let task = tokio::task::spawn_blocking(move || checks::run(&case, &budget, &installed));
         // The budget is checked cooperatively; this bounds the wait even if a check is slow.
         tokio::time::timeout(options.static_budget + Duration::from_secs(2), task).await
     };
@@ -120,10 +143,18 @@ pub async fn review<B: Backend>(backend: &B, case: &Case, options: &ReviewOption
         return Review::new(vec![over_budget()], Vec::new());
     };
     let mut findings = pass.findings;
+    findings.extend(env.findings);
     let mut runs = Vec::new();
-    if options.run {
+    if options.run && env.blocked {
+        findings.push(Finding::new(
+            "not-run",
+            Severity::Info,
+            "the smoke runs were not started: the project's declared dependencies cannot be installed, so running it would only fail at that import",
+        ));
+    } else if options.run {
         let (derived, base) = (&pass.derived, &pass.base);
-        let (r, dynamic) = smoke::run(backend, case, derived, base, &options.smoke).await;
+        let overlay = env.overlay.as_deref();
+        let (r, dynamic) = smoke::run(backend, case, derived, base, overlay, &options.smoke).await;
         runs = r;
         findings.extend(merge(dynamic));
         if runs.iter().any(|r| r.data == "stand-in") {
@@ -134,7 +165,9 @@ pub async fn review<B: Backend>(backend: &B, case: &Case, options: &ReviewOption
             ));
         }
     }
-    Review::new(findings, runs)
+    let mut review = Review::new(findings, runs);
+    review.env_install_ms = env.install_ms;
+    review
 }
 
 /// One finding per (id, file, line): the runs it showed up in are listed in the first.

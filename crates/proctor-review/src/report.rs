@@ -142,6 +142,10 @@ pub struct Review {
     pub findings: Vec<Finding>,
     /// The smoke runs.
     pub runs: Vec<SmokeRun>,
+    /// Time spent installing the project's declared dependencies, when this review
+    /// installed them (absent when they came from the cache or none were needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_install_ms: Option<u64>,
 }
 
 impl Review {
@@ -180,6 +184,7 @@ impl Review {
             experiment_code_issue: issue,
             findings,
             runs,
+            env_install_ms: None,
         }
     }
 

@@ -74,6 +74,7 @@ pub async fn run<B: Backend>(
     case: &Case,
     derived: &Analysed,
     base: &Analysed,
+    overlay: Option<&Path>,
     opts: &SmokeOptions,
 ) -> (Vec<SmokeRun>, Vec<Finding>) {
     let mut findings = Vec::new();
@@ -166,6 +167,10 @@ pub async fn run<B: Backend>(
             .with_input(staged.project.clone(), "project")
             .with_input(staged.harness.clone(), "proctor_review")
             .collect_into(&collect);
+            if let Some(dir) = overlay {
+                // The project's installed dependencies, put after the runtime on the path.
+                job = job.with_input(dir, "project_env");
+            }
             job.env.push((
                 "PROCTOR_REVIEW_ARGS".into(),
                 serde_json::to_string(&p.args).unwrap_or_default(),

@@ -314,6 +314,16 @@ pub fn ensure(opts: &EnsureOptions) -> Result<Runtime, RuntimeError> {
     install::ensure_with(opts, &install::Config::from_env())
 }
 
+/// The uv executable proctor uses (`PROCTOR_UV`, else `uv` on `PATH`, else uv
+/// [`UV_VERSION`] installed into `$home/tools/`), for installs on top of the runtime.
+pub fn uv(home: &Path) -> Result<PathBuf, RuntimeError> {
+    let cfg = install::Config::from_env();
+    let home = absolute_home(home);
+    let (python, _) = install::resolve_python(&cfg)?;
+    let (uv, _) = install::resolve_uv(&cfg, &home, &python, &progress::Progress::new(true))?;
+    Ok(uv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -445,3 +445,76 @@ async fn a_grandchild_crash_is_named_not_the_parent_that_wrapped_it() {
         summary(&review)
     );
 }
+
+/// A project that declares `extra` beside torch and uses `einops` (not in the runtime).
+fn project_with_dependencies(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let pyproject = format!(
+        "[project]\nname = \"deps-demo\"\nversion = \"0.1.0\"\ndependencies = [\n    \"torch>=2.2\",\n    \"einops>=0.7\",\n    {extra}\n]\n"
+    );
+    std::fs::write(dir.path().join("pyproject.toml"), pyproject).unwrap();
+    std::fs::write(src.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        src.join("main.py"),
+        r#"import argparse, json, os
+import torch
+from einops import rearrange
+p = argparse.ArgumentParser()
+p.add_argument("--smoke-test", action="store_true")
+p.add_argument("--results-dir")
+p.add_argument("--variation")
+a = p.parse_args()
+x = rearrange(torch.arange(6.0), "(h w) -> h w", h=2)
+os.makedirs(a.results_dir, exist_ok=True)
+json.dump({"sum": float(x.sum())}, open(os.path.join(a.results_dir, "metrics.json"), "w"))
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn declared_dependencies_are_installed_and_an_unknown_one_is_one_finding() {
+    let backend = backend().await;
+    let names = ["only".to_string()];
+    let options = ReviewOptions::for_backend(&backend);
+    // Installed from the index (wheels only) and seen by the run after the runtime.
+    let good = project_with_dependencies("\"pyyaml>=6\",");
+    let case = Case::from_dirs(good.path(), good.path(), &names, None).unwrap();
+    let review = proctor_review::review(&backend, &case, &options).await;
+    assert_eq!(review.runs.len(), 1, "{}", summary(&review));
+    assert_eq!(review.runs[0].status, RunStatus::Ok, "{}", summary(&review));
+    assert!(
+        !review.findings.iter().any(|f| f.id.contains("dependency")),
+        "einops is declared and installed: {}",
+        summary(&review)
+    );
+    // A name no index has: one finding at its pyproject line; no code blamed, no run.
+    let bad = project_with_dependencies("\"proctor-no-such-package-q7>=1.0\",");
+    std::fs::write(
+        bad.path().join("src/model.py"),
+        "import proctor_no_such_package_q7\n",
+    )
+    .unwrap();
+    let case = Case::from_dirs(bad.path(), bad.path(), &names, None).unwrap();
+    let review = proctor_review::review(&backend, &case, &options).await;
+    let about: Vec<_> = review
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info && f.message.contains("no-such-package"))
+        .collect();
+    assert_eq!(about.len(), 1, "{}", summary(&review));
+    assert_eq!(about[0].id, "dependency-unresolvable");
+    assert_eq!(about[0].file.as_deref(), Some("pyproject.toml"));
+    assert_eq!(about[0].line, Some(7), "{}", summary(&review));
+    assert!(
+        !review.findings.iter().any(|f| f.severity != Severity::Info
+            && f.id != "missing-file"
+            && f.file.as_deref().is_some_and(|p| p.starts_with("src/"))),
+        "no code is blamed for the missing package: {}",
+        summary(&review)
+    );
+    assert!(review.runs.is_empty() && !review.is_experiment_code_ready);
+}
