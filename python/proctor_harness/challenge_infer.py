@@ -1,7 +1,8 @@
 """Inference step of a challenge submission, inside a fresh sandbox.
 
 Gets only the exported artifact (../inputs/model.pt, rewritten by proctor to hold exactly
-what was counted), the participant's code (../inputs/code/), proctor's loaders
+what was counted), the participant's Python source (../inputs/code/, .py files only:
+data files never reach inference), proctor's loaders
 (../inputs/harness/) and the test *inputs*
 (../inputs/test_inputs.safetensors); the labels never enter this process. Evaluates in the
 original batching (batch 128, in order, eval mode, no_grad) and writes predictions.json.
@@ -25,17 +26,22 @@ def _fail(kind, message):
 def main():
     with open(os.path.join(INPUTS, "job.json")) as f:
         job = json.load(f)
+    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
+    import proctor_cpu
+
+    if job.get("simulate_host_cpus"):
+        proctor_cpu.simulate_host(int(job["simulate_host_cpus"]))
+    proctor_cpu.apply(int(job["cpu_threads"]))
     import torch
     from safetensors.torch import load_file
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.set_num_threads(int(job["cpu_threads"]))
     torch.manual_seed(2025)
     x = load_file(os.path.join(INPUTS, "test_inputs.safetensors"))["x"]
     loader = DataLoader(TensorDataset(x), batch_size=int(job["batch_size"]), shuffle=False)
-    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "code")))
-    # The exported pickle names proctor_export's loaders for classes defined in solve().
-    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
+    # After the harness folder: the exported pickle names proctor_export's loaders for
+    # classes defined in solve(), which the participant's files must not shadow.
+    sys.path.insert(1, os.path.abspath(os.path.join(INPUTS, "code")))
     try:
         importlib.import_module(job["entrypoint"][:-3].replace("/", "."))
         model = torch.load(os.path.join(INPUTS, "model.pt"), weights_only=False)

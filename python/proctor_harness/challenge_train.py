@@ -33,12 +33,17 @@ def module_name(entrypoint):
 def main():
     with open(os.path.join(INPUTS, "job.json")) as f:
         job = json.load(f)
+    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
+    import proctor_cpu
+
+    if job.get("simulate_host_cpus"):
+        proctor_cpu.simulate_host(int(job["simulate_host_cpus"]))
+    proctor_cpu.apply(int(job["cpu_threads"]))
     import numpy as np
     import torch
     from safetensors.torch import load_file
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.set_num_threads(int(job["cpu_threads"]))
     batch = int(job["batch_size"])
     train = load_file(os.path.join(INPUTS, "train.safetensors"))
     val = load_file(os.path.join(INPUTS, "val.safetensors"))
@@ -47,8 +52,7 @@ def main():
     metadata = dict(job["metadata"])
 
     code = os.path.abspath(os.path.join(INPUTS, "code"))
-    sys.path.insert(0, code)
-    sys.path.insert(0, os.path.abspath(os.path.join(INPUTS, "harness")))
+    sys.path.insert(1, code)
     import proctor_export
     try:
         module = importlib.import_module(module_name(job["entrypoint"]))

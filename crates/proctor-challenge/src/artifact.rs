@@ -5,7 +5,9 @@
 //! rebuild functions are understood, every other class is only recorded by name, and
 //! storages come from the archive's persistent ids. Every stored tensor element counts
 //! (trainable or frozen parameters, buffers, any other tensor), except the running
-//! statistics of `torch.nn` normalization layers. A pickled structure larger than
+//! statistics of `torch.nn` normalization layers and per-feature statistics (1-D module
+//! buffers up to a per-model allowance, e.g. an input mean and standard deviation, see
+//! [`Allowance`]). A pickled structure larger than
 //! [`PICKLE_ALLOWANCE`] is refused: capacity cannot hide in lists, bytes or strings.
 //! Finally the archive is rewritten to hold exactly what was counted, so that inference
 //! cannot read anything else from it.
@@ -85,6 +87,10 @@ pub struct Count {
     pub other: u64,
     /// Running statistics of torch.nn normalization layers, not counted.
     pub exempt_running_stats: u64,
+    /// Per-feature statistics (non-trainable 1-D module buffers within the allowance),
+    /// not counted.
+    #[serde(default)]
+    pub exempt_feature_stats: u64,
     /// Distinct storages in the archive.
     pub storages: u64,
     /// Size of the pickled structure.
@@ -101,11 +107,22 @@ struct StorageInfo {
     numel: u64,
 }
 
+/// What is exempt besides normalization running statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// Elements of non-trainable 1-D module buffers (per-feature statistics such as an
+    /// input mean and standard deviation: 2 × input_dim) that are not counted. When the
+    /// model's 1-D buffers total more, they all count: past a mean and a deviation per
+    /// feature, 1-D buffers are capacity (a weight matrix cut in rows, say).
+    pub feature_stats: u64,
+}
+
 #[derive(Debug)]
 struct Tensor {
     key: String,
     offset: u64,
     numel: u64,
+    dims: usize,
     param: bool,
     requires_grad: bool,
 }
@@ -620,6 +637,7 @@ impl<'a> Machine<'a> {
                     key: key.to_string(),
                     offset: *offset as u64,
                     numel,
+                    dims: size.len(),
                     param: false,
                     requires_grad,
                 })))
@@ -633,6 +651,7 @@ impl<'a> Machine<'a> {
                     key: t.key.clone(),
                     offset: t.offset,
                     numel: t.numel,
+                    dims: t.dims,
                     param: true,
                     requires_grad,
                 })))
@@ -714,6 +733,8 @@ struct Walk {
     tensors: HashMap<usize, (Rc<Tensor>, Role)>,
     /// Tensors that are running statistics of a torch.nn normalization layer.
     stats: HashSet<usize>,
+    /// Non-parameter 1-D module buffers (candidate per-feature statistics).
+    features: HashSet<usize>,
     /// Storages reachable raw (not through a tensor).
     raw: HashSet<String>,
     /// Trainable parameters found in `_parameters` dicts (the original rule).
@@ -823,13 +844,23 @@ impl Walk {
                 };
                 if norm && !t.param && t.offset == 0 && Some(t.numel) == expected {
                     self.stats.insert(Rc::as_ptr(t) as usize);
+                } else if !t.param && t.dims == 1 {
+                    self.features.insert(Rc::as_ptr(t) as usize);
                 }
             }
         }
     }
 }
 
-fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
+/// Why a storage is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exempt {
+    RunningStats,
+    FeatureStats,
+    No,
+}
+
+fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     let mut m = Machine {
         data: pickle,
         pos: 0,
@@ -844,16 +875,25 @@ fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     walk.visit(&root);
 
     // Per storage: the roles of the reachable tensors on it; exempt only when every
-    // reference is a running statistic that spans its whole storage.
+    // reference is a statistic of one kind that spans its whole storage.
     let mut roles: HashMap<&str, Role> = HashMap::new();
-    let mut exempt_ok: HashMap<&str, bool> = HashMap::new();
+    let mut exempt_as: HashMap<&str, Exempt> = HashMap::new();
     for (id, (t, role)) in &walk.tensors {
         let r = roles.entry(t.key.as_str()).or_insert(*role);
         *r = (*r).min(*role);
-        let whole = m.storages[&t.key].numel == t.numel;
-        let ok = walk.stats.contains(id) && whole;
-        let e = exempt_ok.entry(t.key.as_str()).or_insert(true);
-        *e = *e && ok;
+        let kind = if m.storages[&t.key].numel != t.numel {
+            Exempt::No
+        } else if walk.stats.contains(id) {
+            Exempt::RunningStats
+        } else if walk.features.contains(id) {
+            Exempt::FeatureStats
+        } else {
+            Exempt::No
+        };
+        let e = exempt_as.entry(t.key.as_str()).or_insert(kind);
+        if *e != kind {
+            *e = Exempt::No;
+        }
     }
     let mut count = Count {
         storages: m.storages.len() as u64,
@@ -862,42 +902,59 @@ fn count_pickle(pickle: &[u8]) -> R<(Count, BTreeMap<String, StorageInfo>)> {
         params_trainable: walk.trainable.values().sum(),
         ..Count::default()
     };
-    let mut exempt = 0u64;
+    let (mut stats, mut features) = (0u64, 0u64);
     for (key, info) in &m.storages {
         let u = units(info);
-        if exempt_ok.get(key.as_str()) == Some(&true) && !walk.raw.contains(key) {
-            exempt += u;
-            continue;
+        let kind = match exempt_as.get(key.as_str()) {
+            Some(k) if !walk.raw.contains(key) => *k,
+            _ => Exempt::No,
+        };
+        match (kind, roles.get(key.as_str())) {
+            (Exempt::RunningStats, _) => stats += u,
+            (Exempt::FeatureStats, _) => features += u,
+            (Exempt::No, Some(Role::Trainable)) => {}
+            (Exempt::No, Some(Role::Frozen)) => count.frozen += u,
+            (Exempt::No, Some(Role::Buffer)) => count.buffers += u,
+            (Exempt::No, Some(Role::Other) | None) => count.other += u,
         }
-        match roles.get(key.as_str()) {
-            Some(Role::Trainable) => {}
-            Some(Role::Frozen) => count.frozen += u,
-            Some(Role::Buffer) => count.buffers += u,
-            Some(Role::Other) | None => count.other += u,
+        if kind == Exempt::No {
+            count.params += u;
         }
-        count.params += u;
     }
     // Trainable storages count in `params` already; `params - frozen - buffers - other`
     // is what trainable parameters occupy (storage-wise).
-    if exempt > count.params / EXEMPT_FRACTION {
+    if stats > count.params / EXEMPT_FRACTION {
         // Implausibly large "statistics": they count like any buffer.
-        count.buffers += exempt;
-        count.params += exempt;
-        exempt = 0;
+        count.buffers += stats;
+        count.params += stats;
+        stats = 0;
         count.note = "running statistics larger than 1/8 of the model count like buffers; ".into();
     }
-    count.exempt_running_stats = exempt;
+    if features > allowance.feature_stats {
+        count.buffers += features;
+        count.params += features;
+        count.note.push_str(&format!(
+            "1-D buffers ({features}) over the per-feature allowance ({}) count in full; ",
+            allowance.feature_stats
+        ));
+        features = 0;
+    }
+    count.exempt_running_stats = stats;
+    count.exempt_feature_stats = features;
     count.note.push_str(&describe(&count));
     Ok((count, m.storages))
 }
 
 /// [`count_pickle`] on its own thread with [`COUNT_STACK_BYTES`] of stack, so that
 /// dropping a deeply nested value can never overflow the caller's stack.
-fn count_on_big_stack(pickle: Vec<u8>) -> R<(Count, BTreeMap<String, StorageInfo>)> {
+fn count_on_big_stack(
+    pickle: Vec<u8>,
+    allowance: Allowance,
+) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     std::thread::Builder::new()
         .name("proctor-count".into())
         .stack_size(COUNT_STACK_BYTES)
-        .spawn(move || count_pickle(&pickle))
+        .spawn(move || count_pickle(&pickle, allowance))
         .map_err(|e| ArtifactError::NotArchive(format!("cannot start the counter: {e}")))?
         .join()
         .unwrap_or_else(|_| bad("the pickle could not be counted"))
@@ -935,6 +992,12 @@ fn describe(c: &Count) -> String {
             c.exempt_running_stats
         ));
     }
+    if c.exempt_feature_stats > 0 {
+        s.push_str(&format!(
+            "; {} per-feature statistics (1-D buffers) not counted",
+            c.exempt_feature_stats
+        ));
+    }
     s
 }
 
@@ -958,7 +1021,7 @@ fn read_entry(
 
 /// Counts `artifact` (a `torch.save` zip, untrusted) and writes a canonical copy to
 /// `canonical`, holding only the pickle and the storages it references.
-pub fn count_and_rewrite(artifact: &Path, canonical: &Path) -> R<Count> {
+pub fn count_and_rewrite(artifact: &Path, canonical: &Path, allowance: Allowance) -> R<Count> {
     let meta = std::fs::symlink_metadata(artifact)
         .map_err(|e| ArtifactError::NotArchive(format!("no model.pt was exported ({e})")))?;
     if !meta.is_file() {
@@ -990,7 +1053,7 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path) -> R<Count> {
             max: PICKLE_ALLOWANCE,
         });
     }
-    let (count, storages) = count_on_big_stack(pickle.clone())?;
+    let (count, storages) = count_on_big_stack(pickle.clone(), allowance)?;
     if let Some(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16)? {
         if order != b"little" {
             return bad("only little-endian archives are accepted");

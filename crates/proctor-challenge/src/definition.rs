@@ -65,8 +65,11 @@ impl DataSpec {
 pub struct Resources {
     /// Wall-clock limit of the whole evaluation (training and inference), in seconds.
     pub time_limit_s: u64,
-    /// Torch threads (and CPU quota, in cores) of a run.
+    /// CPUs a run sees, whatever the host has (`os.cpu_count()`, the affinity mask,
+    /// torch's threads, OpenMP/MKL defaults), so that results reproduce across machines.
     pub cpu_threads: u32,
+    /// CPU time a run may use, in cores (a quota, independent of `cpu_threads`).
+    pub cpu_quota: f64,
     /// Memory limit of a run, in MiB.
     pub memory_mb: u64,
     /// Process and thread limit of a run.
@@ -137,8 +140,12 @@ impl Challenge {
                 "num_classes, input_dim and batch_size must be positive".into(),
             ));
         }
-        if c.resources.cpu_threads == 0 || c.resources.time_limit_s == 0 {
-            return Err(bad("cpu_threads and time_limit_s must be positive".into()));
+        let r = &c.resources;
+        let quota_ok = r.cpu_quota.is_finite() && r.cpu_quota > 0.0;
+        if r.cpu_threads == 0 || r.time_limit_s == 0 || !quota_ok {
+            return Err(bad(
+                "cpu_threads, cpu_quota and time_limit_s must be positive".into(),
+            ));
         }
         Ok(c)
     }

@@ -18,6 +18,8 @@ const INFER: &str = include_str!("../../../python/proctor_harness/challenge_infe
 /// Saves and loads the module (classes defined inside `solve()` by value); both sandboxes
 /// import it as `proctor_export`.
 const EXPORT: &str = include_str!("../../../python/proctor_harness/challenge_export.py");
+/// The declared CPU profile, applied in both sandboxes as `proctor_cpu`.
+const CPU: &str = include_str!("../../../python/proctor_harness/challenge_cpu.py");
 
 /// How a submission ended (or where it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -130,6 +132,9 @@ impl Evaluation {
 pub struct EvalOptions {
     /// Overrides the challenge's time limit (whole evaluation), in seconds.
     pub time_limit_s: Option<f64>,
+    /// Tests: makes the runs look like a host with this many CPUs before the challenge's
+    /// CPU profile applies, to show that the profile hides the host.
+    pub simulate_host_cpus: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -137,6 +142,7 @@ struct JobSpec<'a> {
     entrypoint: &'a str,
     class: &'a str,
     cpu_threads: u32,
+    simulate_host_cpus: Option<u32>,
     batch_size: u32,
     metadata: serde_json::Value,
 }
@@ -196,6 +202,7 @@ async fn run<B: Backend>(
         entrypoint: &manifest.entrypoint,
         class: &manifest.class,
         cpu_threads: challenge.resources.cpu_threads,
+        simulate_host_cpus: options.simulate_host_cpus,
         batch_size: spec.batch_size,
         metadata: serde_json::json!({
             "num_classes": spec.num_classes,
@@ -220,6 +227,7 @@ async fn run<B: Backend>(
         ("challenge_train.py", TRAIN),
         ("challenge_infer.py", INFER),
         ("harness/proctor_export.py", EXPORT),
+        ("harness/proctor_cpu.py", CPU),
     ] {
         std::fs::write(inputs.join(name), text).map_err(|e| io(&inputs, e))?;
     }
@@ -228,7 +236,7 @@ async fn run<B: Backend>(
         memory_mb: challenge.resources.memory_mb,
         max_pids: challenge.resources.max_pids,
         max_output_bytes: 1 << 20,
-        cpus: challenge.resources.cpu_threads as f64,
+        cpus: challenge.resources.cpu_quota,
     };
     let mut ev = Evaluation::failed(Outcome::Error, String::new());
     ev.error = None;
@@ -272,8 +280,13 @@ async fn run<B: Backend>(
     // Off the async runtime: parsing untrusted bytes must not stall the server's workers.
     let model = train_dir.join("model.pt");
     let target = canonical.clone();
-    let counted =
-        tokio::task::spawn_blocking(move || artifact::count_and_rewrite(&model, &target)).await;
+    let allowance = artifact::Allowance {
+        feature_stats: 2 * u64::from(challenge.data.input_dim),
+    };
+    let counted = tokio::task::spawn_blocking(move || {
+        artifact::count_and_rewrite(&model, &target, allowance)
+    })
+    .await;
     let count = match counted.unwrap_or_else(|_| {
         Err(ArtifactError::Unsupported(
             "the artifact could not be counted".into(),
@@ -305,7 +318,18 @@ async fn run<B: Backend>(
         return Ok(ev);
     }
 
-    // 3. Infer: only the artifact, the code and the test inputs.
+    // 3. Infer: only the artifact, the Python source and the test inputs. Data files
+    // never reach inference: weights read from them in forward() would not be counted.
+    let source = work.join("source");
+    crate::intake::Project::copy_source(project, &source).map_err(|e| {
+        match e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::intake::Rejection>())
+        {
+            Some(r) => r.to_string(),
+            None => io(&source, e),
+        }
+    })?;
     let remaining = (time_limit - start.elapsed().as_secs_f64()).max(30.0);
     let infer_dir = work.join("infer");
     let job = Job::new(Command::Script {
@@ -313,7 +337,7 @@ async fn run<B: Backend>(
         args: vec![],
     })
     .with_input(&job_path, "job.json")
-    .with_input(project, "code")
+    .with_input(&source, "code")
     .with_input(&harness, "harness")
     .with_input(&canonical, "model.pt")
     .with_input(data.file("test_inputs"), "test_inputs.safetensors")

@@ -17,6 +17,9 @@ pub const MAX_ZIP_BYTES: u64 = 10 << 20;
 pub const MAX_UNPACKED_BYTES: u64 = 50 << 20;
 /// Most entries a zip may hold.
 pub const MAX_ENTRIES: usize = 200;
+/// Largest total size of the project's Python source (`*.py`), the only files besides
+/// the exported model that inference sees: weights cannot hide in a huge literal.
+pub const MAX_SOURCE_BYTES: u64 = 128 << 10;
 
 /// `agentics.solution.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +118,14 @@ pub enum Rejection {
     /// A file is not UTF-8 Python.
     #[error("{0} is not UTF-8 text")]
     NotText(String),
+    /// The Python source is over [`MAX_SOURCE_BYTES`].
+    #[error("the project's Python source (.py files) is {size} bytes, over the {max}-byte (128 KiB) limit: inference runs only your .py files and the model solve() returns, so weights belong in that model's tensors, not in source literals or data files")]
+    SourceTooLarge {
+        /// Total size of the `.py` files.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 /// A validated project, ready to be written to disk.
@@ -154,6 +165,33 @@ impl Project {
             std::fs::write(path, data)?;
         }
         Ok(())
+    }
+
+    /// Copies the project's Python source (regular `*.py` files) from `from` (written by
+    /// [`Project::write_to`]) to `to`: what inference may see of it. Fails when the
+    /// source is over [`MAX_SOURCE_BYTES`] (projects accepted before the limit).
+    pub fn copy_source(from: &Path, to: &Path) -> std::io::Result<u64> {
+        let mut total = 0u64;
+        let mut todo = vec![std::path::PathBuf::new()];
+        while let Some(rel) = todo.pop() {
+            std::fs::create_dir_all(to.join(&rel))?;
+            for entry in std::fs::read_dir(from.join(&rel))? {
+                let entry = entry?;
+                let (kind, name) = (entry.file_type()?, rel.join(entry.file_name()));
+                if kind.is_dir() {
+                    todo.push(name);
+                } else if kind.is_file() && name.extension().is_some_and(|e| e == "py") {
+                    total += std::fs::copy(entry.path(), to.join(&name))?;
+                }
+            }
+        }
+        if total > MAX_SOURCE_BYTES {
+            return Err(std::io::Error::other(Rejection::SourceTooLarge {
+                size: total,
+                max: MAX_SOURCE_BYTES,
+            }));
+        }
+        Ok(total)
     }
 
     /// Reads a project written by [`Project::write_to`] (trusted: proctor wrote it).
@@ -202,6 +240,7 @@ fn wrap_bare(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> 
         description: None,
     };
     check_class(&manifest, bytes)?;
+    check_source_size([("solution.py", bytes)])?;
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     Ok(Project {
         manifest,
@@ -373,7 +412,25 @@ fn read_zip(challenge: &Challenge, bytes: &[u8]) -> Result<Project, Rejection> {
         ..manifest
     };
     check_class(&manifest, &source)?;
+    check_source_size(files.iter().map(|(n, d)| (n.as_str(), d.as_slice())))?;
     Ok(Project { manifest, files })
+}
+
+fn check_source_size<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), Rejection> {
+    let size: u64 = files
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".py"))
+        .map(|(_, data)| data.len() as u64)
+        .sum();
+    if size > MAX_SOURCE_BYTES {
+        return Err(Rejection::SourceTooLarge {
+            size,
+            max: MAX_SOURCE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn parse_manifest(bytes: &[u8]) -> Result<Manifest, Rejection> {
@@ -494,6 +551,44 @@ mod tests {
         assert!(p.write_to(&dir).is_err());
         let left: Vec<_> = std::fs::read_dir(parent.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn python_source_is_capped_and_only_source_is_copied_for_inference() {
+        let m = manifest("imagenet-pareto-500k");
+        // A huge literal: over the source limit, in a bare file or a project.
+        let mut literal = SOLUTION.to_vec();
+        literal.extend(format!("W = {:?}\n", vec![0.5f32; 40_000]).as_bytes());
+        for bytes in [
+            literal.clone(),
+            zip_of(&[("agentics.solution.json", &m), ("solution.py", &literal)]),
+        ] {
+            let err = intake(&challenge(), "solution.py", &bytes).unwrap_err();
+            assert!(matches!(err, Rejection::SourceTooLarge { .. }), "{err}");
+            assert!(err.to_string().contains("128 KiB"), "{err}");
+        }
+        // Data files are accepted (training may read them) but never copied onward.
+        let weights = vec![7u8; 1 << 20];
+        let p = intake(
+            &challenge(),
+            "p.zip",
+            &zip_of(&[
+                ("agentics.solution.json", &m),
+                ("solution.py", SOLUTION),
+                ("lib/helpers.py", b"X = 1\n"),
+                ("lib/weights.bin", &weights),
+                ("notes.txt", b"hi"),
+            ]),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        p.write_to(&dir.path().join("project")).unwrap();
+        let to = dir.path().join("source");
+        let copied = Project::copy_source(&dir.path().join("project"), &to).unwrap();
+        assert_eq!(copied, SOLUTION.len() as u64 + 6);
+        assert!(to.join("solution.py").is_file() && to.join("lib/helpers.py").is_file());
+        assert!(!to.join("lib/weights.bin").exists() && !to.join("notes.txt").exists());
+        assert!(!to.join(MANIFEST).exists());
     }
 
     type Entries<'a> = &'a [(&'a str, &'a [u8])];

@@ -319,6 +319,9 @@ fn int(v: Option<i64>) -> String {
     v.map_or("–".into(), |x| x.to_string())
 }
 
+/// Why a row's two counts can differ, in one line (shown beside the rankings).
+const PARAMS_EXPLAINED: &str = "params: every tensor element the saved model stores (parameters, frozen weights, buffers, closed-form heads), except normalization running statistics and per-feature 1-D statistics up to 2 × input_dim; trainable: the original rule, parameters with requires_grad only. The budget applies to params.";
+
 fn submission_rows(rows: &[Submission], rank: bool) -> String {
     let mut s = String::from("<table><tr>");
     if rank {
@@ -420,6 +423,7 @@ async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
 <label><input type="checkbox" name="official" value="true"> official data</label>
 <button type="submit">Submit</button></form>
 <h2>Accuracy vs parameters (public)</h2><div class="pareto">{svg}</div>
+<p class="note">{counts}</p>
 <h2>Top rankings (public)</h2>{top}
 <h2>Top rankings (official)</h2>{top_official}
 <h2>Latest submissions</h2>{latest}
@@ -433,6 +437,7 @@ async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
         dim = c.data.input_dim,
         tl = c.resources.time_limit_s,
         rank = escape(&c.rank_metric),
+        counts = PARAMS_EXPLAINED,
         id = escape(&c.id),
         top = submission_rows(&top, true),
         top_official = submission_rows(&top_official, true),

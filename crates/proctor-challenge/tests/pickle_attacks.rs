@@ -28,7 +28,7 @@ fn count(pickle: Vec<u8>, extra: Vec<(String, Vec<u8>)>) -> Result<String, Strin
     let out = dir.path().join("canonical.pt");
     std::thread::Builder::new()
         .stack_size(2 << 20)
-        .spawn(move || count_and_rewrite(&path, &out))
+        .spawn(move || count_and_rewrite(&path, &out, Default::default()))
         .unwrap()
         .join()
         .expect("the counter must not crash its caller")

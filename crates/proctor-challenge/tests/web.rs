@@ -168,6 +168,9 @@ async fn upload_list_pages_and_pareto_plot() {
         "frontier-point",
         "enctype=\"multipart/form-data\"",
         "<h2>Statement</h2>",
+        "trainable: the original rule, parameters with requires_grad only",
+        "8 CPUs",
+        "2 × input_dim (768)",
     ] {
         assert!(page.contains(needle), "missing {needle}");
     }

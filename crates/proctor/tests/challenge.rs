@@ -250,6 +250,40 @@ class Solution:
         return model
 "#;
 
+/// Input standardisation kept as buffers (4 of the 38 published solutions re-run): an
+/// input mean and standard deviation, per-feature statistics like BatchNorm's.
+const MEAN_STD: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self, x):
+        super().__init__()
+        self.register_buffer("mean", x.mean(0))
+        self.register_buffer("std", x.std(0) + 1e-6)
+        self.head = nn.Linear(384, 128)
+    def forward(self, x):
+        return self.head((x - self.mean) / self.std)
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net(torch.cat([x for x, _ in train_loader]))
+"#;
+
+/// A weight matrix cut into 1-D buffers (one per row): past the per-feature allowance.
+const ROWS_AS_BUFFERS: &str = r#"
+import torch, torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)
+        for i in range(128):
+            self.register_buffer(f"row{i}", torch.randn(384))
+    def forward(self, x):
+        w = torch.stack([getattr(self, f"row{i}") for i in range(128)])
+        return self.head(x) + x @ w.t()
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        return Net()
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn capacity_is_counted_wherever_it_hides() {
     let db = tempfile::tempdir().unwrap();
@@ -262,6 +296,8 @@ async fn capacity_is_counted_wherever_it_hides() {
         ("list", LIST_WEIGHTS),
         ("wide", WIDE_DTYPE),
         ("batchnorm", BATCHNORM),
+        ("mean_std", MEAN_STD),
+        ("rows", ROWS_AS_BUFFERS),
     ];
     let mut ids = Vec::new();
     for (name, code) in cases {
@@ -322,6 +358,25 @@ async fn capacity_is_counted_wherever_it_hides() {
     let wide = &done["wide"];
     assert_eq!(wide.status, "over_budget");
     assert_eq!(wide.params, Some(49_280 + 600_000));
+
+    // 2 × input_dim elements of 1-D buffers are exempt; past that they all count.
+    let mean_std = &done["mean_std"];
+    assert_eq!(mean_std.status, "scored", "{:?}", mean_std.error);
+    assert_eq!(mean_std.params, Some(49_280));
+    assert_eq!(mean_std.params_trainable, Some(49_280));
+    let note = p.view(mean_std).params_note.unwrap();
+    assert!(
+        note.contains("768 per-feature statistics (1-D buffers) not counted"),
+        "{note}"
+    );
+    let rows = &done["rows"];
+    assert_eq!(rows.status, "scored", "{:?}", rows.error);
+    assert_eq!(rows.params, Some(49_280 + 128 * 384));
+    let note = p.view(rows).params_note.unwrap();
+    assert!(
+        note.contains("1-D buffers (49152) over the per-feature allowance (768) count in full"),
+        "{note}"
+    );
 
     let bn = &done["batchnorm"];
     assert_eq!(bn.status, "scored", "{:?}", bn.error);
@@ -427,6 +482,7 @@ async fn failures_become_statuses_with_reasons() {
         &db,
         EvalOptions {
             time_limit_s: Some(5.0),
+            ..EvalOptions::default()
         },
     )
     .await;
@@ -662,4 +718,100 @@ async fn a_model_class_defined_inside_solve_scores_like_its_module_level_twin() 
         classes.contains("local class solution.Solution.solve.<locals>.Net"),
         "{classes}"
     );
+}
+
+/// Weights shipped as a data file beside the source and read in forward(): the counted
+/// model is one small layer, the real capacity is the file.
+const DATA_FILE_WEIGHTS: &str = r#"
+import os, numpy as np, torch, torch.nn as nn
+WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.bin")
+
+def load():
+    return torch.from_numpy(np.fromfile(WEIGHTS, dtype=np.float32).reshape(384, 128))
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(384, 128)
+    def forward(self, x):
+        return self.head(x) + x @ load()
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        # Training may read the project's files: what ends up in the model is counted.
+        assert load().shape == (384, 128)
+        return Net()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn weights_in_a_data_file_never_reach_inference() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    let manifest = br#"{"challenge": "imagenet-pareto-500k", "entrypoint": "solution.py", "class": "Solution"}"#;
+    let weights = vec![0u8; 384 * 128 * 4];
+    let zip = zip_of(&[
+        ("agentics.solution.json", manifest),
+        ("solution.py", DATA_FILE_WEIGHTS.as_bytes()),
+        ("weights.bin", &weights),
+    ]);
+    let s = p
+        .submit(C500K, "p.zip", &zip, "tests", Split::Public)
+        .await
+        .unwrap();
+    let s = p.evaluate_now(&s.id).await.unwrap();
+    eprintln!("{}", serde_json::to_string(&p.view(&s)).unwrap());
+    assert_eq!(s.status, "error", "{:?}", s.error);
+    let err = s.error.unwrap();
+    assert!(
+        err.contains("the model failed on the test inputs")
+            && err.contains("FileNotFoundError")
+            && err.contains("weights.bin"),
+        "{err}"
+    );
+    assert!(s.logs.contains("== train: status ok"), "{}", s.logs);
+}
+
+/// Sizes its threads from the machine, as 18 of the 175 published solutions do, and
+/// reports what it sees; the rest take torch's per-host default.
+const HOST_SIZED: &str = r#"
+import multiprocessing, os, torch, torch.nn as nn
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        torch.set_num_threads(min(8, os.cpu_count()))
+        print("SEES", os.cpu_count(), len(os.sched_getaffinity(0)), multiprocessing.cpu_count(),
+              torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("MKL_NUM_THREADS"))
+        model = nn.Sequential(nn.Linear(384, 512), nn.ReLU(), nn.Linear(512, 128))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(2):
+            for x, y in train_loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        return model
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_declared_cpu_profile_hides_the_host() {
+    let db = tempfile::tempdir().unwrap();
+    let on_host = |cpus| EvalOptions {
+        simulate_host_cpus: Some(cpus),
+        ..EvalOptions::default()
+    };
+    let (small, large) = (
+        platform(&db, on_host(2)).await,
+        platform(&db, on_host(16)).await,
+    );
+    let threads = Catalog::builtin().get(C500K).unwrap().resources.cpu_threads;
+    assert_eq!(threads, 8);
+    let a = submit_py(&small, HOST_SIZED).await;
+    let b = submit_py(&small, HOST_SIZED).await;
+    let (a, b) = tokio::join!(small.evaluate_now(&a.id), large.evaluate_now(&b.id));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for s in [&a, &b] {
+        assert_eq!(s.status, "scored", "{:?}", s.error);
+        assert!(s.logs.contains("SEES 8 8 8 8 8 8"), "{}", s.logs);
+    }
+    assert!(a.accuracy.unwrap() > 0.1, "{:?}", a.accuracy);
+    assert_eq!(a.accuracy, b.accuracy);
 }
