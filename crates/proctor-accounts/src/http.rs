@@ -7,14 +7,36 @@
 //! A cookie is sent by the browser on its own, so state-changing forms must also carry
 //! the session's CSRF token ([`Caller::csrf_ok`]); headers are never sent cross-site
 //! without the page's script asking, so they need none.
+//!
+//! In a handler, take a [`Caller`] as an extractor (the router's state must give the
+//! [`Accounts`](crate::Accounts) through `FromRef`), and [`Caller::signed_in`] when only
+//! an account may act:
+//!
+//! ```no_run
+//! use axum::response::IntoResponse;
+//! use proctor_accounts::{Accounts, Caller};
+//!
+//! async fn mine(caller: Caller) -> axum::response::Response {
+//!     match caller.signed_in() {
+//!         Ok(account) => format!("hello {}", account.name).into_response(),
+//!         Err(unauthorized) => unauthorized.into_response(), // 401
+//!     }
+//! }
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/mine", axum::routing::get(mine))
+//!     .with_state(Accounts::new(todo!("a proctor_store::Store")));
+//! ```
 
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
 use crate::secret::{self, Kind};
-use crate::{Account, SESSION_TTL};
+use crate::{Account, Accounts, SESSION_TTL};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "proctor_session";
@@ -81,6 +103,47 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         self.account.as_ref().is_some_and(Account::is_admin)
     }
+
+    /// The signed-in account, or a 401 to answer with.
+    pub fn signed_in(&self) -> Result<&Account, Unauthorized> {
+        self.account.as_ref().ok_or(Unauthorized)
+    }
+}
+
+/// A 401 answer: `WWW-Authenticate: Bearer` and a JSON error saying what to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unauthorized;
+
+/// What [`Unauthorized`] says.
+pub const UNAUTHORIZED: &str =
+    "sign in: send `Authorization: Bearer TOKEN` (a token from `proctor user token NAME`) or log in at /login";
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"proctor\"")],
+            axum::Json(serde_json::json!({ "error": UNAUTHORIZED })),
+        )
+            .into_response()
+    }
+}
+
+/// Extracts who is asking (never rejects a request without credentials: that is the
+/// handler's decision; a database failure is a 500).
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Accounts: FromRef<S>,
+{
+    type Rejection = (StatusCode, String);
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, Self::Rejection> {
+        Accounts::from_ref(state)
+            .caller(&parts.headers)
+            .await
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
 }
 
 /// The secret a request presents, if any (see the module documentation for the order).
@@ -113,17 +176,22 @@ pub fn credential(headers: &HeaderMap) -> Option<Credential> {
 }
 
 /// The `Set-Cookie` value that signs a browser in: HttpOnly (no script reads it),
-/// SameSite=Strict (no cross-site request carries it).
-pub fn session_cookie(secret: &str) -> String {
+/// SameSite=Strict (no cross-site request carries it), and `Secure` (sent over HTTPS
+/// only) when the server is behind TLS.
+pub fn session_cookie(secret: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
 /// The `Set-Cookie` value that signs a browser out.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
 }
 
 #[cfg(test)]

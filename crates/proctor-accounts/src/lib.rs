@@ -5,8 +5,9 @@ named, revocable, with a last-used time). The web signs in with a session token 
 in an HttpOnly, SameSite=Strict cookie; forms carry a CSRF token derived from it. The
 gym hands out episode tokens (`pce_…`, see [`secret`]) that open one episode only.
 
-Front doors call [`Accounts::caller`] with a request's headers (see [`http`]) and decide
-from the [`Caller`] what it may do.
+Front doors take a [`Caller`] as an axum extractor (or call [`Accounts::caller`] with a
+request's headers, see [`http`]) and decide from it what it may do; [`web`] has the
+login and logout pages.
 
 ```no_run
 # async fn demo(store: proctor_store::Store) -> Result<(), proctor_accounts::AccountError> {
@@ -23,6 +24,7 @@ assert_eq!(accounts.authenticate(&token).await?.unwrap().name, "alice");
 pub mod http;
 pub mod secret;
 mod throttle;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -143,6 +145,7 @@ pub struct Session {
 pub struct Accounts {
     store: Store,
     throttle: Arc<throttle::Throttle>,
+    secure_cookies: bool,
 }
 
 fn now_ms() -> i64 {
@@ -186,7 +189,20 @@ impl Accounts {
         Accounts {
             store,
             throttle: Arc::default(),
+            secure_cookies: false,
         }
+    }
+
+    /// Marks session cookies `Secure` (for a server behind TLS: browsers then send them
+    /// over HTTPS only).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Accounts {
+        self.secure_cookies = secure;
+        self
+    }
+
+    /// Whether session cookies are `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies
     }
 
     /// The store.

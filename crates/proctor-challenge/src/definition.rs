@@ -76,6 +76,28 @@ pub struct Resources {
     pub max_pids: u64,
 }
 
+/// How often an account may submit to a challenge (as Kaggle does): official
+/// submissions each probe the secret data, so they have a daily quota; every upload
+/// counts against an hourly rate. `[limits]` in `challenge.toml`, these defaults without.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Official submissions evaluated per account in any 24 hours (uploads rejected at
+    /// intake never touch the data and do not count).
+    pub official_per_day: u32,
+    /// Uploads (either split, rejected ones included) per account in any hour.
+    pub submissions_per_hour: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            official_per_day: 5,
+            submissions_per_hour: 30,
+        }
+    }
+}
+
 /// A metric shown for every submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +134,9 @@ pub struct Challenge {
     pub resources: Resources,
     /// Metrics shown for every submission.
     pub metrics: Vec<Metric>,
+    /// Submission quotas per account.
+    #[serde(default)]
+    pub limits: Limits,
     /// The statement's markdown text (read from `statement`).
     #[serde(skip_deserializing, default)]
     pub statement_markdown: String,

@@ -8,7 +8,8 @@ from the Frontier-CS benchmark), ranked by what a submission really does.
 - [`intake`]: zip projects (or a bare `solution.py`) validated with clear rejections.
 - [`evaluate`]: split trust — train in a sandbox, count the exported artifact on the
   trusted side ([`artifact`]), infer in a fresh sandbox that never sees labels, score.
-- [`platform`]: submissions persisted in the store, a worker pool, crash recovery.
+- [`platform`]: submissions persisted in the store, a worker pool, crash recovery,
+  admins' moderation; [`quota`]: how often an account may submit.
 - [`web`]: the JSON API and the server-rendered pages, with the [`pareto`] plot.
 
 ```no_run
@@ -17,7 +18,7 @@ use proctor_challenge::{Platform, PlatformConfig, Split};
 let platform = Platform::open(backend, PlatformConfig::new(proctor_runtime::proctor_home())).await?;
 let bytes = std::fs::read("solution.py").unwrap();
 let sub = platform
-    .submit("imagenet-pareto-500k", "solution.py", &bytes, "me", Split::Public)
+    .submit("imagenet-pareto-500k", "solution.py", &bytes, None, Split::Public)
     .await?;
 let done = platform.evaluate_now(&sub.id).await?;
 println!("{} {:?}", done.status, done.score);
@@ -32,7 +33,9 @@ pub mod definition;
 pub mod evaluate;
 pub mod intake;
 pub mod pareto;
+mod participants;
 pub mod platform;
+pub mod quota;
 pub mod web;
 
 use std::path::Path;
@@ -78,6 +81,12 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] proctor_store::StoreError),
+    /// Over a submission quota.
+    #[error(transparent)]
+    Quota(#[from] quota::Exceeded),
+    /// The request conflicts with the submission's state.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {

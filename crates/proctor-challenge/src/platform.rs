@@ -1,18 +1,21 @@
 //! The platform: submissions persisted before anything runs, a worker pool that
 //! evaluates them, and recovery of evaluations interrupted by a crash.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use proctor_accounts::{Account, Accounts};
 use proctor_engine::Backend;
-use proctor_store::{Finished, NewSubmission, Store, Submission};
-use serde::Serialize;
-use tokio::sync::Notify;
+use proctor_store::{Finished, Moderation, NewSubmission, Store, Submission};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 use crate::data::Split;
 use crate::definition::Catalog;
 use crate::evaluate::{self, EvalOptions, Evaluation, Outcome};
 use crate::intake;
+use crate::quota;
 use crate::Error;
 
 /// Where the platform keeps its state.
@@ -31,6 +34,8 @@ pub struct PlatformConfig {
     pub eval: EvalOptions,
     /// The challenges.
     pub catalog: Catalog,
+    /// Mark session cookies `Secure` (the server is behind a TLS proxy).
+    pub secure_cookies: bool,
 }
 
 impl PlatformConfig {
@@ -43,12 +48,13 @@ impl PlatformConfig {
             max_attempts: 2,
             eval: EvalOptions::default(),
             catalog: Catalog::builtin(),
+            secure_cookies: false,
         }
     }
 }
 
 /// A submission as shown to users (the CLI's JSON contract, plus details).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmissionView {
     /// Id.
     pub submission_id: String,
@@ -74,8 +80,14 @@ pub struct SubmissionView {
     pub error: Option<String>,
     /// Official data.
     pub official: bool,
-    /// Who submitted.
+    /// Who submitted: the account's name (`local` for a private local run).
     pub participant: String,
+    /// Hidden by an admin (only its owner and admins see it).
+    #[serde(default)]
+    pub hidden: bool,
+    /// Disqualified by an admin (shown, not ranked).
+    #[serde(default)]
+    pub disqualified: bool,
     /// Why `params` and `params_trainable` differ.
     pub params_note: Option<String>,
     /// Seconds in `solve()`.
@@ -83,6 +95,7 @@ pub struct SubmissionView {
     /// Evaluation time outside `solve()`.
     pub overhead_s: Option<f64>,
     /// Output of the runs.
+    #[serde(default)]
     pub logs: String,
 }
 
@@ -95,8 +108,26 @@ pub struct Platform<B: Backend + Clone + 'static> {
 struct Inner<B> {
     backend: B,
     store: Store,
+    accounts: Accounts,
     config: PlatformConfig,
     notify: Notify,
+    /// One lock per account: its uploads are counted and inserted one at a time, so two
+    /// at once cannot both take the last slot of a quota.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Handlers on the platform's router take a [`proctor_accounts::Caller`].
+impl<B: Backend + Clone + 'static> axum::extract::FromRef<Platform<B>> for Accounts {
+    fn from_ref(p: &Platform<B>) -> Accounts {
+        p.inner.accounts.clone()
+    }
 }
 
 impl<B: Backend + Clone + 'static> Platform<B> {
@@ -118,9 +149,11 @@ impl<B: Backend + Clone + 'static> Platform<B> {
         Ok(Platform {
             inner: Arc::new(Inner {
                 backend,
+                accounts: Accounts::new(store.clone()).with_secure_cookies(config.secure_cookies),
                 store,
                 config,
                 notify: Notify::new(),
+                turns: Mutex::default(),
             }),
         })
     }
@@ -135,29 +168,55 @@ impl<B: Backend + Clone + 'static> Platform<B> {
         &self.inner.store
     }
 
+    /// The accounts of the platform's store (who may submit and moderate).
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    async fn turn(&self, account: &Account) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.inner.turns.lock().unwrap_or_else(|e| e.into_inner());
+            turns.entry(account.id.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Validates an upload and persists it: `queued` (and workers are woken) or
-    /// `rejected` with the reason. Nothing runs before the row exists.
+    /// `rejected` with the reason. Nothing runs before the row exists. An account's
+    /// upload must fit the challenge's quotas ([`Error::Quota`] otherwise, and nothing
+    /// is stored); without an account (`proctor challenge submit` on this machine) the
+    /// row is private: on no leaderboard, in no public list.
     pub async fn submit(
         &self,
         challenge_id: &str,
         file_name: &str,
         bytes: &[u8],
-        participant: &str,
+        by: Option<&Account>,
         split: Split,
     ) -> Result<Submission, Error> {
         let challenge = self.catalog().get(challenge_id)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let participant = participant.trim();
-        let participant = if participant.is_empty() {
-            "anonymous"
-        } else {
-            participant
+        let _turn = match by {
+            Some(account) => {
+                let turn = self.turn(account).await;
+                let now = now_ms();
+                let recent = self
+                    .inner
+                    .store
+                    .recent(&account.id, now - quota::DAY_MS)
+                    .await?;
+                let official = split == Split::Official;
+                quota::check(&challenge.limits, &challenge.id, official, &recent, now)?;
+                Some(turn)
+            }
+            None => None,
         };
+        let id = uuid::Uuid::new_v4().to_string();
         let mut row = NewSubmission {
             id: id.clone(),
             challenge: challenge.id.clone(),
             official: split == Split::Official,
-            participant: participant.chars().take(100).collect(),
+            participant: by.map_or("local", |a| a.name.as_str()).to_string(),
+            account_id: by.map(|a| a.id.clone()),
             name: None,
             description: None,
             file_name: file_name.chars().take(200).collect(),
@@ -229,6 +288,8 @@ impl<B: Backend + Clone + 'static> Platform<B> {
             error: s.error.clone(),
             official: s.official,
             participant: s.participant.clone(),
+            hidden: s.hidden,
+            disqualified: s.disqualified,
             params_note: result
                 .as_ref()
                 .and_then(|r| r.count.as_ref().map(|c| c.note.clone())),
@@ -236,6 +297,33 @@ impl<B: Backend + Clone + 'static> Platform<B> {
             overhead_s: result.as_ref().and_then(|r| r.overhead_s),
             logs: s.logs.clone(),
         }
+    }
+
+    /// Applies an admin's decision to a submission (the caller checks the role).
+    pub async fn moderate(&self, id: &str, decision: Moderation) -> Result<Submission, Error> {
+        if !self.inner.store.moderate(id, decision).await? {
+            return Err(Error::UnknownSubmission(id.to_string()));
+        }
+        self.get(id).await
+    }
+
+    /// Evaluates a finished submission again (e.g. after a fix of the evaluation), with
+    /// its old result cleared (the caller checks the role).
+    pub async fn rescore(&self, id: &str) -> Result<Submission, Error> {
+        let s = self.get(id).await?;
+        if !self.inner.store.requeue(id).await? {
+            return Err(Error::Conflict(format!(
+                "submission {id} cannot be evaluated again: it is {}{}",
+                s.status,
+                if s.project_dir.is_none() {
+                    " and has no files"
+                } else {
+                    ""
+                }
+            )));
+        }
+        self.inner.notify.notify_one();
+        self.get(id).await
     }
 
     /// Evaluates one queued submission in this task (the CLI's path) and returns it.

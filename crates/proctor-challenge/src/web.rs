@@ -7,14 +7,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use proctor_accounts::Caller;
 use proctor_engine::Backend;
-use proctor_store::Submission;
+use proctor_store::{Filter, Submission};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::data::Split;
 use crate::definition::Challenge;
 use crate::pareto::{self, escape};
+use crate::participants::{self, visible};
 use crate::platform::Platform;
 use crate::Error;
 
@@ -46,37 +48,89 @@ where
             axum::routing::post(form_submit::<B>),
         )
         .route("/submissions/{id}", get(page_submission::<B>))
+        .merge(participants::routes::<B>())
         .layer(DefaultBodyLimit::max(11 << 20))
+        .merge(proctor_accounts::web::router(platform.accounts().clone()))
         .with_state(platform)
 }
 
-/// An error as an HTTP response: a status and a message a user can act on.
+/// An error as an HTTP response: a status and a JSON body whose `error` a user can act
+/// on (a 429 also says when the quota resets, in `Retry-After` and the body).
 #[derive(Debug)]
-pub struct WebError(StatusCode, String);
+pub struct WebError {
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after_s: Option<u64>,
+}
+
+impl WebError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> WebError {
+        WebError {
+            status,
+            body: json!({ "error": message.into() }),
+            retry_after_s: None,
+        }
+    }
+}
 
 impl From<Error> for WebError {
     fn from(e: Error) -> WebError {
-        let status = match e {
+        let status = match &e {
             Error::UnknownChallenge { .. } | Error::UnknownSubmission(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Quota(q) => {
+                let resets = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(q.resets_at_ms.max(0) as u64);
+                let retry_after_s = q.retry_after.as_secs().max(1);
+                return WebError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    body: json!({
+                        "error": q.message,
+                        "retry_after_s": retry_after_s,
+                        "resets_at_ms": q.resets_at_ms,
+                        "resets_at": httpdate::fmt_http_date(resets),
+                    }),
+                    retry_after_s: Some(retry_after_s),
+                };
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        WebError(status, e.to_string())
+        WebError::new(status, e.to_string())
     }
 }
 
 impl From<proctor_store::StoreError> for WebError {
     fn from(e: proctor_store::StoreError) -> WebError {
-        WebError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl From<proctor_accounts::http::Unauthorized> for WebError {
+    fn from(_: proctor_accounts::http::Unauthorized) -> WebError {
+        WebError::new(
+            StatusCode::UNAUTHORIZED,
+            proctor_accounts::http::UNAUTHORIZED,
+        )
     }
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.status, Json(self.body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"proctor\""),
+            );
+        }
+        r
     }
 }
 
-type WebResult<T> = Result<T, WebError>;
+pub(crate) type WebResult<T> = Result<T, WebError>;
 
 /// A challenge as the JSON API and `proctor challenge list --json` show it.
 pub fn challenge_json(c: &Challenge) -> serde_json::Value {
@@ -150,10 +204,17 @@ async fn api_leaderboard<B: Backend + Clone + Send + Sync + 'static>(
 
 async fn api_submissions<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> WebResult<Json<serde_json::Value>> {
     let c = p.catalog().get(&id)?;
-    let rows = p.store().list(Some(&c.id), 200).await?;
+    let filter = Filter {
+        challenge: Some(&c.id),
+        // Admins also see hidden rows (to restore them) and private ones.
+        public_only: !caller.is_admin(),
+        ..Filter::default()
+    };
+    let rows = p.store().list(&filter, 200).await?;
     let list: Vec<_> = rows
         .iter()
         .map(|s| {
@@ -167,9 +228,10 @@ async fn api_submissions<B: Backend + Clone + Send + Sync + 'static>(
 
 async fn api_submission<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> WebResult<Json<serde_json::Value>> {
-    let s = p.get(&id).await?;
+    let s = visible(&p, &id, &caller).await?;
     let mut v = serde_json::to_value(p.view(&s)).unwrap_or_default();
     v["created_ms"] = json!(s.created_ms);
     v["finished_ms"] = json!(s.finished_ms);
@@ -182,16 +244,16 @@ async fn api_submission<B: Backend + Clone + Send + Sync + 'static>(
 struct Upload {
     file_name: String,
     bytes: Vec<u8>,
-    participant: String,
+    csrf: Option<String>,
     split: Split,
 }
 
 async fn read_upload(mut form: Multipart) -> WebResult<Upload> {
-    let bad = |m: String| WebError(StatusCode::BAD_REQUEST, m);
+    let bad = |m: String| WebError::new(StatusCode::BAD_REQUEST, m);
     let mut up = Upload {
         file_name: String::new(),
         bytes: Vec::new(),
-        participant: String::new(),
+        csrf: None,
         split: Split::Public,
     };
     while let Some(field) = form
@@ -208,7 +270,7 @@ async fn read_upload(mut form: Multipart) -> WebResult<Upload> {
                     .map_err(|e| bad(format!("cannot read the uploaded file: {e}")))?
                     .to_vec();
             }
-            "participant" => up.participant = field.text().await.unwrap_or_default(),
+            "csrf" => up.csrf = field.text().await.ok(),
             "official" => {
                 let v = field.text().await.unwrap_or_default();
                 if matches!(v.as_str(), "true" | "on" | "1") {
@@ -229,13 +291,18 @@ async fn read_upload(mut form: Multipart) -> WebResult<Upload> {
 
 async fn api_submit<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
     form: Multipart,
 ) -> WebResult<Response> {
     p.catalog().get(&id)?;
+    let account = caller.signed_in()?;
     let up = read_upload(form).await?;
+    if !caller.csrf_ok(up.csrf.as_deref()) {
+        return Err(participants::csrf_refused());
+    }
     let s = p
-        .submit(&id, &up.file_name, &up.bytes, &up.participant, up.split)
+        .submit(&id, &up.file_name, &up.bytes, Some(account), up.split)
         .await?;
     let status = if s.status == "rejected" {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -247,13 +314,20 @@ async fn api_submit<B: Backend + Clone + Send + Sync + 'static>(
 
 async fn form_submit<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
     form: Multipart,
 ) -> WebResult<Redirect> {
-    p.catalog().get(&id)?;
+    let c = p.catalog().get(&id)?;
+    let Some(account) = &caller.account else {
+        return Ok(Redirect::to(&format!("/login?next=/challenges/{}", c.id)));
+    };
     let up = read_upload(form).await?;
+    if !caller.csrf_ok(up.csrf.as_deref()) {
+        return Err(participants::csrf_refused());
+    }
     let s = p
-        .submit(&id, &up.file_name, &up.bytes, &up.participant, up.split)
+        .submit(&id, &up.file_name, &up.bytes, Some(account), up.split)
         .await?;
     Ok(Redirect::to(&format!("/submissions/{}", s.id)))
 }
@@ -304,18 +378,18 @@ async fn pareto_svg<B: Backend + Clone + Send + Sync + 'static>(
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left}pre{background:#f6f6f6;padding:.6em;overflow:auto}.status-scored{color:#070}.status-rejected,.status-error,.status-timeout,.status-oom,.status-over_budget{color:#b00}form{border:1px solid #ddd;padding:1em;margin:1em 0}nav a{margin-right:1em}";
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(crate) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · proctor</title><style>{STYLE}</style></head><body><nav><a href=\"/challenges\">challenges</a><a href=\"/api/openapi.json\">API</a></nav>{body}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · proctor</title><style>{STYLE}</style></head><body><nav><a href=\"/challenges\">challenges</a><a href=\"/me\">my submissions</a><a href=\"/api/openapi.json\">API</a></nav>{body}</body></html>",
         escape(title)
     ))
 }
 
-fn num(v: Option<f64>, digits: usize) -> String {
+pub(crate) fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
-fn int(v: Option<i64>) -> String {
+pub(crate) fn int(v: Option<i64>) -> String {
     v.map_or("–".into(), |x| x.to_string())
 }
 
@@ -389,10 +463,16 @@ fn markdown(text: &str) -> String {
 
 async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> WebResult<Html<String>> {
     let c = p.catalog().get(&id)?.clone();
-    let latest = p.store().list(Some(&c.id), 20).await?;
+    let public = Filter {
+        challenge: Some(&c.id),
+        public_only: true,
+        ..Filter::default()
+    };
+    let latest = p.store().list(&public, 20).await?;
     let top = p.store().leaderboard(&c.id, false, 20).await?;
     let top_official = p.store().leaderboard(&c.id, true, 20).await?;
     let pts = points(&p, &c, false).await?;
@@ -417,11 +497,7 @@ async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
         r#"<h1>{title}</h1><p>{summary}</p>
 <p>Parameter limit <b>{limit}</b> · baseline accuracy {base:.2} · {classes} classes, input dim {dim} · time limit {tl} s · rank metric <code>{rank}</code></p>
 <h2>Submit</h2>
-<form method="post" action="/challenges/{id}/submit" enctype="multipart/form-data">
-<label>File (.zip project or solution.py) <input type="file" name="file" required></label><br>
-<label>Participant <input type="text" name="participant" value="anonymous"></label>
-<label><input type="checkbox" name="official" value="true"> official data</label>
-<button type="submit">Submit</button></form>
+{form}
 <h2>Accuracy vs parameters (public)</h2><div class="pareto">{svg}</div>
 <p class="note">{counts}</p>
 <h2>Top rankings (public)</h2>{top}
@@ -438,7 +514,7 @@ async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
         tl = c.resources.time_limit_s,
         rank = escape(&c.rank_metric),
         counts = PARAMS_EXPLAINED,
-        id = escape(&c.id),
+        form = participants::upload_form(&c, &caller),
         top = submission_rows(&top, true),
         top_official = submission_rows(&top_official, true),
         latest = submission_rows(&latest, false),
@@ -449,9 +525,10 @@ async fn page_challenge<B: Backend + Clone + Send + Sync + 'static>(
 
 async fn page_submission<B: Backend + Clone + Send + Sync + 'static>(
     State(p): State<Platform<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> WebResult<Html<String>> {
-    let s = p.get(&id).await?;
+    let s = visible(&p, &id, &caller).await?;
     let v = p.view(&s);
     let refresh = if matches!(s.status.as_str(), "queued" | "running") {
         "<meta http-equiv=\"refresh\" content=\"2\"><p>Evaluating… this page refreshes itself.</p>"
@@ -460,7 +537,7 @@ async fn page_submission<B: Backend + Clone + Send + Sync + 'static>(
     };
     let body = format!(
         r#"{refresh}<h1>Submission <code>{id}</code></h1>
-<p>Challenge <a href="/challenges/{cid}">{cid}</a> · participant {who} · {data} data · file {file}</p>
+<p>Challenge <a href="/challenges/{cid}">{cid}</a> · participant {who} · {data} data · file {file}{flags}</p>
 <table>
 <tr><th>status</th><td class="status-{st}">{st}</td></tr>
 <tr><th>score</th><td>{score}</td></tr>
@@ -470,11 +547,12 @@ async fn page_submission<B: Backend + Clone + Send + Sync + 'static>(
 <tr><th>why they differ</th><td>{note}</td></tr>
 <tr><th>solve() time</th><td>{solve} s</td></tr>
 </table>
-{error}
+{error}{moderation}
 <h2>Logs</h2><pre>{logs}</pre>"#,
         id = escape(&s.id),
         cid = escape(&s.challenge),
         who = escape(&s.participant),
+        flags = participants::flags(&s),
         data = if s.official { "official" } else { "public" },
         file = escape(&s.file_name),
         st = escape(&s.status),
@@ -493,6 +571,7 @@ async fn page_submission<B: Backend + Clone + Send + Sync + 'static>(
             .map(|e| format!("<h2>Error</h2><pre>{}</pre>", escape(e)))
             .unwrap_or_default(),
         logs = escape(&s.logs),
+        moderation = participants::moderation_forms(&s, &caller),
     );
     Ok(page(&format!("Submission {}", s.id), &body))
 }
@@ -511,15 +590,18 @@ async fn openapi() -> Json<serde_json::Value> {
                 "post": {"summary": "Submit a zip project or a bare solution.py", "parameters": [id],
                     "requestBody": {"required": true, "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary", "description": ".zip project with agentics.solution.json, or solution.py (≤ 10 MiB)"},
-                        "participant": {"type": "string"},
                         "official": {"type": "boolean", "description": "evaluate on the official (secret) data"}}}}}},
-                    "responses": {"202": {"description": "queued", "content": {"application/json": {"schema": view}}}, "422": {"description": "rejected, with the reason in `error`", "content": {"application/json": {"schema": view}}}}}
+                    "security": [{"bearer": []}],
+                    "responses": {"202": {"description": "queued", "content": {"application/json": {"schema": view}}}, "401": {"description": "no live token"}, "422": {"description": "rejected, with the reason in `error`", "content": {"application/json": {"schema": view}}}, "429": {"description": "over the challenge's quota (`[limits]`): `Retry-After`, and `retry_after_s`, `resets_at_ms`, `resets_at` in the body"}}}
             },
+            "/api/me": {"get": {"summary": "The caller's account and submissions, with each rejection's reason", "security": [{"bearer": []}], "responses": {"200": {"description": "{account, submissions: [...]}"}, "401": {"description": "no live token"}}}},
+            "/api/submissions/{id}/{action}": {"post": {"summary": "Admins: hide, disqualify, restore or rescore a submission", "parameters": [id, {"name": "action", "in": "path", "required": true, "schema": {"type": "string", "enum": ["hide", "disqualify", "restore", "rescore"]}}], "security": [{"bearer": []}], "responses": {"200": {"description": "the submission", "content": {"application/json": {"schema": view}}}, "401": {"description": "no live token"}, "403": {"description": "not an admin"}, "404": {"description": "unknown submission or action"}, "409": {"description": "queued or running, or without files (rescore)"}}}},
             "/api/challenges/{id}/leaderboard": {"get": {"summary": "Scored submissions, best first", "parameters": [id, {"name": "official", "in": "query", "schema": {"type": "boolean"}}, {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "{entries: [...]}"}}}},
             "/api/submissions/{id}": {"get": {"summary": "Submission status, metrics and logs", "parameters": [id], "responses": {"200": {"description": "the submission", "content": {"application/json": {"schema": view}}}, "404": {"description": "unknown submission"}}}},
             "/challenges/{id}/pareto.svg": {"get": {"summary": "Accuracy-vs-params Pareto plot", "parameters": [id], "responses": {"200": {"description": "image/svg+xml"}}}}
         },
-        "components": {"schemas": {"Submission": {"type": "object", "properties": {
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `proctor user token NAME` (or the web session cookie with the form's CSRF token)"}},
+            "schemas": {"Submission": {"type": "object", "properties": {
             "submission_id": {"type": "string"},
             "status": {"type": "string", "enum": ["queued", "running", "scored", "over_budget", "rejected", "error", "timeout", "oom"]},
             "score": {"type": "number", "nullable": true},
@@ -531,6 +613,9 @@ async fn openapi() -> Json<serde_json::Value> {
             "oracle_accuracy": {"type": "number", "nullable": true},
             "error": {"type": "string", "nullable": true},
             "params_note": {"type": "string", "nullable": true},
+            "participant": {"type": "string", "description": "the submitting account"},
+            "hidden": {"type": "boolean"},
+            "disqualified": {"type": "boolean"},
             "logs": {"type": "string"}}}}}
     }))
 }

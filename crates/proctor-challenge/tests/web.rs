@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use proctor_accounts::{Role, Session};
 use proctor_challenge::{Platform, PlatformConfig};
 use proctor_core::{Job, JobError, RunResult};
 use proctor_engine::Backend;
@@ -21,12 +22,17 @@ impl Backend for NoBackend {
 
 const SOLUTION: &str = "import torch\nclass Solution:\n    def solve(self, a, b, m):\n        return torch.nn.Linear(384, 128)\n";
 
-fn multipart(file_name: &str, bytes: &[u8], participant: &str) -> (String, Vec<u8>) {
+fn multipart(file_name: &str, bytes: &[u8], csrf: Option<&str>) -> (String, Vec<u8>) {
     let boundary = "XproctorBoundaryX";
     let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"participant\"\r\n\r\n{participant}\r\n").as_bytes(),
-    );
+    if let Some(csrf) = csrf {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
     );
@@ -54,11 +60,32 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-fn post(uri: &str, file_name: &str, bytes: &[u8], who: &str) -> Request<Body> {
-    let (ct, body) = multipart(file_name, bytes, who);
+/// Who sends a request: an API token, or a browser's session cookie and its CSRF token.
+enum Who<'a> {
+    Token(&'a str),
+    Browser(&'a Session),
+}
+
+fn post(uri: &str, file_name: &str, bytes: &[u8], who: Who) -> Request<Body> {
+    let (header, csrf) = match who {
+        Who::Token(t) => (("authorization", format!("Bearer {t}")), None),
+        Who::Browser(s) => (
+            ("cookie", format!("proctor_session={}", s.secret)),
+            Some(s.csrf.as_str()),
+        ),
+    };
+    let (ct, body) = multipart(file_name, bytes, csrf);
     Request::post(uri)
         .header("content-type", ct)
+        .header(header.0, header.1)
         .body(Body::from(body))
+        .unwrap()
+}
+
+fn get_as(uri: &str, session: &Session) -> Request<Body> {
+    Request::get(uri)
+        .header("cookie", format!("proctor_session={}", session.secret))
+        .body(Body::empty())
         .unwrap()
 }
 
@@ -69,6 +96,16 @@ async fn upload_list_pages_and_pareto_plot() {
         .await
         .unwrap();
     let app: axum::Router = proctor_challenge::web::router(platform.clone());
+    let accounts = platform.accounts();
+    for name in ["alice", "mallory", "bob"] {
+        accounts
+            .add_user(name, Role::Participant, Some("password-1"))
+            .await
+            .unwrap();
+    }
+    let alice = accounts.create_token("alice", "t").await.unwrap();
+    let mallory = accounts.create_token("mallory", "t").await.unwrap();
+    let bob = accounts.login("bob", "password-1", "test").await.unwrap();
 
     let (st, _, body) = call(&app, get("/api/challenges")).await;
     assert_eq!(st, StatusCode::OK);
@@ -85,7 +122,7 @@ async fn upload_list_pages_and_pareto_plot() {
             "/api/challenges/imagenet-pareto-500k/submissions",
             "solution.py",
             SOLUTION.as_bytes(),
-            "alice",
+            Who::Token(&alice),
         ),
     )
     .await;
@@ -102,7 +139,7 @@ async fn upload_list_pages_and_pareto_plot() {
             "/api/challenges/imagenet-pareto-500k/submissions",
             "evil.zip",
             &evil,
-            "mallory",
+            Who::Token(&mallory),
         ),
     )
     .await;
@@ -116,7 +153,7 @@ async fn upload_list_pages_and_pareto_plot() {
             "/challenges/imagenet-pareto-500k/submit",
             "solution.py",
             SOLUTION.as_bytes(),
-            "bob",
+            Who::Browser(&bob),
         ),
     )
     .await;
@@ -157,7 +194,8 @@ async fn upload_list_pages_and_pareto_plot() {
     assert_eq!(v["entries"][0]["participant"], "alice");
     assert_eq!(v["entries"][0]["rank"], 1);
 
-    let (st, _, page) = call(&app, get("/challenges/imagenet-pareto-500k")).await;
+    let csrf_field = format!("name=\"csrf\" value=\"{}\"", bob.csrf);
+    let (st, _, page) = call(&app, get_as("/challenges/imagenet-pareto-500k", &bob)).await;
     assert_eq!(st, StatusCode::OK);
     for needle in [
         "ImageNet Pareto 500K",
@@ -167,6 +205,7 @@ async fn upload_list_pages_and_pareto_plot() {
         "<svg",
         "frontier-point",
         "enctype=\"multipart/form-data\"",
+        csrf_field.as_str(),
         "<h2>Statement</h2>",
         "trainable: the original rule, parameters with requires_grad only",
         "8 CPUs",

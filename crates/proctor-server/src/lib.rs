@@ -119,12 +119,17 @@ async fn index() -> Html<&'static str> {
 }
 
 /// Serves any router (e.g. the gym alone) on `listener` until `shutdown` resolves.
+/// Handlers can read the peer's address (`ConnectInfo<SocketAddr>`: the login throttle
+/// keys on it).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -15,8 +15,9 @@ let store = Store::open(std::path::Path::new("/tmp/proctor.db")).await?;
 // or: Store::open_url("postgres://proctor:secret@127.0.0.1/proctor").await?
 store.insert(&NewSubmission {
     id: "s1".into(), challenge: "imagenet-pareto-500k".into(), official: false,
-    participant: "me".into(), name: None, description: None, file_name: "solution.py".into(),
-    status: "queued".into(), error: None, project_dir: Some("/tmp/p".into()),
+    participant: "me".into(), account_id: None, name: None, description: None,
+    file_name: "solution.py".into(), status: "queued".into(), error: None,
+    project_dir: Some("/tmp/p".into()),
 }).await?;
 let claimed = store.claim("s1").await?;
 assert!(claimed.is_some());
@@ -65,8 +66,14 @@ pub struct Submission {
     pub challenge: String,
     /// Evaluated on official (secret) data rather than public data.
     pub official: bool,
-    /// Who submitted.
+    /// Who submitted: the account's name (free text in rows older than accounts).
     pub participant: String,
+    /// The submitting account's user id (`None`: a private local run).
+    pub account_id: Option<String>,
+    /// Hidden by an admin: gone from leaderboards and the API.
+    pub hidden: bool,
+    /// Disqualified by an admin: shown, never ranked.
+    pub disqualified: bool,
     /// Solution name from the manifest.
     pub name: Option<String>,
     /// Solution description from the manifest.
@@ -110,8 +117,10 @@ pub struct NewSubmission {
     pub challenge: String,
     /// Official data.
     pub official: bool,
-    /// Who submitted.
+    /// Who submitted (the account's name).
     pub participant: String,
+    /// The submitting account's user id (`None`: a private local run).
+    pub account_id: Option<String>,
     /// Solution name.
     pub name: Option<String>,
     /// Solution description.
@@ -224,7 +233,9 @@ macro_rules! on_pool {
 }
 
 mod accounts;
+mod moderation;
 pub use accounts::{Token, User};
+pub use moderation::{Moderation, Recent};
 
 /// The database.
 #[derive(Debug, Clone)]
@@ -232,7 +243,21 @@ pub struct Store {
     pool: Pool,
 }
 
-const COLUMNS: &str = "id, challenge, official, participant, name, description, file_name, status, score, accuracy, params, params_trainable, error, logs, result, project_dir, attempts, created_ms, started_ms, finished_ms";
+const COLUMNS: &str = "id, challenge, official, participant, account_id, hidden, disqualified, name, description, file_name, status, score, accuracy, params, params_trainable, error, logs, result, project_dir, attempts, created_ms, started_ms, finished_ms";
+
+/// Rows anyone may see: submitted by an account (not a private local run), not hidden.
+const PUBLIC: &str = "account_id IS NOT NULL AND NOT hidden";
+
+/// Which rows [`Store::list`] returns (default: every row).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    /// One challenge's.
+    pub challenge: Option<&'a str>,
+    /// One account's (a user id).
+    pub account_id: Option<&'a str>,
+    /// Only rows anyone may see: an account's, not hidden.
+    pub public_only: bool,
+}
 
 fn row<R: Row>(r: &R) -> Result<Submission, sqlx::Error>
 where
@@ -249,6 +274,9 @@ where
         // SQLite stores it as INTEGER 0/1, Postgres as BOOLEAN; both decode as bool.
         official: r.try_get("official")?,
         participant: r.try_get("participant")?,
+        account_id: r.try_get("account_id")?,
+        hidden: r.try_get("hidden")?,
+        disqualified: r.try_get("disqualified")?,
         name: r.try_get("name")?,
         description: r.try_get("description")?,
         file_name: r.try_get("file_name")?,
@@ -345,7 +373,7 @@ impl Store {
         let finished = (s.status != "queued").then(now_ms);
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO submissions (id, challenge, official, participant, name, description, file_name, status, error, project_dir, created_ms, finished_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO submissions (id, challenge, official, participant, name, description, file_name, status, error, project_dir, created_ms, finished_ms, account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&s.id)
             .bind(&s.challenge)
@@ -359,6 +387,7 @@ impl Store {
             .bind(&s.project_dir)
             .bind(now_ms())
             .bind(finished)
+            .bind(&s.account_id)
             .execute(pool)
             .await?;
         });
@@ -374,24 +403,39 @@ impl Store {
         })
     }
 
-    /// The latest submissions (of one challenge, or all), newest first.
+    /// The latest submissions that pass `filter`, newest first.
     pub async fn list(
         &self,
-        challenge: Option<&str>,
+        filter: &Filter<'_>,
         limit: i64,
     ) -> Result<Vec<Submission>, StoreError> {
-        let sql = match challenge {
-            Some(_) => format!(
-                "SELECT {COLUMNS} FROM submissions WHERE challenge = $1 ORDER BY created_ms DESC, id LIMIT $2"
-            ),
-            None => format!(
-                "SELECT {COLUMNS} FROM submissions ORDER BY created_ms DESC, id LIMIT $1"
-            ),
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("challenge", filter.challenge),
+            ("account_id", filter.account_id),
+        ] {
+            if let Some(v) = value {
+                binds.push(v);
+                conditions.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        if filter.public_only {
+            conditions.push(PUBLIC.to_string());
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
         };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM submissions {filter_sql} ORDER BY created_ms DESC, id LIMIT ${}",
+            binds.len() + 1
+        );
         on_pool!(self, pool => {
             let mut q = sqlx::query(&sql);
-            if let Some(c) = challenge {
-                q = q.bind(c);
+            for v in &binds {
+                q = q.bind(*v);
             }
             let rows = q.bind(limit).fetch_all(pool).await?;
             Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
@@ -399,7 +443,8 @@ impl Store {
     }
 
     /// Scored and over-budget submissions of a challenge on public or official data,
-    /// best score first (ties: fewer parameters, then earlier).
+    /// best score first (ties: fewer parameters, then earlier); only accounts' rows that
+    /// are neither hidden nor disqualified.
     pub async fn leaderboard(
         &self,
         challenge: &str,
@@ -408,7 +453,7 @@ impl Store {
     ) -> Result<Vec<Submission>, StoreError> {
         // NULLS LAST spelled portably: Postgres sorts NULL first in DESC order.
         let sql = format!(
-            "SELECT {COLUMNS} FROM submissions WHERE challenge = $1 AND official = $2 AND status IN ('scored', 'over_budget') ORDER BY score IS NULL, score DESC, params ASC, created_ms ASC LIMIT $3"
+            "SELECT {COLUMNS} FROM submissions WHERE challenge = $1 AND official = $2 AND status IN ('scored', 'over_budget') AND {PUBLIC} AND NOT disqualified ORDER BY score IS NULL, score DESC, params ASC, created_ms ASC LIMIT $3"
         );
         on_pool!(self, pool => {
             let rows = sqlx::query(&sql)
@@ -560,12 +605,20 @@ mod tests {
             challenge: "c".into(),
             official: false,
             participant: "p".into(),
+            account_id: Some("u".into()),
             name: None,
             description: None,
             file_name: "solution.py".into(),
             status: status.into(),
             error: (status == "rejected").then(|| "bad zip".to_string()),
             project_dir: None,
+        }
+    }
+
+    fn of(challenge: &str) -> Filter<'_> {
+        Filter {
+            challenge: Some(challenge),
+            ..Filter::default()
         }
     }
 
@@ -655,9 +708,9 @@ mod tests {
         assert_eq!(a.accuracy, Some(0.875));
         assert_eq!(a.params, Some(10_000_000_000));
         assert_eq!(a.result, Some(serde_json::json!({"k": [1, 2.5]})));
-        assert_eq!(store.list(Some("c"), 10).await.unwrap().len(), 3);
-        assert_eq!(store.list(None, 2).await.unwrap().len(), 2);
-        assert!(store.list(Some("other"), 10).await.unwrap().is_empty());
+        assert_eq!(store.list(&of("c"), 10).await.unwrap().len(), 3);
+        assert_eq!(store.list(&Filter::default(), 2).await.unwrap().len(), 2);
+        assert!(store.list(&of("other"), 10).await.unwrap().is_empty());
         assert_eq!(
             store.get("r").await.unwrap().unwrap().error.as_deref(),
             Some("bad zip")
@@ -684,6 +737,89 @@ mod tests {
         let official = store.leaderboard("c", true, 10).await.unwrap();
         assert_eq!(official.len(), 1);
         assert_eq!(official[0].id, "o");
+    }
+
+    on_both!(only_visible_account_rows_rank_and_admins_moderate);
+    async fn only_visible_account_rows_rank_and_admins_moderate(db: Db) {
+        let store = db.open().await;
+        let scored = Finished {
+            status: "scored".into(),
+            score: Some(10.0),
+            ..Finished::default()
+        };
+        // A private local run (no account) and two accounts' rows.
+        for (id, account) in [("local", None), ("a1", Some("ua")), ("b1", Some("ub"))] {
+            store
+                .insert(&NewSubmission {
+                    account_id: account.map(str::to_string),
+                    ..new(id, "queued")
+                })
+                .await
+                .unwrap();
+            store.claim(id).await.unwrap().unwrap();
+            store.finish(id, &scored).await.unwrap();
+        }
+        store.insert(&new("r", "rejected")).await.unwrap();
+        let ids = |rows: Vec<Submission>| rows.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        let board = || async { ids(store.leaderboard("c", false, 10).await.unwrap()) };
+        let mut ranked = board().await;
+        ranked.sort();
+        assert_eq!(ranked, ["a1", "b1"], "the local run is private");
+        let public = Filter {
+            challenge: Some("c"),
+            public_only: true,
+            ..Filter::default()
+        };
+        assert_eq!(store.list(&public, 10).await.unwrap().len(), 3);
+
+        assert!(store.moderate("a1", Moderation::Hide).await.unwrap());
+        assert_eq!(board().await, ["b1"]);
+        assert!(!ids(store.list(&public, 10).await.unwrap()).contains(&"a1".to_string()));
+        let a1 = store.get("a1").await.unwrap().unwrap();
+        assert!(a1.hidden && !a1.disqualified);
+        assert!(store.moderate("b1", Moderation::Disqualify).await.unwrap());
+        assert!(board().await.is_empty());
+        assert!(ids(store.list(&public, 10).await.unwrap()).contains(&"b1".to_string()));
+        assert!(store.moderate("a1", Moderation::Restore).await.unwrap());
+        assert_eq!(board().await, ["a1"]);
+        assert!(!store.moderate("nope", Moderation::Hide).await.unwrap());
+
+        // An account's own rows, and its recent uploads for quotas.
+        let mine = Filter {
+            account_id: Some("ub"),
+            ..Filter::default()
+        };
+        assert_eq!(ids(store.list(&mine, 10).await.unwrap()), ["b1"]);
+        let recent = store.recent("u", 0).await.unwrap();
+        assert_eq!(recent.len(), 1);
+        assert!(recent[0].rejected && !recent[0].official);
+        assert!(store
+            .recent("u", now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Rescoring: a finished row is queued again with its result cleared, once.
+        store
+            .insert(&NewSubmission {
+                project_dir: Some("/p".into()),
+                ..new("e", "queued")
+            })
+            .await
+            .unwrap();
+        assert!(!store.requeue("e").await.unwrap(), "already queued");
+        store.claim("e").await.unwrap().unwrap();
+        store.finish("e", &scored).await.unwrap();
+        assert!(store.requeue("e").await.unwrap());
+        let e = store.get("e").await.unwrap().unwrap();
+        assert_eq!(
+            (e.status.as_str(), e.score, e.attempts),
+            ("queued", None, 0)
+        );
+        assert!(
+            !store.requeue("r").await.unwrap(),
+            "a rejected upload has no files"
+        );
     }
 
     on_both!(recovery_requeues_then_fails_interrupted_submissions);
@@ -745,7 +881,7 @@ mod tests {
         all.dedup();
         assert_eq!(claimed, n, "every row claimed exactly once");
         assert_eq!(all.len(), n);
-        for s in store.list(Some("c"), 100).await.unwrap() {
+        for s in store.list(&of("c"), 100).await.unwrap() {
             assert_eq!((s.status.as_str(), s.attempts), ("running", 1), "{}", s.id);
         }
     }

@@ -164,10 +164,15 @@ pub struct ChallengeSubmitArgs {
     /// Evaluate on the official (secret) data instead of the public data.
     #[arg(long)]
     pub official: bool,
-    /// Name shown on the leaderboard.
-    #[arg(long, default_value = "anonymous")]
-    pub participant: String,
-    /// The submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
+    /// Upload to a proctor server (e.g. http://host:8080) instead of evaluating on this
+    /// machine: the submission is ranked on its leaderboard under the token's account.
+    /// Without it the run is local and private (on no leaderboard).
+    #[arg(long, env = "PROCTOR_SERVER")]
+    pub server: Option<String>,
+    /// The account's API token for --server (`proctor user token NAME` on the server).
+    #[arg(long, env = "PROCTOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The local submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,
     /// A database URL instead of the file: postgres://USER:PASSWORD@HOST/DB (or sqlite://PATH).
@@ -327,6 +332,9 @@ pub struct ServeArgs {
     /// Serve the gym only to holders of an account's token (`proctor user token`).
     #[arg(long)]
     pub require_token: bool,
+    /// The server is reached through a TLS proxy: session cookies are marked `Secure`.
+    #[arg(long, env = "PROCTOR_BEHIND_TLS")]
+    pub behind_tls: bool,
     /// The challenge submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,

@@ -29,15 +29,9 @@ fn example(path: &str) -> Vec<u8> {
 }
 
 async fn submit_py(p: &Platform<LocalBackend>, code: &str) -> Submission {
-    p.submit(
-        C500K,
-        "solution.py",
-        code.as_bytes(),
-        "tests",
-        Split::Public,
-    )
-    .await
-    .expect("submit")
+    p.submit(C500K, "solution.py", code.as_bytes(), None, Split::Public)
+        .await
+        .expect("submit")
 }
 
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -105,7 +99,7 @@ async fn baseline_and_strong_reference_on_public_500k() {
             C500K,
             "solution.py",
             &example("baseline/solution.py"),
-            "tests",
+            None,
             Split::Public,
         )
         .await
@@ -137,7 +131,7 @@ async fn baseline_and_strong_reference_on_public_500k() {
         ("solution.py", &example("strong/solution.py")),
     ]);
     let s = p
-        .submit(C500K, "strong.zip", &zip, "tests", Split::Public)
+        .submit(C500K, "strong.zip", &zip, None, Split::Public)
         .await
         .unwrap();
     assert_eq!(s.name.as_deref(), Some("nearest-class-mean"));
@@ -451,7 +445,7 @@ async fn searching_for_test_labels_or_official_data_finds_nothing() {
             C500K,
             "solution.py",
             CHEAT.as_bytes(),
-            "cheater",
+            None,
             Split::Official,
         )
         .await
@@ -511,7 +505,7 @@ async fn failures_become_statuses_with_reasons() {
             C500K,
             "evil.zip",
             &zip_of(&[("agentics.solution.json", b"{}"), ("../../x.py", b"x")]),
-            "tests",
+            None,
             Split::Public,
         )
         .await
@@ -521,7 +515,7 @@ async fn failures_become_statuses_with_reasons() {
             C500K,
             "p.zip",
             &zip_of(&[("solution.py", b"class Solution: pass\n")]),
-            "tests",
+            None,
             Split::Public,
         )
         .await
@@ -579,7 +573,17 @@ async fn failures_become_statuses_with_reasons() {
             stored.error
         );
     }
-    let listed = p.store().list(Some(C500K), 100).await.unwrap();
+    let listed = p
+        .store()
+        .list(
+            &proctor_store::Filter {
+                challenge: Some(C500K),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 6);
 }
 
@@ -593,7 +597,7 @@ async fn an_interrupted_evaluation_resumes_after_a_restart() {
                 C500K,
                 "solution.py",
                 &example("strong/solution.py"),
-                "tests",
+                None,
                 Split::Public,
             )
             .await
@@ -755,7 +759,7 @@ async fn weights_in_a_data_file_never_reach_inference() {
         ("weights.bin", &weights),
     ]);
     let s = p
-        .submit(C500K, "p.zip", &zip, "tests", Split::Public)
+        .submit(C500K, "p.zip", &zip, None, Split::Public)
         .await
         .unwrap();
     let s = p.evaluate_now(&s.id).await.unwrap();

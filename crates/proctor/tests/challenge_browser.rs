@@ -1,9 +1,10 @@
 //! The challenge platform in a real browser: headless Chromium, driven over the Chrome
-//! DevTools Protocol (a WebSocket), uploads a zip project through the challenge page's
-//! form, follows the redirect to the submission page until the worker has scored it, then
-//! checks the submission on the challenge page and as a point of the Pareto plot. A PNG
-//! screenshot of the challenge page is kept as a CI artifact in
-//! `target/ci-artifacts/challenge-page.png`.
+//! DevTools Protocol (a WebSocket), logs in (an account made with `proctor user add`),
+//! uploads a zip project through the challenge page's form, follows the redirect to the
+//! submission page until the worker has scored it, checks the submission on the
+//! challenge page, as a point of the Pareto plot and on the participant's own page
+//! (`/me`), then logs out. A PNG screenshot of the challenge page is kept as a CI
+//! artifact in `target/ci-artifacts/challenge-page.png`.
 //!
 //! Needs Debian's `chromium` (`.ci/run` installs it); fails, not skips, without it.
 
@@ -21,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHALLENGE: &str = "imagenet-pareto-200k";
 const PARTICIPANT: &str = "browser-test";
+const PASSWORD: &str = "a browser's password";
 const SOLUTION_NAME: &str = "nearest-mean-zip";
 
 /// A child process killed (with its whole process group) when dropped.
@@ -248,7 +250,9 @@ async fn upload_through_the_form_shows_on_the_page_and_in_the_pareto_plot() {
     let dir = tempfile::tempdir().unwrap();
     let zip = zip_project(dir.path());
 
-    // The platform, isolated on its own database.
+    // The platform, isolated on its own database, with one participant.
+    let db = dir.path().join("proctor.db");
+    add_user(&db);
     let port = util::free_port();
     let server_log = dir.path().join("server.log");
     let _server = spawn_grouped(
@@ -256,7 +260,7 @@ async fn upload_through_the_form_shows_on_the_page_and_in_the_pareto_plot() {
             .args(["serve", "--workers", "1", "--port"])
             .arg(port.to_string())
             .arg("--database")
-            .arg(dir.path().join("proctor.db"))
+            .arg(&db)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&server_log).unwrap()),
     );
@@ -318,9 +322,16 @@ async fn upload_through_the_form_shows_on_the_page_and_in_the_pareto_plot() {
     cdp.call("Page.enable", json!({})).await;
     cdp.call("Runtime.enable", json!({})).await;
 
-    // The challenge page, its upload form: choose the zip, name the participant, submit.
+    // Signed out, the challenge page has no upload form: log in through the form.
     let base = format!("http://127.0.0.1:{port}");
     let page_url = format!("{base}/challenges/{CHALLENGE}");
+    cdp.open(&page_url).await;
+    let form = cdp
+        .eval("document.querySelectorAll('input[type=file]').length")
+        .await
+        .unwrap();
+    assert_eq!(form, 0, "an upload form for a signed-out visitor");
+    log_in(&mut cdp, &base).await;
     cdp.open(&page_url).await;
     let doc = cdp.call("DOM.getDocument", json!({})).await;
     let input = cdp
@@ -343,13 +354,9 @@ async fn upload_through_the_form_shows_on_the_page_and_in_the_pareto_plot() {
         .await
         .unwrap();
     assert_eq!(picked, "nearest-mean.zip");
-    cdp.eval(&format!(
-        "document.querySelector('input[name=participant]').value = {}; \
-         document.querySelector('form button[type=submit]').click(); true",
-        json!(PARTICIPANT)
-    ))
-    .await
-    .unwrap();
+    cdp.eval("document.querySelector('form[enctype] button[type=submit]').click(); true")
+        .await
+        .unwrap();
 
     // The form redirects to the submission page, which refreshes itself until scored.
     let id = cdp
@@ -440,6 +447,97 @@ async fn upload_through_the_form_shows_on_the_page_and_in_the_pareto_plot() {
         "{check}"
     );
 
+    my_page_then_log_out(&mut cdp, &base, &id).await;
     let _ = cdp.try_call("Browser.close", json!({})).await;
     eprintln!("browser test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `proctor user add PARTICIPANT --password-stdin` on the test's database.
+fn add_user(db: &Path) {
+    use std::io::Write;
+    let mut child = Command::new(util::proctor_bin())
+        .args(["user", "add", PARTICIPANT, "--password-stdin", "--database"])
+        .arg(db)
+        .env_remove("PROCTOR_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Logs in through `/login`'s form; lands on `/me`.
+async fn log_in(cdp: &mut Cdp, base: &str) {
+    cdp.open(&format!("{base}/login")).await;
+    cdp.eval(&format!(
+        "document.querySelector('input[name=name]').value = {}; \
+         document.querySelector('input[name=password]').value = {}; \
+         document.querySelector('form button[type=submit]').click(); true",
+        json!(PARTICIPANT),
+        json!(PASSWORD)
+    ))
+    .await
+    .unwrap();
+    let me = cdp
+        .wait_for(
+            "document.readyState === 'complete' && location.pathname === '/me' \
+             && document.body.innerText",
+            Duration::from_secs(30),
+            "the login to land on /me",
+        )
+        .await;
+    assert!(
+        me.as_str()
+            .unwrap()
+            .contains(&format!("Signed in as {PARTICIPANT}")),
+        "{me}"
+    );
+    // The session cookie is out of the page's reach (HttpOnly).
+    let cookies = cdp.eval("document.cookie").await.unwrap();
+    assert_eq!(cookies, "", "a script can read the session cookie");
+}
+
+/// `/me` lists the submission with its status; logging out ends the session.
+async fn my_page_then_log_out(cdp: &mut Cdp, base: &str, id: &str) {
+    cdp.open(&format!("{base}/me")).await;
+    let row = cdp
+        .eval(&format!(
+            "(() => {{ const a = document.querySelector(`#my-submissions a[href='/submissions/${{{}}}']`); \
+               return a ? a.closest('tr').innerText : null; }})()",
+            json!(id)
+        ))
+        .await
+        .unwrap();
+    let row = row
+        .as_str()
+        .unwrap_or_else(|| panic!("submission {id} is not on /me"));
+    assert!(
+        row.contains(SOLUTION_NAME) && row.contains(CHALLENGE) && row.contains("scored"),
+        "{row}"
+    );
+    cdp.eval("document.querySelector('form[action=\"/logout\"] button').click(); true")
+        .await
+        .unwrap();
+    cdp.wait_for(
+        "document.readyState === 'complete' && location.pathname === '/login'",
+        Duration::from_secs(30),
+        "the logout to land on /login",
+    )
+    .await;
+    // Signed out for good: /me sends the browser back to log in.
+    cdp.call("Page.navigate", json!({ "url": format!("{base}/me") }))
+        .await;
+    cdp.wait_for(
+        "document.readyState === 'complete' && location.pathname === '/login' \
+         && location.search === '?next=/me'",
+        Duration::from_secs(30),
+        "/me to redirect to the login page",
+    )
+    .await;
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use challenge_http::{
-    assert_scored_after_restart, example, serve, upload_slow_and_kill_mid_evaluation,
+    account_token, assert_scored_after_restart, example, serve, upload_slow_and_kill_mid_evaluation,
 };
 
 use proctor_store::testing::TestPostgres;
@@ -48,7 +48,8 @@ fn cli_submits_into_postgres() {
         let out = Command::new(util::proctor_bin())
             .args(["challenge", "submit", "imagenet-pareto-200k"])
             .arg(file)
-            .args(["--participant", "pg", "--json", "--database-url", &pg.url])
+            .args(["--json", "--database-url", &pg.url])
+            .env_remove("PROCTOR_SERVER")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -69,7 +70,7 @@ fn cli_submits_into_postgres() {
     let id = v["submission_id"].as_str().unwrap();
     let r = row(&pg.url, id);
     assert_eq!(r.status, "scored");
-    assert_eq!(r.participant, "pg");
+    assert_eq!((r.participant.as_str(), r.account_id), ("local", None));
     assert_eq!(r.attempts, 1);
     // (serde_json's default float parsing may differ from the stored f64 in the last ulp.)
     assert!((r.score.unwrap() - v["score"].as_f64().unwrap()).abs() < 1e-9);
@@ -115,8 +116,9 @@ fn serve_on_postgres_survives_kill_9_mid_evaluation() {
     let pg = rt().block_on(TestPostgres::new());
     let store = ["--database-url", pg.url.as_str()];
     let port = util::free_port();
+    let token = account_token(&store, "pg-crash");
     let mut server = serve(port, &store);
-    let id = upload_slow_and_kill_mid_evaluation(port, &mut server, "pg-crash");
+    let id = upload_slow_and_kill_mid_evaluation(port, &mut server, &token);
     // Killed mid-evaluation: Postgres still says running, owned by a dead process.
     let r = row(&pg.url, &id);
     assert_eq!((r.status.as_str(), r.attempts), ("running", 1));

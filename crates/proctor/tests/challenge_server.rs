@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use challenge_http::{
-    assert_scored_after_restart, example, serve, upload_slow_and_kill_mid_evaluation,
+    account_token, assert_scored_after_restart, example, serve, upload_slow_and_kill_mid_evaluation,
 };
 
 use serde_json::Value;
@@ -44,8 +44,9 @@ fn cli_lists_and_submits_with_the_json_contract() {
         let out = Command::new(util::proctor_bin())
             .args(["challenge", "submit", "imagenet-pareto-200k"])
             .arg(file)
-            .args(["--participant", "cli", "--json", "--database"])
+            .args(["--json", "--database"])
             .arg(&db_path)
+            .env_remove("PROCTOR_SERVER")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -79,6 +80,22 @@ fn cli_lists_and_submits_with_the_json_contract() {
     assert!(v["accuracy"].as_f64().unwrap() >= 0.98);
     let bad = db.path().join("bad.zip");
     std::fs::write(&bad, b"not a zip").unwrap();
+    // Local runs are private: no account, on no leaderboard.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = proctor_store::Store::open(&db_path).await.unwrap();
+        let row = store
+            .get(v["submission_id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.participant.as_str(), row.account_id), ("local", None));
+        let board = store.leaderboard("imagenet-pareto-200k", false, 10);
+        assert!(board.await.unwrap().is_empty());
+    });
     let (code, v) = submit(&bad);
     assert_eq!(code, Some(1));
     assert_eq!(v["status"], "rejected");
@@ -94,10 +111,45 @@ fn kill_9_mid_evaluation_then_restart_ends_with_a_real_status() {
     let db = dir.path().join("proctor.db");
     let store = [OsStr::new("--database"), db.as_os_str()];
     let port = util::free_port();
+    let token = account_token(&store, "crash");
     let mut server = serve(port, &store);
-    let id = upload_slow_and_kill_mid_evaluation(port, &mut server, "crash");
+    let id = upload_slow_and_kill_mid_evaluation(port, &mut server, &token);
     let mut server = serve(port, &store);
     assert_scored_after_restart(port, &id, "crash");
+
+    // `proctor challenge submit --server`: the same JSON contract, under the account.
+    let server_url = format!("http://127.0.0.1:{port}");
+    let remote = |token: Option<&str>| {
+        let mut cmd = Command::new(util::proctor_bin());
+        cmd.args(["challenge", "submit", "imagenet-pareto-200k"])
+            .arg(example("strong/solution.py"))
+            .args(["--json", "--server", &server_url])
+            .env_remove("PROCTOR_TOKEN");
+        if let Some(t) = token {
+            cmd.env("PROCTOR_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    // (With --json, an error is the one JSON object on stdout.)
+    let out = remote(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("--server needs an account token"), "{err}");
+    let out = remote(Some("pct_forged"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    let out = remote(Some(&token));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        (out.status.code(), v["status"].as_str()),
+        (Some(0), Some("scored")),
+        "{v}"
+    );
+    assert_eq!(v["params"], 49_280);
+    let (_, me) = challenge_http::http_as(port, Some(&token), "GET", "/api/me", "text/plain", b"");
+    assert!(me.contains(v["submission_id"].as_str().unwrap()), "{me}");
     server.kill().unwrap();
     server.wait().unwrap();
 }

@@ -1,9 +1,11 @@
-//! `proctor challenge list|submit`: the challenge platform from the command line.
+//! `proctor challenge list|submit`: the challenge platform from the command line. A
+//! submission is evaluated here (private: no account, on no leaderboard), or uploaded to
+//! a server with `--server URL --token TOKEN` and ranked there under the token's account.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use proctor_challenge::{Catalog, Platform, PlatformConfig, Split};
 
 use crate::cli::{ChallengeCommand, ChallengeListArgs, ChallengeSubmitArgs};
@@ -54,39 +56,17 @@ fn submit(args: ChallengeSubmitArgs) -> Result<ExitCode> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "upload".into());
-    // Fail early (before provisioning anything) on an unknown challenge.
-    Catalog::builtin().get(&args.challenge)?;
     let split = if args.official {
         Split::Official
     } else {
         Split::Public
     };
-    let view = super::tokio()?.block_on(async {
-        let backend = super::backend(args.sandbox.no_sandbox).await?;
-        let mut config = PlatformConfig::new(backend.config().home.clone());
-        if let Some(db) = &args.database {
-            config.database = db.clone();
-        }
-        // A database URL (Postgres, or an SQLite URL) takes precedence over the path.
-        if let Some(url) = &args.database_url {
-            config.database_url = Some(url.clone());
-        }
-        let platform = Platform::open(backend, config).await?;
-        let submitted = platform
-            .submit(
-                &args.challenge,
-                &file_name,
-                &bytes,
-                &args.participant,
-                split,
-            )
-            .await?;
-        if !args.json {
-            eprintln!("[proctor] submission {} {}", submitted.id, submitted.status);
-        }
-        let done = platform.evaluate_now(&submitted.id).await?;
-        anyhow::Ok(platform.view(&done))
-    })?;
+    let view = match &args.server {
+        Some(server) => super::tokio()?.block_on(remote(server, &args, &file_name, bytes))?,
+        None => super::tokio()?.block_on(local(&args, &file_name, &bytes, split))?,
+    };
+    let view: proctor_challenge::SubmissionView =
+        serde_json::from_value(view).context("the server's answer is not a submission")?;
     if args.json {
         super::print_json(&serde_json::json!({
             "submission_id": view.submission_id,
@@ -138,4 +118,98 @@ fn submit(args: ChallengeSubmitArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Evaluates here, in the local database, without an account: private, on no leaderboard.
+async fn local(
+    args: &ChallengeSubmitArgs,
+    file_name: &str,
+    bytes: &[u8],
+    split: Split,
+) -> Result<serde_json::Value> {
+    // Fail early (before provisioning anything) on an unknown challenge.
+    Catalog::builtin().get(&args.challenge)?;
+    let backend = super::backend(args.sandbox.no_sandbox).await?;
+    let mut config = PlatformConfig::new(backend.config().home.clone());
+    if let Some(db) = &args.database {
+        config.database = db.clone();
+    }
+    // A database URL (Postgres, or an SQLite URL) takes precedence over the path.
+    if let Some(url) = &args.database_url {
+        config.database_url = Some(url.clone());
+    }
+    let platform = Platform::open(backend, config).await?;
+    let submitted = platform
+        .submit(&args.challenge, file_name, bytes, None, split)
+        .await?;
+    if !args.json {
+        eprintln!("[proctor] submission {} {}", submitted.id, submitted.status);
+    }
+    let done = platform.evaluate_now(&submitted.id).await?;
+    Ok(serde_json::to_value(platform.view(&done))?)
+}
+
+/// Uploads to `server` with the account's token and waits until the submission is final.
+async fn remote(
+    server: &str,
+    args: &ChallengeSubmitArgs,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> Result<serde_json::Value> {
+    let Some(token) = &args.token else {
+        bail!("--server needs an account token: pass --token or set PROCTOR_TOKEN (an operator creates one with `proctor user token NAME` on the server)");
+    };
+    let base = server.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_string()),
+        )
+        .text("official", args.official.to_string());
+    let url = format!("{base}/api/challenges/{}/submissions", args.challenge);
+    let resp = client
+        .post(&url)
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+        return Ok(body); // rejected, with the reason
+    }
+    if !status.is_success() {
+        bail!(
+            "{url}: {status}: {}",
+            body["error"].as_str().unwrap_or("no message")
+        );
+    }
+    let id = body["submission_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !args.json {
+        eprintln!(
+            "[proctor] submission {id} {}",
+            body["status"].as_str().unwrap_or("")
+        );
+    }
+    let url = format!("{base}/api/submissions/{id}");
+    loop {
+        let resp = client.get(&url).bearer_auth(token).send().await?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "{url}: {status}: {}",
+                v["error"].as_str().unwrap_or("no message")
+            );
+        }
+        if !matches!(v["status"].as_str(), Some("queued" | "running")) {
+            return Ok(v);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -23,10 +23,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         if let Some(url) = &args.database_url {
             config.database_url = Some(url.clone());
         }
+        config.secure_cookies = args.behind_tls;
         let platform = proctor_challenge::Platform::open(backend.clone(), config).await?;
         platform.start_workers(args.workers);
         let access = proctor_gym::episode::Access {
-            accounts: Some(proctor_accounts::Accounts::new(platform.store().clone())),
+            accounts: Some(platform.accounts().clone()),
             require_token: args.require_token,
         };
         let state = proctor_server::AppState::new(backend).with_access(access);

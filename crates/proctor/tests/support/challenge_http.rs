@@ -1,5 +1,6 @@
 //! Shared by the challenge tests that drive `proctor serve` over HTTP: starting the server
-//! on a given store, raw HTTP calls, and the kill -9 scenario's upload and wait.
+//! on a given store, an account's token, raw HTTP calls, and the kill -9 scenario's
+//! upload and wait.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -19,10 +20,23 @@ pub fn example(path: &str) -> PathBuf {
 
 /// One HTTP/1.1 request; returns the status code and the body.
 pub fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    http_as(port, None, method, path, content_type, body)
+}
+
+/// [`http`] with an account's token (`Authorization: Bearer`).
+pub fn http_as(
+    port: u16,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -37,6 +51,28 @@ pub fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]
         .unwrap_or("")
         .to_string();
     (code, body)
+}
+
+/// A participant `name` in the store (`--database PATH` or `--database-url URL`), created
+/// with `proctor user add`, and an API token for it (`proctor user token`).
+pub fn account_token<S: AsRef<OsStr>>(store: &[S], name: &str) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::util::proctor_bin())
+            .args(args)
+            .args(store)
+            .env_remove("PROCTOR_DATABASE_URL")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "proctor {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    run(&["user", "add", name]);
+    run(&["user", "token", name])
 }
 
 /// `proctor serve` with one worker on `port`; `store` chooses the database
@@ -74,23 +110,20 @@ pub fn submission(port: u16, id: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-/// Uploads the strong reference slowed down by 4 s as `participant`, waits until it
-/// trains, then kills the server with SIGKILL. Returns the submission id.
-pub fn upload_slow_and_kill_mid_evaluation(
-    port: u16,
-    server: &mut Child,
-    participant: &str,
-) -> String {
+/// Uploads the strong reference slowed down by 4 s with an account's `token`, waits
+/// until it trains, then kills the server with SIGKILL. Returns the submission id.
+pub fn upload_slow_and_kill_mid_evaluation(port: u16, server: &mut Child, token: &str) -> String {
     let code = std::fs::read_to_string(example("strong/solution.py")).unwrap().replace(
         "    def solve(self, train_loader, val_loader, metadata: dict = None):\n",
         "    def solve(self, train_loader, val_loader, metadata: dict = None):\n        import time\n        time.sleep(4)\n",
     );
     let boundary = "XproctorX";
     let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"participant\"\r\n\r\n{participant}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"solution.py\"\r\n\r\n{code}\r\n--{boundary}--\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"solution.py\"\r\n\r\n{code}\r\n--{boundary}--\r\n"
     );
-    let (status, resp) = http(
+    let (status, resp) = http_as(
         port,
+        Some(token),
         "POST",
         "/api/challenges/imagenet-pareto-500k/submissions",
         &format!("multipart/form-data; boundary={boundary}"),
@@ -113,7 +146,8 @@ pub fn upload_slow_and_kill_mid_evaluation(
 }
 
 /// Waits until the submission leaves `queued`/`running`; asserts it was scored on its
-/// second attempt, and that the challenge page shows `participant` on the frontier.
+/// second attempt, and that the challenge page shows the account `participant` on the
+/// frontier.
 pub fn assert_scored_after_restart(port: u16, id: &str, participant: &str) -> Value {
     let start = Instant::now();
     let done = loop {
