@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_secure_only_behind_tls() {
+        for (cookie, secure) in [
+            (session_cookie("pcs_s", false), false),
+            (session_cookie("pcs_s", true), true),
+            (clear_cookie(true), true),
+        ] {
+            assert!(
+                cookie.contains("HttpOnly; SameSite=Strict; Path=/"),
+                "{cookie}"
+            );
+            assert_eq!(cookie.ends_with("; Secure"), secure, "{cookie}");
+        }
+    }
+
+    #[test]
     fn csrf_is_required_for_cookie_sessions_only() {
         let session = Caller {
             account: None,

@@ -314,6 +314,13 @@ impl Accounts {
         Ok(Some(Account::of(&user)))
     }
 
+    /// Whether the API token or session whose digest is `token_hash` is still live (not
+    /// revoked, not expired): what a credential issued under it (an episode token)
+    /// depends on.
+    pub async fn digest_live(&self, token_hash: &str) -> Result<bool, AccountError> {
+        Ok(self.store.live_token(token_hash).await?.is_some())
+    }
+
     /// Signs in with a password from `client` (an address): a new session, or
     /// [`AccountError::BadLogin`] / [`AccountError::Throttled`].
     pub async fn login(

@@ -559,16 +559,20 @@ pub struct Access {
 struct Owner {
     token_hash: String,
     account: Option<String>,
+    /// The digest of the account credential the episode was started with: its episode
+    /// token stops opening it once that credential is revoked.
+    issued_under: Option<String>,
 }
 
 impl Owner {
-    fn permits(&self, caller: &Caller) -> bool {
-        let by_token = caller
+    fn by_account(&self, caller: &Caller) -> bool {
+        matches!((&self.account, &caller.account), (Some(mine), Some(a)) if *mine == a.id)
+    }
+
+    fn by_token(&self, caller: &Caller) -> bool {
+        caller
             .episode_token()
-            .is_some_and(|t| secret::matches(t, &self.token_hash));
-        let by_account =
-            matches!((&self.account, &caller.account), (Some(mine), Some(a)) if *mine == a.id);
-        by_token || by_account
+            .is_some_and(|t| secret::matches(t, &self.token_hash))
     }
 }
 
@@ -706,6 +710,11 @@ impl Gym {
         let owner = Owner {
             token_hash: secret::digest(&token),
             account: caller.account.as_ref().map(|a| a.id.clone()),
+            issued_under: caller
+                .account
+                .as_ref()
+                .and(caller.credential.as_ref())
+                .map(|c| secret::digest(c.secret())),
         };
         self.episodes.lock().await.insert(
             id.clone(),
@@ -722,6 +731,21 @@ impl Gym {
         ))
     }
 
+    /// Whether `caller` may open an episode of `owner`: its account, or its episode
+    /// token while the account credential it was issued under is live (one lookup).
+    async fn permits(&self, owner: &Owner, caller: &Caller) -> bool {
+        if owner.by_account(caller) {
+            return true;
+        }
+        if !owner.by_token(caller) {
+            return false;
+        }
+        match (&owner.issued_under, &self.access.accounts) {
+            (Some(digest), Some(accounts)) => accounts.digest_live(digest).await.unwrap_or(false),
+            _ => true,
+        }
+    }
+
     /// An episode `caller` owns. Someone else's episode is answered exactly like one
     /// that does not exist, so ids cannot be probed.
     async fn get(
@@ -729,13 +753,11 @@ impl Gym {
         id: &str,
         caller: &Caller,
     ) -> Result<Arc<tokio::sync::Mutex<Episode>>, GymError> {
-        self.episodes
-            .lock()
-            .await
-            .get(id)
-            .filter(|(owner, _)| owner.permits(caller))
-            .map(|(_, ep)| ep.clone())
-            .ok_or_else(|| GymError::Episode(format!("no episode {id:?} of yours: it ended, was freed after being idle, never existed, or needs its episode token (Authorization: Bearer pce_...); call reset")))
+        let slot = self.episodes.lock().await.get(id).cloned();
+        match slot {
+            Some((owner, ep)) if self.permits(&owner, caller).await => Ok(ep),
+            _ => Err(GymError::Episode(format!("no episode {id:?} of yours: it ended, was freed after being idle, never existed, or needs its episode token (Authorization: Bearer pce_...); call reset"))),
+        }
     }
 
     /// Applies an action to an episode `caller` owns.
@@ -774,16 +796,12 @@ impl Gym {
 
     /// `(id, task, turns, done, reward)` of the kept episodes `caller` owns (for the web UI).
     pub async fn list(&self, caller: &Caller) -> Vec<(String, String, u32, bool, Option<f64>)> {
-        let episodes: Vec<_> = self
-            .episodes
-            .lock()
-            .await
-            .values()
-            .filter(|(owner, _)| owner.permits(caller))
-            .map(|(_, ep)| ep.clone())
-            .collect();
+        let slots: Vec<Slot> = self.episodes.lock().await.values().cloned().collect();
         let mut out = Vec::new();
-        for ep in episodes {
+        for (owner, ep) in slots {
+            if !self.permits(&owner, caller).await {
+                continue;
+            }
             if let Ok(e) = ep.try_lock() {
                 out.push((
                     e.id.clone(),

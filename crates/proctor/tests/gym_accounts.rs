@@ -1,7 +1,8 @@
 //! Who may act in the gym: on a gym that requires tokens, a second account cannot step,
 //! read, grade or view the first account's episode over HTTP, MCP or the pages; a
 //! WebSocket signs in with basic auth (what OpenEnv clients send for
-//! `http://token:TOKEN@host`) and is closed when its token is revoked.
+//! `http://token:TOKEN@host`) and is closed when its token is revoked; the episode
+//! tokens handed out under a revoked token stop working with it.
 
 mod util;
 
@@ -224,13 +225,18 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
         http(port, "POST", "/step", Some(&alice), &snippet).await.0,
         401
     );
-    // The episode token still opens its own episode (it was handed out by a live account).
-    assert_eq!(
-        http(port, "GET", &state, Some(&episode_token), &Value::Null)
-            .await
-            .0,
-        200
-    );
+    // Its episode token dies with it: it was issued under the revoked token.
+    let (code, body) = http(port, "GET", &state, Some(&episode_token), &Value::Null).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("no episode"), "{body}");
+    let r = mcp_call(
+        port,
+        Some(&episode_token),
+        "execute_snippet",
+        json!({"episode_id": eid, "code": "1"}),
+    )
+    .await;
+    assert_eq!(r["isError"], true, "{r}");
     let unauthenticated = format!("ws://127.0.0.1:{port}/ws");
     assert!(tokio_tungstenite::connect_async(unauthenticated)
         .await
