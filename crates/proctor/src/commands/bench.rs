@@ -361,15 +361,79 @@ pub(super) mod gym {
         }
     }
 
-    async fn connect(base: &str) -> Result<Ws> {
-        Ok(tokio_tungstenite::connect_async(format!("{base}/ws"))
-            .await?
-            .0)
+    async fn connect(base: &str, token: Option<&str>) -> Result<Ws> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("{base}/ws").into_client_request()?;
+        if let Some(t) = token {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse()?);
+        }
+        Ok(tokio_tungstenite::connect_async(request).await?.0)
+    }
+
+    /// `n` snippet calls on a fresh episode (reset again if one ends); their times in ms.
+    async fn tool_calls(ws: &mut Ws, n: usize) -> Result<Vec<f64>> {
+        let reset = json!({"type": "reset", "data": {"task_id": "task1"}});
+        call(ws, reset.clone()).await?;
+        let mut calls = Vec::new();
+        for i in 0..n {
+            let start = Instant::now();
+            let r = call(ws, json!({"type": "step", "data": {"action_type": "execute_snippet", "code": format!("{i} + 1")}})).await?;
+            calls.push(start.elapsed().as_secs_f64() * 1000.0);
+            if r["data"]["done"] == true {
+                call(ws, reset.clone()).await?;
+            }
+        }
+        Ok(calls)
+    }
+
+    /// Tool calls on a gym that requires an account's token (the WebSocket checks it
+    /// again at every message: one SQLite lookup by digest), and one check alone.
+    async fn token_figures(backend: &LocalBackend, n: usize) -> Result<Vec<(&'static str, f64)>> {
+        use proctor_accounts::{Accounts, Role};
+        let dir =
+            std::env::temp_dir().join(format!("proctor-bench-accounts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = proctor_store::Store::open(&dir.join("proctor.db")).await?;
+        let accounts = Accounts::new(store);
+        accounts.add_user("bench", Role::Participant, None).await?;
+        let token = accounts.create_token("bench", "bench").await?;
+        let access = proctor_gym::episode::Access {
+            accounts: Some(accounts.clone()),
+            require_token: true,
+        };
+        let gym = Gym::with_access(backend.clone(), 4, EpisodeConfig::default(), access);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("ws://{}", listener.local_addr()?);
+        let server = tokio::spawn(proctor_server::serve_router(
+            listener,
+            proctor_gym::server::router(gym),
+            std::future::pending(),
+        ));
+        let mut ws = connect(&base, Some(&token)).await?;
+        let mut calls = tool_calls(&mut ws, n).await?;
+        drop(ws);
+        server.abort();
+        let mut checks = Vec::new();
+        for _ in 0..n.max(200) {
+            let start = Instant::now();
+            if accounts.authenticate(&token).await?.is_none() {
+                bail!("the bench token did not authenticate");
+            }
+            checks.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(vec![
+            ("gym_tool_call_ms_p50_with_token", p(&mut calls, 0.5)),
+            ("gym_token_check_ms_p50", p(&mut checks, 0.5)),
+            ("gym_token_check_ms_p99", p(&mut checks, 0.99)),
+        ])
     }
 
     /// One full episode: reset, three tools, submit the reference fix.
     async fn episode(base: String, fixed: &'static str) -> Result<f64> {
-        let mut ws = connect(&base).await?;
+        let mut ws = connect(&base, None).await?;
         call(
             &mut ws,
             json!({"type": "reset", "data": {"task_id": "task1"}}),
@@ -402,26 +466,10 @@ pub(super) mod gym {
         let task = proctor_gym::task::find("task1")?;
         let fixed: &'static str = task.file("fixed.py").context("task1 has no fixed.py")?;
 
-        let mut ws = connect(&base).await?;
-        call(
-            &mut ws,
-            json!({"type": "reset", "data": {"task_id": "task1"}}),
-        )
-        .await?;
-        let mut calls = Vec::new();
-        for i in 0..reps.max(20) * 2 {
-            let start = Instant::now();
-            let r = call(&mut ws, json!({"type": "step", "data": {"action_type": "execute_snippet", "code": format!("{i} + 1")}})).await?;
-            calls.push(start.elapsed().as_secs_f64() * 1000.0);
-            if r["data"]["done"] == true {
-                call(
-                    &mut ws,
-                    json!({"type": "reset", "data": {"task_id": "task1"}}),
-                )
-                .await?;
-            }
-        }
+        let mut ws = connect(&base, None).await?;
+        let mut calls = tool_calls(&mut ws, reps.max(20) * 2).await?;
         drop(ws);
+        let with_token = token_figures(backend, reps.max(20) * 2).await?;
 
         let start = Instant::now();
         let report = proctor_gym::grade::grade(backend, &task, fixed).await?;
@@ -460,14 +508,18 @@ pub(super) mod gym {
         let minutes = start.elapsed().as_secs_f64() / 60.0;
         server.abort();
         let mut sorted = calls.clone();
-        Ok(vec![
+        let mut out = vec![
             ("gym_tool_call_ms_p50", p(&mut calls, 0.5)),
             ("gym_tool_call_ms_p99", p(&mut sorted, 0.99)),
+        ];
+        out.extend(with_token);
+        out.extend([
             ("gym_grade_ms", grade_ms),
             ("gym_bare_python_ms", bare_ms),
             ("gym_grade_vs_bare_ratio", grade_ms / bare_ms),
             ("gym_episodes_per_min_8x", 8.0 / minutes),
-        ])
+        ]);
+        Ok(out)
     }
 
     fn tempfile_dir() -> Result<std::path::PathBuf> {
