@@ -11,7 +11,6 @@ import importlib
 import json
 import os
 import sys
-import traceback
 
 INPUTS = os.path.join("..", "inputs")
 
@@ -42,11 +41,12 @@ def main():
     # After the harness folder: the exported pickle names proctor_export's loaders for
     # classes defined in solve(), which the participant's files must not shadow.
     sys.path.insert(1, os.path.abspath(os.path.join(INPUTS, "code")))
+    import proctor_errors
     try:
         importlib.import_module(job["entrypoint"][:-3].replace("/", "."))
         model = torch.load(os.path.join(INPUTS, "model.pt"), weights_only=False)
     except BaseException:
-        _fail("load", "the exported model cannot be loaded back:\n" + traceback.format_exc())
+        _fail("load", "the exported model cannot be loaded back:\n" + proctor_errors.participant_traceback())
     predictions = []
     try:
         model.eval()
@@ -57,7 +57,7 @@ def main():
                     outputs = outputs.unsqueeze(0)
                 predictions.extend(int(p) for p in outputs.argmax(dim=1).tolist())
     except BaseException:
-        _fail("forward", "the model failed on the test inputs:\n" + traceback.format_exc())
+        _fail("forward", "the model failed on the test inputs:\n" + proctor_errors.participant_traceback())
     with open("predictions.json", "w") as f:
         json.dump({"predictions": predictions}, f)
 

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import time
-import traceback
 
 INPUTS = os.path.join("..", "inputs")
 
@@ -53,6 +52,7 @@ def main():
 
     code = os.path.abspath(os.path.join(INPUTS, "code"))
     sys.path.insert(1, code)
+    import proctor_errors
     import proctor_export
     try:
         module = importlib.import_module(module_name(job["entrypoint"]))
@@ -61,7 +61,7 @@ def main():
             raise AttributeError(f"{job['class']} class not found in {job['entrypoint']}")
         solution = cls()
     except BaseException:
-        _fail("import", traceback.format_exc())
+        _fail("import", proctor_errors.participant_traceback())
 
     torch.manual_seed(2025)
     np.random.seed(2025)
@@ -69,17 +69,18 @@ def main():
     try:
         model = solution.solve(train_loader, val_loader, metadata)
     except BaseException:
-        _fail("solve", traceback.format_exc())
-    solve_s = time.time() - start
+        _fail("solve", proctor_errors.participant_traceback())
+    # Recorded as soon as solve() returned, whatever happens to its result next.
+    with open("train_result.json", "w") as f:
+        json.dump({"solve_s": time.time() - start}, f)
     if not isinstance(model, torch.nn.Module):
         _fail("type", f"TypeError: solution.solve() must return an instance of torch.nn.Module, got {type(model).__name__}")
     try:
         model.to("cpu")
         proctor_export.save(model, "model.pt")
     except BaseException:
-        _fail("export", "the returned module cannot be saved with torch.save:\n" + traceback.format_exc())
-    with open("train_result.json", "w") as f:
-        json.dump({"solve_s": solve_s}, f)
+        _fail("export", "the module solve() returned cannot be saved with torch.save:\n"
+              + proctor_errors.participant_traceback())
 
 
 if __name__ == "__main__":

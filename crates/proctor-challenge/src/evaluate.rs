@@ -20,6 +20,8 @@ const INFER: &str = include_str!("../../../python/proctor_harness/challenge_infe
 const EXPORT: &str = include_str!("../../../python/proctor_harness/challenge_export.py");
 /// The declared CPU profile, applied in both sandboxes as `proctor_cpu`.
 const CPU: &str = include_str!("../../../python/proctor_harness/challenge_cpu.py");
+/// Tracebacks without proctor's frames, in both sandboxes as `proctor_errors`.
+const ERRORS: &str = include_str!("../../../python/proctor_harness/challenge_errors.py");
 
 /// How a submission ended (or where it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -228,6 +230,7 @@ async fn run<B: Backend>(
         ("challenge_infer.py", INFER),
         ("harness/proctor_export.py", EXPORT),
         ("harness/proctor_cpu.py", CPU),
+        ("harness/proctor_errors.py", ERRORS),
     ] {
         std::fs::write(inputs.join(name), text).map_err(|e| io(&inputs, e))?;
     }
@@ -308,13 +311,18 @@ async fn run<B: Backend>(
     ev.params_trainable = Some(count.params_trainable);
     ev.count = Some(count.clone());
     proctor_engine::remove_tree_blocking(train_dir.clone()).await;
-    if count.params > challenge.param_limit {
-        ev.status = Outcome::OverBudget;
-        ev.score = Some(0.0);
-        ev.error = Some(format!(
+    let over_budget = (count.params > challenge.param_limit).then(|| {
+        format!(
             "the model stores {} parameters, over the limit of {} ({})",
             count.params, challenge.param_limit, count.note
-        ));
+        )
+    });
+    // On the public split an over-budget model is still evaluated, so that its author
+    // sees its accuracy; it scores 0 and is not ranked.
+    if let (Some(reason), Split::Official) = (&over_budget, split) {
+        ev.status = Outcome::OverBudget;
+        ev.score = Some(0.0);
+        ev.error = Some(reason.clone());
         return Ok(ev);
     }
 
@@ -377,6 +385,14 @@ async fn run<B: Backend>(
                     .into(),
             );
         }
+        if let Some(reason) = over_budget {
+            ev.status = Outcome::OverBudget;
+            ev.score = Some(0.0);
+            ev.error = Some(format!(
+                "{reason}; inference failed as well: {}",
+                ev.error.unwrap_or_default()
+            ));
+        }
         return Ok(ev);
     }
 
@@ -401,9 +417,20 @@ async fn run<B: Backend>(
         .filter(|(p, y)| p == y)
         .count();
     let accuracy = correct as f64 / data.test_labels.len() as f64;
-    ev.status = Outcome::Scored;
     ev.accuracy = Some(accuracy);
-    ev.score = Some(challenge.score(accuracy));
+    match over_budget {
+        Some(reason) => {
+            ev.status = Outcome::OverBudget;
+            ev.score = Some(0.0);
+            ev.error = Some(format!(
+                "{reason}; its accuracy ({accuracy:.4}) is shown for information: score 0, not ranked"
+            ));
+        }
+        None => {
+            ev.status = Outcome::Scored;
+            ev.score = Some(challenge.score(accuracy));
+        }
+    }
     Ok(ev)
 }
 

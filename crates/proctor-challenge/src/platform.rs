@@ -94,6 +94,8 @@ pub struct SubmissionView {
     pub solve_s: Option<f64>,
     /// Evaluation time outside `solve()`.
     pub overhead_s: Option<f64>,
+    /// Wall time of the whole evaluation.
+    pub total_s: Option<f64>,
     /// Output of the runs.
     #[serde(default)]
     pub logs: String,
@@ -295,6 +297,7 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                 .and_then(|r| r.count.as_ref().map(|c| c.note.clone())),
             solve_s: result.as_ref().and_then(|r| r.solve_s),
             overhead_s: result.as_ref().and_then(|r| r.overhead_s),
+            total_s: result.as_ref().map(|r| r.total_s),
             logs: s.logs.clone(),
         }
     }

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::data::Split;
 use crate::definition::Challenge;
+use crate::evaluate::Outcome;
 use crate::pareto::{self, escape};
 use crate::participants::{self, visible};
 use crate::platform::Platform;
@@ -187,12 +188,18 @@ async fn api_leaderboard<B: Backend + Clone + Send + Sync + 'static>(
         .store()
         .leaderboard(&c.id, q.official, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
+    let mut ranked = 0;
     let entries: Vec<_> = rows
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
             let mut v = serde_json::to_value(p.view(s)).unwrap_or_default();
-            v["rank"] = json!(i + 1);
+            // Over-budget entries show their accuracy but take no rank.
+            v["rank"] = if s.status == Outcome::OverBudget.as_str() {
+                serde_json::Value::Null
+            } else {
+                ranked += 1;
+                json!(ranked)
+            };
             v.as_object_mut().map(|o| o.remove("logs"));
             v
         })
@@ -402,10 +409,15 @@ fn submission_rows(rows: &[Submission], rank: bool) -> String {
         s.push_str("<th>#</th>");
     }
     s.push_str("<th>participant</th><th>name</th><th>status</th><th>score</th><th>accuracy</th><th>params</th><th>trainable</th><th>data</th></tr>");
-    for (i, r) in rows.iter().enumerate() {
+    let mut ranked = 0;
+    for r in rows {
         s.push_str("<tr>");
-        if rank {
-            s.push_str(&format!("<td>{}</td>", i + 1));
+        // Over-budget rows show their accuracy but take no rank.
+        if rank && r.status == Outcome::OverBudget.as_str() {
+            s.push_str("<td title=\"over the parameter limit: not ranked\">-</td>");
+        } else if rank {
+            ranked += 1;
+            s.push_str(&format!("<td>{ranked}</td>"));
         }
         s.push_str(&format!(
             "<td><a href=\"/submissions/{id}\">{}</a></td><td>{}</td><td class=\"status-{st}\">{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

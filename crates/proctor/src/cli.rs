@@ -145,6 +145,12 @@ pub enum ChallengeCommand {
     /// List the hosted challenges.
     List(ChallengeListArgs),
     /// Submit a zip project (or a bare solution.py) and evaluate it now.
+    #[command(
+        after_help = "Exit codes: 0 scored, 3 over_budget (more parameters than the limit), \
+4 error (your solve() or model raised, or its output was malformed), 5 timeout, 6 oom (memory \
+limit), 7 rejected (invalid upload or an artifact that cannot be counted), 2 proctor itself \
+failed (bad arguments, no runtime)."
+    )]
     Submit(ChallengeSubmitArgs),
 }
 

@@ -78,6 +78,19 @@ fn cli_lists_and_submits_with_the_json_contract() {
     assert_eq!(v["oracle_accuracy"], 1.0);
     assert_eq!(v["params"], 49_280);
     assert!(v["accuracy"].as_f64().unwrap() >= 0.98);
+    assert!(v["total_s"].as_f64().unwrap() > 0.0, "{v}");
+    // One exit code per outcome: over budget is 3 (with its accuracy, unranked) ...
+    let over = db.path().join("over.py");
+    std::fs::write(
+        &over,
+        "import torch.nn as nn\nclass Solution:\n    def solve(self, a, b, m):\n        return nn.Linear(384, 1024)\n",
+    )
+    .unwrap();
+    let (code, v) = submit(&over);
+    assert_eq!(code, Some(3), "{v}");
+    assert_eq!(v["status"], "over_budget");
+    assert!(v["accuracy"].is_number(), "{v}");
+    // ... a rejected upload 7.
     let bad = db.path().join("bad.zip");
     std::fs::write(&bad, b"not a zip").unwrap();
     // Local runs are private: no account, on no leaderboard.
@@ -97,7 +110,7 @@ fn cli_lists_and_submits_with_the_json_contract() {
         assert!(board.await.unwrap().is_empty());
     });
     let (code, v) = submit(&bad);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(7));
     assert_eq!(v["status"], "rejected");
     assert!(v["error"]
         .as_str()

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use proctor_challenge::evaluate::Outcome;
 use proctor_challenge::{Catalog, Platform, PlatformConfig, Split};
 
 use crate::cli::{ChallengeCommand, ChallengeListArgs, ChallengeSubmitArgs};
@@ -82,6 +83,7 @@ fn submit(args: ChallengeSubmitArgs) -> Result<ExitCode> {
             "params_note": view.params_note,
             "solve_s": view.solve_s,
             "overhead_s": view.overhead_s,
+            "total_s": view.total_s,
         }))?;
     } else {
         let mut out = std::io::stdout().lock();
@@ -109,15 +111,45 @@ fn submit(args: ChallengeSubmitArgs) -> Result<ExitCode> {
         if let Some(note) = &view.params_note {
             writeln!(out, "          {note}")?;
         }
+        if let Some(total) = view.total_s {
+            let solve = view
+                .solve_s
+                .map_or(String::new(), |s| format!(", solve() {s:.1} s"));
+            writeln!(out, "time      {total:.1} s{solve}")?;
+        }
         if let Some(error) = &view.error {
             writeln!(out, "error     {error}")?;
         }
     }
-    Ok(if view.status == "scored" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(exit_code(&view.status)))
+}
+
+/// One exit code per outcome (documented in `proctor challenge submit --help`); 2 is
+/// reserved for proctor's own failures.
+fn exit_code(status: &str) -> u8 {
+    match Outcome::parse(status) {
+        Some(Outcome::Scored) => 0,
+        Some(Outcome::OverBudget) => 3,
+        Some(Outcome::Error) => 4,
+        Some(Outcome::Timeout) => 5,
+        Some(Outcome::Oom) => 6,
+        Some(Outcome::Rejected) => 7,
+        Some(Outcome::Queued | Outcome::Running) | None => 2,
+    }
+}
+
+/// Elapsed time on stderr while an evaluation runs (training can take minutes).
+async fn progress() {
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        eprintln!(
+            "[proctor] still evaluating: {:.0} s elapsed",
+            start.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Evaluates here, in the local database, without an account: private, on no leaderboard.
@@ -142,11 +174,19 @@ async fn local(
     let submitted = platform
         .submit(&args.challenge, file_name, bytes, None, split)
         .await?;
-    if !args.json {
-        eprintln!("[proctor] submission {} {}", submitted.id, submitted.status);
+    let progress = (!args.json).then(|| {
+        eprintln!(
+            "[proctor] submission {}: evaluating on the {} data",
+            submitted.id,
+            if args.official { "official" } else { "public" }
+        );
+        tokio::spawn(progress())
+    });
+    let done = platform.evaluate_now(&submitted.id).await;
+    if let Some(task) = progress {
+        task.abort();
     }
-    let done = platform.evaluate_now(&submitted.id).await?;
-    Ok(serde_json::to_value(platform.view(&done))?)
+    Ok(serde_json::to_value(platform.view(&done?))?)
 }
 
 /// Uploads to `server` with the account's token and waits until the submission is final.
