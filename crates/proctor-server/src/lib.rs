@@ -73,6 +73,9 @@ impl From<proctor_core::JobError> for AppError {
 
 pub use axum::Router;
 
+pub mod limits;
+pub use limits::{serve_with_limits, ServerLimits};
+
 /// All routes of the platform; the debug gym is nested under `/gym`.
 pub fn router(state: AppState) -> Router {
     let gym = proctor_gym::episode::Gym::with_access(
@@ -121,15 +124,12 @@ async fn index() -> Html<&'static str> {
 /// Serves any router (e.g. the gym alone) on `listener` until `shutdown` resolves.
 /// Handlers can read the peer's address (`ConnectInfo<SocketAddr>`: the login throttle
 /// keys on it).
+/// Connections are limited as [`ServerLimits::default`] says (header-read timeout,
+/// total and per-client caps).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    limits::serve_with_limits(listener, router, shutdown, ServerLimits::default()).await
 }
