@@ -585,6 +585,9 @@ pub struct Gym {
     episodes: tokio::sync::Mutex<HashMap<String, Slot>>,
     /// Most episodes alive at once.
     pub max_episodes: usize,
+    /// WebSocket connections open at once: each holds at most one episode, so there are
+    /// `max_episodes` of them, taken before the upgrade (idle sockets cannot pile up).
+    pub sockets: Arc<tokio::sync::Semaphore>,
     /// Knobs of new episodes.
     pub config: EpisodeConfig,
     /// Who may use it.
@@ -609,6 +612,7 @@ impl Gym {
             backend,
             episodes: tokio::sync::Mutex::new(HashMap::new()),
             max_episodes,
+            sockets: Arc::new(tokio::sync::Semaphore::new(max_episodes)),
             config,
             access,
         });

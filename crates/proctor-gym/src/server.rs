@@ -344,12 +344,20 @@ async fn ws(
     Extension(caller): Extension<Caller>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A connection counts against capacity from its upgrade on, not from its first
+    // episode: refused (503 CAPACITY_REACHED) before upgrading when the gym is full.
+    let Ok(slot) = gym.sockets.clone().try_acquire_owned() else {
+        return ApiError(GymError::Capacity(gym.max_episodes)).into_response();
+    };
     // An episode's messages are small JSON actions: a few MiB is generous, and the
     // default (64 MiB per message) let a handful of clients hold gigabytes.
     upgrade
         .max_message_size(WS_MAX_MESSAGE_BYTES)
         .max_frame_size(WS_MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| ws_episode(gym, caller, socket))
+        .on_upgrade(move |socket| async move {
+            ws_episode(gym, caller, socket).await;
+            drop(slot);
+        })
 }
 
 fn ws_error(message: impl Into<String>, code: &str) -> Value {
