@@ -196,7 +196,8 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        if self.pos + n > self.data.len() {
+        // A length read from the pickle can be anything up to u64::MAX: no overflow.
+        if n > self.data.len() - self.pos {
             return bad("truncated pickle");
         }
         let s = &self.data[self.pos..self.pos + n];
@@ -958,6 +959,12 @@ fn count_on_big_stack(
         .map_err(|e| ArtifactError::NotArchive(format!("cannot start the counter: {e}")))?
         .join()
         .unwrap_or_else(|_| bad("the pickle could not be counted"))
+}
+
+/// Counts a bare `data.pkl` (no archive, no storage data) as the trusted side would, on
+/// the counter's own big-stack thread: the entry point of the `fuzz/` pickle target.
+pub fn count_pickle_bytes(pickle: &[u8]) -> R<Count> {
+    count_on_big_stack(pickle.to_vec(), Allowance::default()).map(|(count, _)| count)
 }
 
 fn describe(c: &Count) -> String {

@@ -105,3 +105,79 @@ fn a_storage_is_checked_against_its_declared_size() {
     .unwrap_err();
     assert!(err.contains("expected"), "{err}");
 }
+
+/// `PROTO 2`, `body`, `STOP`.
+fn op(body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 2];
+    p.extend(body);
+    p.push(b'.');
+    p
+}
+
+/// Every opcode the counter reads, and every one it refuses, one row each (as a parser's
+/// table of cases): `Ok` when the pickle is counted (no storages: 0 parameters), else
+/// a substring of the rejection.
+#[test]
+fn each_opcode_is_read_or_refused() {
+    let long8 = |op: u8, n: u64| [&[op][..], &n.to_le_bytes()[..]].concat();
+    let cases: Vec<(&str, Vec<u8>, Result<(), &str>)> = vec![
+        ("FRAME", op(&long8(0x95, 1)), Err("underflow")),
+        ("NONE", op(b"N"), Ok(())),
+        ("NEWTRUE/NEWFALSE", op(&[0x88, b'0', 0x89]), Ok(())),
+        ("BININT/1/2", op(b"J\x01\x00\x00\x80K\x07M\xff\xff000N"), Ok(())),
+        ("LONG1/LONG4", op(b"\x8a\x02\xff\x7f\x8b\x01\x00\x00\x00\x05\x85"), Ok(())),
+        ("BINFLOAT", op(b"G\x3f\xf0\x00\x00\x00\x00\x00\x00"), Ok(())),
+        ("BINUNICODE*", op(b"X\x01\x00\x00\x00a\x8c\x01b\x8d\x01\x00\x00\x00\x00\x00\x00\x00c\x87"), Ok(())),
+        ("BINSTRING*", op(b"T\x01\x00\x00\x00aU\x01b\x86"), Ok(())),
+        ("BINBYTES*", op(b"B\x01\x00\x00\x00aC\x01b\x8e\x01\x00\x00\x00\x00\x00\x00\x00c\x96\x00\x00\x00\x00\x00\x00\x00\x00(t"), Ok(())),
+        ("lists", op(b"]N\x61(NNe(Nl\x85"), Ok(())),
+        ("tuples", op(b")(Nt\x86"), Ok(())),
+        ("dicts", op(b"}KaKbs(KcKdu(KeKfd\x86"), Ok(())),
+        ("sets", op(b"\x8f(N\x90(N\x91\x86"), Ok(())),
+        ("memo", op(b"Nq\x01r\x02\x00\x00\x00\x94h\x01j\x02\x00\x00\x00\x87"), Ok(())),
+        ("DUP/POP/POP_MARK", op(b"N2\x30(NN1"), Ok(())),
+        ("GLOBAL/STACK_GLOBAL/REDUCE", op(b"cmod\nname\n)R\x8c\x01m\x8c\x01n\x93)R\x86"), Ok(())),
+        ("NEWOBJ/NEWOBJ_EX/BUILD", op(b"cmod\nC\n)\x81}b\x8c\x01m\x8c\x01n\x93)}\x92\x86"), Ok(())),
+        // Refused: text-protocol and buffer opcodes torch.save never writes.
+        ("INT", op(b"I1\n"), Err("unsupported pickle opcode 0x49")),
+        ("FLOAT", op(b"F1.0\n"), Err("unsupported pickle opcode 0x46")),
+        ("STRING", op(b"S'a'\n"), Err("unsupported pickle opcode 0x53")),
+        ("PERSID", op(b"P0\n"), Err("unsupported pickle opcode 0x50")),
+        ("INST", op(b"(imod\nC\n"), Err("unsupported pickle opcode 0x69")),
+        ("OBJ", op(b"(cmod\nC\no"), Err("unsupported pickle opcode 0x6f")),
+        ("EXT1", op(b"\x82\x01"), Err("unsupported pickle opcode 0x82")),
+        ("NEXT_BUFFER", op(b"\x97"), Err("unsupported pickle opcode 0x97")),
+        // Attacks on the reader itself.
+        ("huge u64 length", op(&long8(0x8d, u64::MAX)), Err("truncated")),
+        ("huge u32 length", op(b"X\xff\xff\xff\xff"), Err("truncated")),
+        ("no STOP", vec![0x80, 2, b'N'], Err("truncated")),
+        ("empty stack", op(b""), Err("underflow")),
+        ("POP_MARK without MARK", op(b"N1"), Err("MARK missing")),
+        ("missing memo", op(b"h\x05"), Err("memo 5 missing")),
+        ("memo of nothing", op(b"q\x00"), Err("memo of an empty stack")),
+        ("APPEND to a tuple", op(b")N\x61"), Err("APPEND to a non-list")),
+        ("odd dict items", op(b"}(Nu"), Err("odd number")),
+        ("STACK_GLOBAL of ints", op(b"K\x01K\x02\x93"), Err("two strings")),
+        ("persistent id not a tuple", op(b"NQ"), Err("not a tuple")),
+        ("unknown storage type", op(b"(X\x07\x00\x00\x00storagecmod\nT\nX\x01\x00\x00\x00aX\x03\x00\x00\x00cpuK\x01tQ"), Err("storage type")),
+    ];
+    for (name, pickle, expected) in cases {
+        let got = count(pickle, vec![]);
+        match (&got, expected) {
+            (Ok(_), Ok(())) => {}
+            (Err(e), Err(want)) if e.contains(want) => {}
+            _ => panic!("{name}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn tensors_must_fit_their_storage_and_keep_one_size() {
+    // The storage holds 16 floats; a (17,) view of it reaches past.
+    let mut past = one_storage(16);
+    let size = [b'J', 16, 0, 0, 0, 0x85];
+    let at = past.windows(6).position(|w| w == size).unwrap();
+    past[at + 1] = 17;
+    let err = count(past, vec![("archive/data/0".into(), vec![0; 64])]).unwrap_err();
+    assert!(err.contains("reaches past its storage"), "{err}");
+}
