@@ -51,6 +51,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         network: job.policy.network,
         cgroup_procs: Vec::new(),
         pass_fd: false,
+        run_id: None,
     };
     let mut prepared = sandbox
         .command(&spec, &job.limits)
@@ -61,6 +62,8 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let cgroup = Arc::new(prepared.cgroup);
+    // The run's id stays reserved until its files are gone.
+    let _run_id = prepared.run_id;
     let mut child = tokio::process::Command::from(prepared.command)
         .kill_on_drop(true)
         .spawn()

@@ -68,16 +68,22 @@ pub(crate) struct Zygote {
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
     alive: Arc<AtomicBool>,
     host_pid: i32,
+    /// Its runs' scratch directories (read-write for the zygote).
     dir: PathBuf,
+    /// Its runs' inputs (read-only for the zygote: a hard-linked input is a host file).
+    inputs_dir: PathBuf,
     cgroup: Arc<Cgroup>,
     _helper: Mutex<tokio::process::Child>,
     next_id: AtomicU64,
+    /// Root mode: the zygote's (and so its children's) unprivileged id.
+    run_id: Option<proctor_sandbox::RunId>,
 }
 
 impl Drop for Zygote {
     fn drop(&mut self) {
         self.cgroup.remove();
         crate::tree::remove_tree_detached(std::mem::take(&mut self.dir));
+        crate::tree::remove_tree_detached(std::mem::take(&mut self.inputs_dir));
     }
 }
 
@@ -191,7 +197,16 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         std::process::id(),
         POOL_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| engine_err("cannot create the pool directory", e))?;
+    let inputs_dir = dir.with_file_name(format!(
+        "{}-inputs",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    for d in [&dir, &inputs_dir] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| engine_err("cannot create the pool directory", e))?;
+    }
+    let mut read_only = inner.paths.read_only.clone();
+    read_only.push(inputs_dir.clone());
     let (ours, theirs) = seqpacket_pair()?;
     let spec = Spec {
         program: inner.paths.python.clone(),
@@ -206,11 +221,12 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
             )],
         ),
         cwd: dir.clone(),
-        read_only: inner.paths.read_only.clone(),
+        read_only,
         read_write: vec![dir.clone()],
         network: false,
         cgroup_procs: Vec::new(),
         pass_fd: true,
+        run_id: None,
     };
     // The zygote's own cgroup holds only the zygote and children not yet moved out.
     let limits = Limits {
@@ -262,6 +278,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
             let log = std::fs::read_to_string(dir.join("zygote.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
             crate::tree::remove_tree_blocking(dir).await;
+            crate::tree::remove_tree_blocking(inputs_dir).await;
             return Err(JobError::Engine(format!(
                 "the warm zygote did not start:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -279,9 +296,11 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         alive,
         host_pid,
         dir,
+        inputs_dir,
         cgroup,
         _helper: Mutex::new(helper),
         next_id: AtomicU64::new(1),
+        run_id: prepared.run_id,
     })
 }
 
@@ -339,6 +358,16 @@ struct Forked {
 }
 
 impl Zygote {
+    /// Creates a workspace for a run of this zygote's children, its scratch theirs.
+    fn workspace(&self, job: &Job) -> Result<(Workspace, Target), JobError> {
+        let (ws, target) = Workspace::create_apart(&self.dir, &self.inputs_dir, job)?;
+        if let Some(id) = &self.run_id {
+            proctor_sandbox::hand_over(&ws.work, id.uid())
+                .map_err(|e| JobError::Sandbox(e.to_string()))?;
+        }
+        Ok((ws, target))
+    }
+
     /// Forks a child and moves it into `cgroup`; it waits for its job (see [`Forked::start`]).
     async fn prefork(&self, cgroup: &Cgroup) -> Result<Forked, JobError> {
         let pipe = || {
@@ -544,7 +573,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
             return crate::cold::run(inner, job).await;
         }
     };
-    let (ws, target) = Workspace::create(&zygote.dir, &job)?;
+    let (ws, target) = zygote.workspace(&job)?;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child and workspace ready"
@@ -673,7 +702,7 @@ pub(crate) async fn open_session(
     let job = Job::new(proctor_core::Command::Code {
         code: String::new(),
     });
-    let (ws, _) = Workspace::create(&zygote.dir, &job)?;
+    let (ws, _) = zygote.workspace(&job)?;
     forked.start(inner, &ws, json!({"kind": "session"}), &[])?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
     drop((forked.stdout, forked.stderr, forked.exited));

@@ -1,6 +1,7 @@
 //! A run's directory: `inputs/` (read-only in the sandbox) and `work/` (its scratch, cwd).
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +11,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The directories of one run, removed when dropped.
 pub(crate) struct Workspace {
-    pub root: PathBuf,
+    /// What to remove at the end: one directory, or two when inputs live apart.
+    roots: Vec<PathBuf>,
     pub inputs: PathBuf,
     pub work: PathBuf,
 }
@@ -24,6 +26,17 @@ pub(crate) enum Target {
 impl Workspace {
     /// Creates `<parent>/<unique>/{inputs,work}` and stages the job's inputs.
     pub fn create(parent: &Path, job: &Job) -> Result<(Workspace, Target), JobError> {
+        Workspace::create_apart(parent, parent, job)
+    }
+
+    /// Like [`Workspace::create`], with the inputs in `<inputs_parent>/<unique>` when that
+    /// differs from `parent`: the warm pool shows its runs' inputs read-only and their
+    /// scratch read-write, so the two must live in different trees.
+    pub fn create_apart(
+        parent: &Path,
+        inputs_parent: &Path,
+        job: &Job,
+    ) -> Result<(Workspace, Target), JobError> {
         let name = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -33,16 +46,27 @@ impl Workspace {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         );
-        let root = parent.join(name);
+        let root = parent.join(&name);
+        let (inputs, roots) = if inputs_parent == parent {
+            (root.join("inputs"), vec![root.clone()])
+        } else {
+            let inputs = inputs_parent.join(&name);
+            (inputs.clone(), vec![root.clone(), inputs])
+        };
         let ws = Workspace {
-            inputs: root.join("inputs"),
+            inputs,
             work: root.join("work"),
-            root,
+            roots,
         };
         let io = |what: &str, e: std::io::Error| JobError::Engine(format!("{what}: {e}"));
         fs::create_dir_all(&ws.inputs).map_err(|e| io("cannot create the run directory", e))?;
         fs::create_dir_all(ws.work.join(".tmp"))
             .map_err(|e| io("cannot create the scratch directory", e))?;
+        if ws.roots.len() > 1 {
+            // Runs find their inputs at `../inputs` wherever they live.
+            std::os::unix::fs::symlink(&ws.inputs, root.join("inputs"))
+                .map_err(|e| io("cannot link the inputs", e))?;
+        }
         for input in &job.inputs {
             if !input.host.exists() {
                 return Err(JobError::MissingInput {
@@ -109,20 +133,23 @@ impl Workspace {
 impl Workspace {
     /// Removes the run's directories on a blocking thread and waits for it.
     pub async fn dispose(mut self) {
-        let root = std::mem::take(&mut self.root);
-        crate::tree::remove_tree_blocking(root).await;
+        for root in std::mem::take(&mut self.roots) {
+            crate::tree::remove_tree_blocking(root).await;
+        }
     }
 }
 
 impl Drop for Workspace {
     fn drop(&mut self) {
-        if !self.root.as_os_str().is_empty() {
-            crate::tree::remove_tree_detached(std::mem::take(&mut self.root));
+        for root in std::mem::take(&mut self.roots) {
+            crate::tree::remove_tree_detached(root);
         }
     }
 }
 
-/// Hard-links (or copies, across filesystems) a file or a directory tree.
+/// Hard-links (or copies, across filesystems) a file or a directory tree. A file others
+/// may not read is copied and the copy made readable: in root mode the run has its own
+/// unprivileged id, and what proctor gives it as an input it must be able to read.
 fn stage(from: &Path, to: &Path) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
     if meta.is_dir() {
@@ -134,6 +161,9 @@ fn stage(from: &Path, to: &Path) -> std::io::Result<()> {
         Ok(())
     } else if meta.file_type().is_symlink() {
         stage(&fs::canonicalize(from)?, to)
+    } else if meta.permissions().mode() & 0o004 == 0 {
+        fs::copy(from, to)?;
+        fs::set_permissions(to, fs::Permissions::from_mode(0o644))
     } else {
         fs::hard_link(from, to).or_else(|_| fs::copy(from, to).map(|_| ()))
     }

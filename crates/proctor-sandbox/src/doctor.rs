@@ -12,7 +12,7 @@ use crate::SandboxError;
 pub struct Report {
     /// `uname -r`.
     pub kernel: String,
-    /// Whether proctor runs as root (then sandboxed code keeps uid 0 without any capability).
+    /// Whether proctor runs as root (then each run gets its own unprivileged uid, see [`crate::RunId`]).
     pub root: bool,
     /// Landlock ABI version, 0 when unavailable.
     pub landlock_abi: i64,

@@ -152,19 +152,14 @@ fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
         None::<&str>,
     )
     .map_err(|e| setup("making mounts private", e))?;
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), "/proc", Some("proc"), nosuid, None::<&str>)
-        .map_err(|e| setup("mounting a private /proc", e))?;
-    if std::path::Path::new("/dev/shm").is_dir() {
-        mount(
-            Some("tmpfs"),
-            "/dev/shm",
-            Some("tmpfs"),
-            nosuid,
-            Some("size=1g,mode=1777"),
-        )
-        .map_err(|e| setup("mounting a private /dev/shm", e))?;
-    }
+    let (uid, gid) = match spec.run_id {
+        Some(id) => (id, id),
+        None => (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
+    };
+    crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)?;
     // SAFETY: single-threaded.
     let worker = match unsafe { fork() }.map_err(|e| setup("fork of worker", e))? {
         ForkResult::Child => {
@@ -271,7 +266,7 @@ fn confine(spec: &Spec, filters: &seccomp::Filters) -> Result<(), SandboxError> 
         .map_err(|e| setup(&format!("entering {}", spec.cwd.display()), e))?;
     set_rlimit(libc::RLIMIT_CORE, 0)?;
     if nix::unistd::geteuid().is_root() {
-        drop_capabilities()?;
+        drop_capabilities(spec.run_id)?;
     }
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -281,20 +276,19 @@ fn confine(spec: &Spec, filters: &seccomp::Filters) -> Result<(), SandboxError> 
     seccomp::apply(filters)
 }
 
-/// Root keeps uid 0 (so that a runtime under a 0700 home stays reachable) but loses every
+/// Root becomes the run's own unprivileged id (see [`crate::RunId`]) and loses every
 /// capability for good: securebits stop exec from granting them back, the bounding set
-/// is emptied, and the current sets are cleared. Files are then guarded by landlock.
-fn drop_capabilities() -> Result<(), SandboxError> {
+/// is emptied, changing uid clears the current sets, and they are cleared again to be sure.
+fn drop_capabilities(run_id: Option<u32>) -> Result<(), SandboxError> {
     const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
     const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
-    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
     const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
     const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
     const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
     const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+    // Without NO_SETUID_FIXUP (locked off): leaving uid 0 below clears every capability.
     let bits = SECBIT_NOROOT
         | SECBIT_NOROOT_LOCKED
-        | SECBIT_NO_SETUID_FIXUP
         | SECBIT_NO_SETUID_FIXUP_LOCKED
         | SECBIT_KEEP_CAPS_LOCKED
         | SECBIT_NO_CAP_AMBIENT_RAISE
@@ -331,6 +325,17 @@ fn drop_capabilities() -> Result<(), SandboxError> {
             0,
             0,
         );
+        if let Some(id) = run_id {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(fail("dropping supplementary groups"));
+            }
+            if libc::setresgid(id, id, id) != 0 {
+                return Err(fail("setresgid"));
+            }
+            if libc::setresuid(id, id, id) != 0 {
+                return Err(fail("setresuid"));
+            }
+        }
         let header = CapHeader {
             version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
             pid: 0,

@@ -9,12 +9,16 @@ so that it happens in a fresh single-threaded process:
 1. join the run's cgroup (memory, pids, cpu limits; see [`cgroup`]);
 2. unprivileged: a user namespace mapping the caller's own ids;
 3. new mount, pid, network, ipc and uts namespaces: no network interfaces at all
-   (not even loopback), a private `/proc` and `/dev/shm`;
-4. a tiny init (pid 1 of the namespace) forks the worker; when the worker ends, init
-   exits and the kernel kills everything left in the namespace, double-forked or not;
-5. the worker drops privileges (root loses every capability), sets `no_new_privs`, applies a
-   landlock ruleset (only the listed paths are readable, only scratch is writable) and
-   a seccomp filter, then `execve`s the program.
+   (not even loopback);
+4. a tiny init (pid 1 of the namespace) builds the run's private root (see `root.rs`:
+   only the listed paths, bind-mounted at their host paths, read-only but for scratch;
+   private `/proc`, `/tmp`, `/dev/shm`, minimal `/dev`), pivots into it and forks the
+   worker; when the worker ends, init exits and the kernel kills everything left in the
+   namespace, double-forked or not;
+5. the worker drops privileges (root becomes the run's own unprivileged id, [`RunId`], and
+   loses every capability), sets `no_new_privs`, applies a landlock ruleset (only the
+   listed paths are readable, only scratch is writable) and a seccomp filter, then
+   `execve`s the program.
 
 The parent side ([`Sandbox::command`]) creates the cgroup and builds the helper's
 command line; killing the helper kills the tree (init has `PDEATHSIG`), and
@@ -32,6 +36,8 @@ let prepared = sandbox.command(&spec, &Default::default()).expect("prepared");
 pub mod cgroup;
 mod doctor;
 mod helper;
+mod identity;
+mod root;
 mod seccomp;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -43,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use doctor::{doctor, Report};
 pub use helper::{helper_main, ExitReport};
+pub use identity::{hand_over, RunId};
 pub use seccomp::denied_syscalls;
 
 /// The hidden subcommand under which the `proctor` binary acts as the sandbox helper.
@@ -105,6 +112,9 @@ pub struct Spec {
     /// Pass the caller's fd [`PASSED_FD`] through to the program.
     #[serde(default)]
     pub pass_fd: bool,
+    /// Root mode: the unprivileged uid and gid the program runs as (see [`RunId`]).
+    #[serde(default)]
+    pub run_id: Option<u32>,
 }
 
 impl Spec {
@@ -120,6 +130,7 @@ impl Spec {
             network: false,
             cgroup_procs: Vec::new(),
             pass_fd: false,
+            run_id: None,
         }
     }
 }
@@ -169,6 +180,9 @@ pub struct Prepared {
     /// The parent's copy of the status pipe's write end: drop it right after spawning,
     /// so that reading [`Prepared::status`] ends when the sandbox does.
     pub status_writer: OwnedFd,
+    /// Root mode: the id the program runs as, already owning its writable paths. Keep it
+    /// until the run has ended and its files are gone; dropping it frees the id.
+    pub run_id: Option<RunId>,
 }
 
 impl Sandbox {
@@ -203,6 +217,13 @@ impl Sandbox {
         let mut spec = spec.clone();
         spec.cgroup_procs = cgroup.procs_files();
         spec.pass_fd = fd.is_some();
+        let run_id = nix::unistd::geteuid().is_root().then(RunId::allocate);
+        if let Some(id) = &run_id {
+            for path in &spec.read_write {
+                hand_over(path, id.uid())?;
+            }
+            spec.run_id = Some(id.uid());
+        }
         let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| SandboxError::Io {
                 context: "cannot create the status pipe".into(),
@@ -244,6 +265,7 @@ impl Sandbox {
             cgroup,
             status: status_read,
             status_writer: status_write,
+            run_id,
         })
     }
 }

@@ -3,7 +3,10 @@
 
 mod util;
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use proctor_core::{Command, Job, Limits, Status};
@@ -193,4 +196,85 @@ round(cpu / (time.time() - start), 2)
         .unwrap();
     assert_eq!(r.value.as_deref(), Some("2"), "{r:?}");
     session.close().await;
+}
+
+/// Mode, owner, mtime and whether our xattr is set: what the attack tries to change.
+fn fingerprint(path: &Path) -> (u32, u32, std::time::SystemTime, bool) {
+    let meta = std::fs::metadata(path).unwrap();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: size query of an xattr with valid C strings.
+    let xattr = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c"user.proctor".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    } >= 0;
+    (
+        meta.permissions().mode(),
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        meta.modified().unwrap(),
+        xattr,
+    )
+}
+
+#[test]
+fn host_files_sockets_and_the_harness_are_out_of_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "root's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A real host binary; restored below should the attack ever get through.
+    let binary = ["/usr/bin/true", "/bin/true"]
+        .iter()
+        .find_map(|p| std::fs::canonicalize(p).ok())
+        .expect("a `true` binary");
+    let mut sockets = Vec::new();
+    for (name, mode) in [("open.sock", 0o666), ("closed.sock", 0o600)] {
+        let path = dir.path().join(name);
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        sockets.push((path, listener));
+    }
+    let socket_paths: Vec<&Path> = sockets.iter().map(|(p, _)| p.as_path()).collect();
+    let script = dir.path().join("attack.py");
+    std::fs::write(
+        &script,
+        util::host_world_attack(&[&victim, &binary], &socket_paths),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let watched = [victim.as_path(), binary.as_path(), script.as_path()];
+    let before: Vec<_> = watched.iter().map(|p| fingerprint(p)).collect();
+    for mode in MODES {
+        let r = util::exec_file(&script, mode);
+        assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
+        let results = util::assert_no_holes(&r, &format!("{mode:?}"));
+        // The host binary must be refused by the kernel (read-only bind), not just missing.
+        let on_binary = &results[format!("chmod {}", binary.display())];
+        assert!(
+            *on_binary == "EROFS" || *on_binary == "EPERM",
+            "{mode:?}: {results}"
+        );
+    }
+    let after: Vec<_> = watched.iter().map(|p| fingerprint(p)).collect();
+    if after[1] != before[1] {
+        // Never leave a changed host binary behind, even when failing.
+        std::os::unix::fs::chown(&binary, Some(before[1].1), None).unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(before[1].0)).unwrap();
+        let c_path = std::ffi::CString::new(binary.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings.
+        unsafe { libc::removexattr(c_path.as_ptr(), c"user.proctor".as_ptr()) };
+    }
+    assert_eq!(before, after, "a host file changed");
+    for (path, listener) in &sockets {
+        assert!(
+            listener.accept().is_err(),
+            "a run connected to {}",
+            path.display()
+        );
+    }
 }

@@ -41,6 +41,14 @@ fn user() -> Option<User> {
 }
 
 impl User {
+    fn uid(&self) -> u32 {
+        let out = Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// `proctor exec` as the user; `delegated` chooses whether its cgroup subtree is named.
     fn exec(&self, code: &str, args: &[&str], delegated: bool) -> (Option<i32>, Value) {
         let dir = tempfile::Builder::new()
@@ -51,6 +59,8 @@ impl User {
         let script = dir.path().join("main.py");
         std::fs::write(&script, code).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // The user's own file, as it would be: only the sandbox keeps the run from changing it.
+        std::os::unix::fs::chown(&script, Some(self.uid()), None).unwrap();
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", &self.name, "--", "env", "-i"])
             .arg(format!("HOME={}", self.home.display()))
@@ -175,4 +185,31 @@ fn walkdir_two_levels(runs: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[test]
+fn unprivileged_runs_cannot_change_reach_or_watch_the_users_world() {
+    let Some(user) = user() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("proctor-world")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A file of the user's own, outside the run: on the host the user may chmod it.
+    let own = dir.path().join("own");
+    std::fs::write(&own, "mine\n").unwrap();
+    std::os::unix::fs::chown(&own, Some(user.uid()), None).unwrap();
+    // A socket anyone on the host may connect to.
+    let socket = dir.path().join("open.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let code = util::host_world_attack(&[&own], &[&socket]);
+    for mode in [&["--cold"][..], &[][..]] {
+        let (_, r) = user.exec(&code, mode, true);
+        util::assert_no_holes(&r, &format!("{mode:?}"));
+    }
+    let meta = std::fs::metadata(&own).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+    assert!(listener.accept().is_err(), "a run reached the host socket");
 }

@@ -113,3 +113,25 @@ pub async fn serve_gym(
     ));
     (port, server)
 }
+
+/// The attack script `attacks/host_world.py`, aimed at `files` and `sockets`.
+pub fn host_world_attack(files: &[&Path], sockets: &[&Path]) -> String {
+    let targets = serde_json::json!({"files": files, "sockets": sockets});
+    include_str!("attacks/host_world.py").replace("@TARGETS@", &targets.to_string())
+}
+
+/// The attack's results from a run's JSON result; fails naming every attempt that worked.
+pub fn assert_no_holes(run: &Value, context: &str) -> Value {
+    assert_eq!(status(run), "ok", "{context}: {run}");
+    let results: Value = serde_json::from_str(run["stdout"].as_str().unwrap().trim())
+        .unwrap_or_else(|e| panic!("{context}: {e}: {run}"));
+    let holes: Vec<&String> = results
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, outcome)| *outcome == "ok")
+        .map(|(attempt, _)| attempt)
+        .collect();
+    assert!(holes.is_empty(), "{context}: these worked: {holes:?}");
+    results
+}
