@@ -25,6 +25,8 @@ pub const REQUIRED: &[&str] = &[
 pub const SMOKE: &str = "config/smoke_test.yaml";
 /// The full configuration.
 pub const FULL: &str = "config/full_experiment.yaml";
+/// The root configuration of a Hydra-shaped project (runs in `config/runs/`).
+pub const HYDRA_ROOT: &str = "config/config.yaml";
 /// Deepest YAML nesting parsed: real configs nest a handful of levels, while a deep one
 /// takes the YAML parser quadratic time before it reaches its recursion limit.
 const MAX_YAML_DEPTH: usize = 64;
@@ -93,8 +95,35 @@ pub fn run(case: &Case, budget: &Budget, installed: &Installed) -> Option<Static
     })
 }
 
+/// The run configurations of a Hydra-shaped project (`config/runs/<run_id>.yaml`, or
+/// `config/run/`), selected on the command line as `run=<run_id>`; empty for the
+/// smoke/full-config shape.
+pub fn hydra_runs(project: &Project) -> Vec<&str> {
+    if !project.files.contains_key(HYDRA_ROOT) {
+        return Vec::new();
+    }
+    project
+        .files
+        .keys()
+        .filter(|p| p.starts_with("config/runs/") || p.starts_with("config/run/"))
+        .filter(|p| p.ends_with(".yaml") && p.matches('/').count() == 2)
+        .map(String::as_str)
+        .collect()
+}
+
+/// The run id of a run configuration path.
+pub fn run_id(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_suffix(".yaml").unwrap_or(name)
+}
+
 fn files(case: &Case, out: &mut Vec<Finding>) {
-    for path in REQUIRED {
+    let hydra = !hydra_runs(&case.derived).is_empty() || !hydra_runs(&case.base).is_empty();
+    let required = REQUIRED
+        .iter()
+        .filter(|p| !hydra || (**p != SMOKE && **p != FULL))
+        .chain(hydra.then_some(&HYDRA_ROOT));
+    for path in required {
         if !case.derived.files.contains_key(*path) {
             out.push(
                 Finding::new(
@@ -292,7 +321,10 @@ pub struct Config {
 
 fn configs(project: &Project, out: &mut Vec<Finding>) -> Vec<Config> {
     let mut configs = Vec::new();
-    for path in [SMOKE, FULL] {
+    let yaml =
+        |p: &&String| p.starts_with("config/") && (p.ends_with(".yaml") || p.ends_with(".yml"));
+    for path in project.files.keys().filter(yaml) {
+        let path = path.as_str();
         let Some(file) = project.files.get(path) else {
             continue;
         };
@@ -692,7 +724,26 @@ fn variations(case: &Case, configs: &[Config], code: &Analysed, out: &mut Vec<Fi
             "the experiment lists no run variations: nothing to check against the configs",
         ));
     }
-    for config in configs {
+    let runs = hydra_runs(&case.derived);
+    if !runs.is_empty() {
+        for name in names {
+            if !runs.iter().any(|r| names_variation(run_id(r), name)) {
+                out.push(
+                    Finding::new(
+                        "missing-variation-run-config",
+                        Severity::Blocker,
+                        format!(
+                            "run variation `{name}` has no run configuration in `config/runs/`"
+                        ),
+                    )
+                    .at("config/runs", None)
+                    .fix(format!("add `config/runs/{name}.yaml` with its settings")),
+                );
+            }
+        }
+        return;
+    }
+    for config in configs.iter().filter(|c| c.path == SMOKE || c.path == FULL) {
         let Some(root) = &config.root else { continue };
         let (id, which) = if config.path == SMOKE {
             ("missing-variation-in-smoke-config", "smoke")

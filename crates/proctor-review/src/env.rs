@@ -18,7 +18,11 @@ use crate::report::{cut, Finding, Severity};
 
 const PYPROJECT: &str = "pyproject.toml";
 /// Bump when what goes into an environment changes, so old cache entries are not reused.
-const CACHE_VERSION: &str = "env-v1";
+const CACHE_VERSION: &str = "env-v2";
+/// The research stack's pins (`runtime/research.lock`): a constraint of every install.
+const RESEARCH_LOCK: &str = include_str!("../../../runtime/research.lock");
+/// What the research stack asks for (`runtime/research.in`).
+const RESEARCH_IN: &str = include_str!("../../../runtime/research.in");
 /// Most requirements and resolved packages one project may bring.
 const MAX_REQUIREMENTS: usize = 64;
 const MAX_PACKAGES: usize = 200;
@@ -39,6 +43,54 @@ pub struct EnvOptions {
     pub timeout: Duration,
     /// Largest environment kept, in MiB.
     pub max_mb: u64,
+}
+
+impl EnvOptions {
+    /// Environments in `$home/review-envs` for `runtime`: at most 5 minutes and 3 GiB.
+    pub fn new(home: &Path, runtime: &proctor_runtime::Runtime) -> EnvOptions {
+        EnvOptions {
+            dir: home.join("review-envs"),
+            home: home.to_path_buf(),
+            python: runtime.python.clone(),
+            runtime_id: runtime.id.clone(),
+            timeout: Duration::from_secs(300),
+            max_mb: 3072,
+        }
+    }
+}
+
+/// Installs the research stack (`runtime/research.in`: datasets, timm, transformers,
+/// hydra-core, omegaconf, … on top of the runtime's pandas, scipy, scikit-learn,
+/// matplotlib, seaborn), so that projects using it install from the local cache.
+/// Returns the time taken (`None`: it was cached) and the packages installed.
+pub async fn install_research(opts: &EnvOptions) -> Result<(Option<u64>, usize), String> {
+    let wanted: Vec<Requirement> = RESEARCH_IN
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| Requirement {
+            spec: l.to_string(),
+            name: l
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect(),
+            line: None,
+        })
+        .collect();
+    let key = cache_key(&wanted, &opts.runtime_id);
+    let final_dir = opts.dir.join(&key);
+    let started = Instant::now();
+    let took = if final_dir.join("env.json").is_file() {
+        None
+    } else {
+        match tokio::time::timeout(opts.timeout, build(&wanted, opts, &key)).await {
+            Err(_) => return Err(format!("took longer than {} s", opts.timeout.as_secs())),
+            Ok(Err(Failure::NotBuilt(why))) => return Err(why),
+            Ok(Err(Failure::Conflict(e) | Failure::Unresolvable(e))) => return Err(uv_tail(&e)),
+            Ok(Ok(())) => Some(started.elapsed().as_millis() as u64),
+        }
+    };
+    Ok((took, top_level_modules(&final_dir.join("site")).len()))
 }
 
 /// The environment a review's runs get.
@@ -175,10 +227,11 @@ async fn build(wanted: &[Requirement], opts: &EnvOptions, key: &str) -> Result<(
     let wanted_text: String = wanted.iter().map(|r| format!("{}\n", r.spec)).collect();
     std::fs::write(work.join("requirements.in"), wanted_text).map_err(io)?;
     std::fs::write(work.join("runtime.lock"), proctor_runtime::LOCK).map_err(io)?;
+    std::fs::write(work.join("research.lock"), RESEARCH_LOCK).map_err(io)?;
     let compile = |constrained: bool| {
         let mut args = vec!["pip", "compile", "requirements.in", "-o", "resolved.txt"];
         if constrained {
-            args.extend(["-c", "runtime.lock"]);
+            args.extend(["-c", "runtime.lock", "-c", "research.lock"]);
         }
         args.extend(["--no-header", "--no-annotate"]);
         uv_run(&uv, work, &opts.python, args)
@@ -219,6 +272,17 @@ async fn build(wanted: &[Requirement], opts: &EnvOptions, key: &str) -> Result<(
             )));
         }
     }
+    // The runs see the environment read-only: compile it once here, or every process of
+    // every run compiles what it imports from source (this only compiles, it runs nothing).
+    let _ = tokio::process::Command::new(&opts.python)
+        .args(["-m", "compileall", "-q", "-j", "0", "site"])
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status()
+        .await;
     let mb = dir_size(&work.join("site")) >> 20;
     if mb > opts.max_mb {
         return Err(Failure::NotBuilt(format!(
@@ -279,7 +343,10 @@ fn cache_key(wanted: &[Requirement], runtime_id: &str) -> String {
     let mut specs: Vec<&str> = wanted.iter().map(|r| r.spec.trim()).collect();
     specs.sort_unstable();
     specs.dedup();
-    let text = format!("{CACHE_VERSION}\n{runtime_id}\n{}", specs.join("\n"));
+    let text = format!(
+        "{CACHE_VERSION}\n{runtime_id}\n{RESEARCH_LOCK}\n{}",
+        specs.join("\n")
+    );
     let hash = Sha256::digest(text.as_bytes());
     hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use budget::Budget;
 pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
-pub use env::EnvOptions;
+pub use env::{install_research, EnvOptions};
 pub use http::router;
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};
 pub use smoke::SmokeOptions;
@@ -61,25 +61,19 @@ pub struct ReviewOptions {
 }
 
 impl ReviewOptions {
-    /// Defaults for a local backend: scratch under `$PROCTOR_HOME/reviews`, 60 s and
+    /// Defaults for a local backend: scratch under `$PROCTOR_HOME/reviews`, 120 s and
     /// 3 GiB per run, as many runs at once as the machine has cores.
     /// Declared dependencies are installed into `$PROCTOR_HOME/review-envs` (at most
     /// 5 minutes and 3 GiB).
     pub fn for_backend(backend: &LocalBackend) -> ReviewOptions {
         let config = backend.config();
         let mut options = ReviewOptions::in_dir(config.home.join("reviews"));
-        options.env = Some(EnvOptions {
-            dir: config.home.join("review-envs"),
-            home: config.home.clone(),
-            python: config.runtime.python.clone(),
-            runtime_id: config.runtime.id.clone(),
-            timeout: Duration::from_secs(300),
-            max_mb: 3072,
-        });
+        options.env = Some(EnvOptions::new(&config.home, &config.runtime));
         options
     }
 
-    /// Defaults with the given scratch directory (on the filesystem of `$PROCTOR_HOME`).
+    /// Defaults with the given scratch directory (on the filesystem of `$PROCTOR_HOME`):
+    /// 120 s per run (a generated pipeline may start three processes importing torch).
     pub fn in_dir(work_dir: PathBuf) -> ReviewOptions {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         ReviewOptions {
@@ -89,7 +83,7 @@ impl ReviewOptions {
             smoke: SmokeOptions {
                 work_dir,
                 limits: Limits {
-                    timeout_ms: 60_000,
+                    timeout_ms: 120_000,
                     memory_mb: 3072,
                     max_pids: 64,
                     max_output_bytes: 256 << 10,

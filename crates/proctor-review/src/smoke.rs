@@ -22,6 +22,10 @@ const HARNESS: &[(&str, &str)] = &[
         include_str!("../../../python/proctor_harness/standins/__init__.py"),
     ),
     (
+        "proctor_review_standins/hub.py",
+        include_str!("../../../python/proctor_harness/standins/hub.py"),
+    ),
+    (
         "proctor_review_bootstrap.py",
         include_str!("../../../python/proctor_harness/review_bootstrap.py"),
     ),
@@ -64,8 +68,41 @@ pub struct SmokeOptions {
 struct Planned {
     variation: String,
     config: &'static str,
+    /// The configuration file the run reads its variation's settings from.
+    file: String,
     args: Vec<String>,
     lighten: Option<&'static str>,
+}
+
+/// A Hydra-shaped project runs `python -m src.main run=<run_id> results_dir=DIR
+/// mode=trial` for each variation's run configuration (`config/runs/<run_id>.yaml`).
+fn hydra_plan(case: &Case) -> Vec<Planned> {
+    let runs = crate::checks::hydra_runs(&case.derived);
+    let names = &case.experiment.run_variations;
+    runs.iter()
+        .filter_map(|path| {
+            let id = crate::checks::run_id(path);
+            let variation = if names.is_empty() {
+                id.to_string()
+            } else {
+                names
+                    .iter()
+                    .find(|n| crate::checks::names_variation(id, n))?
+                    .clone()
+            };
+            Some(Planned {
+                variation,
+                config: "trial",
+                file: path.to_string(),
+                args: vec![
+                    format!("run={id}"),
+                    "results_dir=results".into(),
+                    "mode=trial".into(),
+                ],
+                lighten: None,
+            })
+        })
+        .collect()
 }
 
 /// Plans and runs the smoke runs; returns the runs and the findings they prove.
@@ -115,6 +152,13 @@ pub async fn run<B: Backend>(
         } else {
             vec![("smoke_test", "--smoke-test", None)]
         };
+    let hydra = hydra_plan(case);
+    let configs = if hydra.is_empty() {
+        configs
+    } else {
+        Vec::new()
+    };
+    plan.extend(hydra);
     for (config, flag, lighten) in configs {
         let base_args = vec![
             flag.to_string(),
@@ -129,6 +173,7 @@ pub async fn run<B: Backend>(
                     plan.push(Planned {
                         variation: v.clone(),
                         config,
+                        file: config_path(config).into(),
                         args,
                         lighten,
                     });
@@ -137,6 +182,7 @@ pub async fn run<B: Backend>(
             _ => plan.push(Planned {
                 variation: "*".into(),
                 config,
+                file: config_path(config).into(),
                 args: base_args,
                 lighten,
             }),
@@ -180,6 +226,17 @@ pub async fn run<B: Backend>(
                 opts.max_batches.to_string(),
             ));
             job.env.push(("OMP_NUM_THREADS".into(), "1".into()));
+            // Hydra re-raises a task's exception (instead of printing it and exiting 1), so
+            // every process records where it failed.
+            job.env.push(("HYDRA_FULL_ERROR".into(), "1".into()));
+            // The sandbox is offline: hub clients fail at once instead of retrying for a minute.
+            for var in [
+                "HF_HUB_OFFLINE",
+                "HF_DATASETS_OFFLINE",
+                "TRANSFORMERS_OFFLINE",
+            ] {
+                job.env.push((var.into(), "1".into()));
+            }
             job.env.push((
                 "PROCTOR_REVIEW_MAX_FILE_MB".into(),
                 opts.max_file_mb.to_string(),
@@ -195,7 +252,9 @@ pub async fn run<B: Backend>(
     });
     let results = futures::future::join_all(jobs).await;
     let mut runs = Vec::new();
-    let mut losses: BTreeMap<&'static str, Vec<(String, Vec<f64>)>> = BTreeMap::new();
+    // Per configuration: (variation, its configuration file, its losses).
+    type Losses = Vec<(String, String, Vec<f64>)>;
+    let mut losses: BTreeMap<&'static str, Losses> = BTreeMap::new();
     for (p, (result, events)) in plan.iter().zip(results) {
         let command = format!("python -m src.main {}", p.args.join(" "));
         let result = match result {
@@ -220,7 +279,7 @@ pub async fn run<B: Backend>(
                 losses
                     .entry(p.config)
                     .or_default()
-                    .push((p.variation.clone(), l));
+                    .push((p.variation.clone(), p.file.clone(), l));
             }
         }
         findings.append(&mut found);
@@ -228,15 +287,14 @@ pub async fn run<B: Backend>(
     }
     // Variations that should differ but produced the very same losses.
     for (config, list) in &losses {
-        for (i, (a, la)) in list.iter().enumerate() {
-            for (b, lb) in &list[..i] {
+        for (i, (a, fa, la)) in list.iter().enumerate() {
+            for (b, fb, lb) in &list[..i] {
                 if la == lb {
-                    let (same_as, name) = if a.contains("baseline") {
-                        (a, b)
+                    let (same_as, name, path) = if is_reference(a) {
+                        (a, b, fb)
                     } else {
-                        (b, a)
+                        (b, a, fa)
                     };
-                    let path = if *config == "smoke_test" { SMOKE } else { FULL };
                     findings.push(
                         Finding::new(
                             "variation-not-implemented",
@@ -255,6 +313,23 @@ pub async fn run<B: Backend>(
         }
     }
     (runs, findings)
+}
+
+/// A variation the others are compared against (`asha-baseline`, `comparative-1-…`).
+fn is_reference(variation: &str) -> bool {
+    let v = variation.to_ascii_lowercase();
+    ["baseline", "comparative", "control"]
+        .iter()
+        .any(|w| v.contains(w))
+}
+
+/// The file of a smoke/full configuration label.
+fn config_path(config: &str) -> &'static str {
+    if config == "smoke_test" {
+        SMOKE
+    } else {
+        FULL
+    }
 }
 
 struct Staged {
@@ -348,11 +423,7 @@ fn classify(
         error: None,
         command: command.to_string(),
     };
-    let config_file = if p.config == "smoke_test" {
-        SMOKE
-    } else {
-        FULL
-    };
+    let config_file = p.file.as_str();
     let which = format!("`{}` ({})", p.variation, p.config);
     let mut findings = Vec::new();
     let failure = crate::process::first_failure(events);
@@ -560,7 +631,13 @@ fn from_exception(failure: &Failure, which: &str) -> (RunStatus, Finding) {
             failure.later.join("; ")
         ));
     }
+    let cause = e["cause"].as_str().unwrap_or("");
     let network = NETWORK_TYPES.contains(&ty)
+        || NETWORK_TYPES
+            .iter()
+            .any(|t| cause.starts_with(&format!("{t}:")))
+        || message.contains("huggingface.co")
+        || all_files.contains("/huggingface_hub/")
         || module.starts_with("requests")
         || module.starts_with("urllib3")
         || module.starts_with("huggingface_hub")
@@ -577,7 +654,23 @@ fn from_exception(failure: &Failure, which: &str) -> (RunStatus, Finding) {
         .evidence(evidence);
         return (RunStatus::NeedsNetwork, with_place(f, &file, line));
     }
-    if ty == "ModuleNotFoundError" || ty == "ImportError" {
+    let import_error = ty == "ModuleNotFoundError" || ty == "ImportError";
+    // Raised inside an installed package while it imports itself (e.g. built for another
+    // numpy): the environment, not the project's code, is at fault.
+    let in_library = frames
+        .last()
+        .and_then(|f| f["file"].as_str())
+        .is_some_and(|p| p.starts_with('/'));
+    if import_error && in_library && file.is_some() {
+        let f = Finding::new(
+            "environment-incompatible",
+            Severity::Warning,
+            format!("the smoke run of {which} stopped {where_}: an installed package failed to import inside its own code ({ty}: {}), an environment problem rather than the project's; the code after that import could not be verified", cut(message, 200)),
+        )
+        .evidence(evidence);
+        return (RunStatus::MissingDependency, with_place(f, &file, line));
+    }
+    if import_error {
         let missing = message.split('\'').nth(1).unwrap_or("").to_string();
         let top = missing.split('.').next().unwrap_or("");
         if !missing.is_empty()

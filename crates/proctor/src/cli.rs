@@ -268,7 +268,18 @@ pub struct GymServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum RuntimeCommand {
     /// Install the pinned runtime if it is missing (a no-op when present).
-    Ensure(JsonArg),
+    Ensure(EnsureArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnsureArgs {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also install the research stack reviews use (datasets, timm, transformers,
+    /// hydra-core, omegaconf; about 250 MB), so projects declaring it install from cache.
+    #[arg(long)]
+    pub research: bool,
 }
 
 #[derive(Debug, clap::Args)]

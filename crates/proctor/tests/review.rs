@@ -412,7 +412,7 @@ async fn a_grandchild_crash_is_named_not_the_parent_that_wrapped_it() {
     let names = ["loud".to_string(), "quiet".to_string()];
     let case = Case::from_dirs(dir.path(), dir.path(), &names, None).unwrap();
     let mut options = ReviewOptions::for_backend(&backend);
-    options.smoke.limits.timeout_ms = 60_000;
+    options.smoke.limits.timeout_ms = 120_000;
     let review = proctor_review::review(&backend, &case, &options).await;
     for variation in &names {
         let run = review.runs.iter().find(|r| &r.variation == variation);

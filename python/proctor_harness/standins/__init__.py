@@ -296,6 +296,12 @@ def install():
     except Exception as e:  # torchvision missing: nothing to stand in for
         emit("standin_error", message=repr(e))
 
+    try:  # datasets / timm / transformers: patched when (and if) the project imports them
+        from . import hub
+        hub.install()
+    except Exception as e:
+        emit("standin_error", message=repr(e))
+
     def fake_weights(*args, **kwargs):
         emit("standin", weights=str(args[0]) if args else "pretrained")
         return _RandomInit()

@@ -1,0 +1,125 @@
+//! Experiment-code review on realistic generated projects (`tasks/research/<project>`,
+//! besides OHGW): a Hydra pipeline whose `src.main` launches `src.train` and
+//! `src.evaluate` as subprocesses per run (`run=<run_id> mode=trial`), run configurations
+//! in `config/runs/` with prefixed ids, Hugging Face `datasets` loading, PEP 621
+//! dependencies installed for the runs. The ready version has no blocker and runs on
+//! stand-in data; each mutant is named by exactly its finding at its file (and line).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use proctor_review::{Case, Review, ReviewOptions, RunStatus};
+
+fn project(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tasks/research")
+        .join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else if entry.file_name() != "mutant.toml" {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The review case of `name`'s ready version with a mutant's files laid over it.
+fn case(name: &str, mutant: Option<&str>) -> (Case, tempfile::TempDir) {
+    let root = project(name);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root.join("ready"), dir.path());
+    if let Some(m) = mutant {
+        copy_dir(&root.join("mutants").join(m), dir.path());
+    }
+    let variations: Vec<String> = std::fs::read_to_string(root.join("variations.txt"))
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let method = root.join("method.md");
+    let case = Case::from_dirs(&root.join("base"), dir.path(), &variations, Some(&method));
+    (case.unwrap(), dir)
+}
+
+struct Mutant {
+    name: String,
+    id: String,
+    file: String,
+    line: Option<usize>,
+    static_only: bool,
+}
+
+fn mutants(name: &str) -> Vec<Mutant> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(project(name).join("mutants")).unwrap() {
+        let entry = entry.unwrap();
+        let meta: toml::Table = std::fs::read_to_string(entry.path().join("mutant.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push(Mutant {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            id: meta["expect_id"].as_str().unwrap().into(),
+            file: meta["expect_file"].as_str().unwrap().into(),
+            line: meta
+                .get("expect_line")
+                .and_then(|l| l.as_integer())
+                .map(|l| l as usize),
+            static_only: meta.get("static").and_then(|s| s.as_bool()) == Some(true),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn summary(review: &Review) -> String {
+    serde_json::to_string_pretty(review).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly() {
+    let backend = util::backend().await;
+    backend.warm_up().await.unwrap();
+    let mut options = ReviewOptions::for_backend(&backend);
+    // Three processes per run, each importing torch (and datasets, hydra) on a loaded CI machine.
+    options.smoke.limits.timeout_ms = 240_000;
+    let (ready, _dir) = case("acls", None);
+    let review = proctor_review::review(&backend, &ready, &options).await;
+    assert!(review.is_experiment_code_ready, "{}", summary(&review));
+    assert_eq!(review.runs.len(), 2, "{}", summary(&review));
+    for run in &review.runs {
+        assert_eq!(run.status, RunStatus::Ok, "{}", summary(&review));
+        assert_eq!(
+            run.data, "stand-in",
+            "load_dataset(glue, sst2) is served offline"
+        );
+    }
+    let mut failures = Vec::new();
+    for m in mutants("acls") {
+        let (case, _dir) = case("acls", Some(&m.name));
+        let mut options = options.clone();
+        options.run = !m.static_only;
+        let review = proctor_review::review(&backend, &case, &options).await;
+        let blockers: Vec<_> = review.blockers().collect();
+        let named = blockers.len() == 1
+            && blockers[0].id == m.id
+            && blockers[0].file.as_deref() == Some(m.file.as_str())
+            && (m.line.is_none() || blockers[0].line == m.line);
+        eprintln!(
+            "{}: expected {} at {}:{:?}: {named}",
+            m.name, m.id, m.file, m.line
+        );
+        if !named {
+            failures.push(format!("{}: {}", m.name, summary(&review)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

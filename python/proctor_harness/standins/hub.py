@@ -1,0 +1,276 @@
+"""Offline stand-ins for Hugging Face and timm downloads (part of `proctor_review_standins`).
+
+`datasets`, `timm` and `transformers` are patched right after they are first imported (a
+meta-path hook, so a process that never imports them pays nothing):
+- `datasets.load_dataset` of a well-known dataset returns synthetic data with the real
+  splits, lengths, features and label names;
+- `timm.create_model(..., pretrained=True)` builds the model with random weights;
+- `from_pretrained` of a well-known model name builds it from a configuration shipped here
+  with random weights.
+Every substitution is recorded as a `standin` event, so the run says "data": "stand-in".
+"""
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+from . import emit
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+# name → {split: length}, {column: ("image", mode, size) | ("label", names) | ("text",) | ("int",)}
+DATASETS = {
+    "cifar10": ({"train": 50_000, "test": 10_000},
+                {"img": ("image", "RGB", 32), "label": ("label", CIFAR10)}),
+    "cifar100": ({"train": 50_000, "test": 10_000},
+                 {"img": ("image", "RGB", 32),
+                  "fine_label": ("label", [f"fine_{i}" for i in range(100)]),
+                  "coarse_label": ("label", [f"coarse_{i}" for i in range(20)])}),
+    "mnist": ({"train": 60_000, "test": 10_000},
+              {"image": ("image", "L", 28), "label": ("label", [str(i) for i in range(10)])}),
+    "fashion_mnist": ({"train": 60_000, "test": 10_000},
+                      {"image": ("image", "L", 28),
+                       "label": ("label", ["T - shirt / top", "Trouser", "Pullover", "Dress", "Coat",
+                                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])}),
+    "imdb": ({"train": 25_000, "test": 25_000, "unsupervised": 50_000},
+             {"text": ("text",), "label": ("label", ["neg", "pos"])}),
+    "sst2": ({"train": 67_349, "validation": 872, "test": 1_821},
+             {"idx": ("int",), "sentence": ("text",), "label": ("label", ["negative", "positive"])}),
+    "ag_news": ({"train": 120_000, "test": 7_600},
+                {"text": ("text",), "label": ("label", ["World", "Sports", "Business", "Sci/Tech"])}),
+    "mrpc": ({"train": 3_668, "validation": 408, "test": 1_725},
+             {"sentence1": ("text",), "sentence2": ("text",),
+              "label": ("label", ["not_equivalent", "equivalent"]), "idx": ("int",)}),
+    "wikitext-2-raw-v1": ({"train": 36_718, "validation": 3_760, "test": 4_358}, {"text": ("text",)}),
+    "wikitext-103-raw-v1": ({"train": 1_801_350, "validation": 3_760, "test": 4_358},
+                            {"text": ("text",)}),
+}
+ALIASES = {"fashionmnist": "fashion_mnist", "glue/sst2": "sst2", "glue/mrpc": "mrpc",
+           "sst-2": "sst2", "wikitext/wikitext-2-raw-v1": "wikitext-2-raw-v1",
+           "wikitext/wikitext-2-v1": "wikitext-2-raw-v1",
+           "wikitext/wikitext-103-raw-v1": "wikitext-103-raw-v1"}
+# Longest split actually materialised: longer ones keep their real length by repetition.
+WORDS = ("the model learns a small set of useful features from data and the result is "
+         "good bad neutral movie film story plot actor great terrible").split()
+
+# Well-known model names → (model_type, configuration) with the real architecture sizes.
+BERT = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+            intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+MODELS = {
+    "bert-base-uncased": ("bert", BERT),
+    "bert-base-cased": ("bert", dict(BERT, vocab_size=28996)),
+    "distilbert-base-uncased": ("distilbert", dict(vocab_size=30522, dim=768, n_layers=6,
+                                                   n_heads=12, hidden_dim=3072)),
+    "roberta-base": ("roberta", dict(BERT, vocab_size=50265, max_position_embeddings=514,
+                                     type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+                                     eos_token_id=2)),
+    "gpt2": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)),
+    "distilgpt2": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=6,
+                                n_head=12)),
+    "t5-small": ("t5", dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
+                            num_heads=8)),
+    "google/vit-base-patch16-224": ("vit", dict(hidden_size=768, num_hidden_layers=12,
+                                                num_attention_heads=12, intermediate_size=3072,
+                                                image_size=224, patch_size=16)),
+}
+MODEL_PREFIXES = ("google-bert/", "google-t5/", "openai-community/", "distilbert/",
+                  "FacebookAI/")
+
+
+def _key(path, name):
+    path = str(path).strip().strip("/")
+    key = path.split("/")[-1].lower() if "/" in path and not path.startswith("glue") else path.lower()
+    if name and f"{key}/{name}".lower() in ALIASES:
+        return ALIASES[f"{key}/{name}".lower()]
+    if name and str(name).lower() in DATASETS and key in ("glue", "wikitext"):
+        return str(name).lower()
+    return ALIASES.get(key, key) if ALIASES.get(key, key) in DATASETS else None
+
+
+def _column(kind, n, seed, features):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    if kind[0] == "label":
+        return [int(v) for v in rng.integers(0, len(kind[1]), n)]
+    if kind[0] == "int":
+        return list(range(n))
+    if kind[0] == "text":
+        pool = [" ".join(rng.choice(WORDS, 12)) for _ in range(64)]
+        return [pool[i % 64] for i in range(n)]
+    import io
+    from PIL import Image
+    mode, size = kind[1], kind[2]
+    pool = []
+    for _ in range(32):  # blocky noise: small PNGs, distinct samples
+        channels = 3 if mode == "RGB" else 1
+        small = rng.integers(0, 256, (size // 4, size // 4, channels), dtype=np.uint8)
+        arr = small.repeat(4, 0).repeat(4, 1)
+        img = Image.fromarray(arr if mode == "RGB" else arr[:, :, 0], mode=mode)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        pool.append({"bytes": buf.getvalue(), "path": None})
+    return [pool[i % 32] for i in range(n)]
+
+
+def _split(module, key, split_name, n):
+    sizes, columns = DATASETS[key]
+    features = {}
+    data = {}
+    seed = sorted(sizes).index(split_name) if split_name in sizes else 0
+    for col, kind in columns.items():
+        if kind[0] == "image":
+            features[col] = module.Image()
+        elif kind[0] == "label":
+            features[col] = module.ClassLabel(names=list(kind[1]))
+        elif kind[0] == "int":
+            features[col] = module.Value("int32")
+        else:
+            features[col] = module.Value("string")
+        data[col] = _column(kind, n, seed * 31 + len(col), features)
+    return module.Dataset.from_dict(data, features=module.Features(features),
+                                    split=module.NamedSplit(split_name))
+
+
+def _parse_split(split, sizes):
+    """`train`, `train[:100]`, `train[:10%]`, `train[10%:20%]` → (name, start, stop)."""
+    name, _, rest = str(split).partition("[")
+    name = name.strip()
+    n = sizes[name]
+    start, stop = 0, n
+    if rest:
+        lo, _, hi = rest.rstrip("]").partition(":")
+
+        def at(v, default):
+            v = v.strip()
+            if not v:
+                return default
+            if v.endswith("%"):
+                return int(n * float(v[:-1]) / 100)
+            v = int(v)
+            return v + n if v < 0 else v
+
+        start, stop = at(lo, 0), at(hi, n) if ":" in rest else at(lo, 0) + 1
+    return name, max(0, start), min(n, stop)
+
+
+def _patch_datasets(module):
+    real = module.load_dataset
+
+    def load_dataset(path, name=None, *args, split=None, **kwargs):
+        key = None if os.path.exists(str(path)) else _key(path, name)
+        if key is None:
+            return real(path, name, *args, split=split, **kwargs)
+        sizes = DATASETS[key][0]
+        emit("standin", dataset=f"{path}" + (f"/{name}" if name else ""), splits=sizes)
+        if split is None:
+            return module.DatasetDict({s: _split(module, key, s, n) for s, n in sizes.items()})
+        parts = [p.strip() for p in str(split).split("+")]
+        out = []
+        for part in parts:
+            s, start, stop = _parse_split(part, sizes)
+            out.append(_split(module, key, s, stop).select(range(start, stop)))
+        return out[0] if len(out) == 1 else module.concatenate_datasets(out)
+
+    load_dataset._proctor = True
+    module.load_dataset = load_dataset
+
+
+def _patch_timm(module):
+    real = module.create_model
+
+    def create_model(model_name, pretrained=False, *args, **kwargs):
+        if pretrained:
+            emit("standin", weights=f"timm:{model_name}")
+            kwargs.pop("pretrained_cfg_overlay", None)
+        return real(model_name, False, *args, **kwargs)
+
+    module.create_model = create_model
+
+
+def _model_config(name):
+    name = str(name)
+    for prefix in MODEL_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return MODELS.get(name)
+
+
+def _from_pretrained_standin(owner, auto):
+    """Wraps `owner.from_pretrained`: a well-known name is built from its shipped
+    configuration with random weights; anything else goes to the real method."""
+    real = owner.__dict__.get("from_pretrained")
+    if real is None:
+        return
+    real = real.__func__ if isinstance(real, classmethod) else real
+
+    def from_pretrained(cls, name, *args, **kwargs):
+        known = None if os.path.exists(str(name)) else _model_config(name)
+        if known is None:
+            return real(cls, name, *args, **kwargs)
+        from transformers import AutoConfig
+        model_type, values = known
+        config_kwargs = {k: kwargs.pop(k) for k in list(kwargs)
+                         if k in ("num_labels", "id2label", "label2id", "output_hidden_states",
+                                  "output_attentions", "problem_type")}
+        config = AutoConfig.for_model(model_type, **values, **config_kwargs)
+        emit("standin", weights=f"transformers:{name}")
+        return cls.from_config(config) if auto else cls(config)
+
+    setattr(owner, "from_pretrained", classmethod(from_pretrained))
+
+
+def _patch_modeling_utils(module):
+    _from_pretrained_standin(module.PreTrainedModel, False)
+
+
+def _patch_auto_factory(module):
+    _from_pretrained_standin(module._BaseAutoModelClass, True)
+
+
+# transformers resolves its names lazily: its classes are patched in the submodules
+# that define them.
+PATCHES = {"datasets": _patch_datasets, "timm": _patch_timm,
+           "transformers.modeling_utils": _patch_modeling_utils,
+           "transformers.models.auto.auto_factory": _patch_auto_factory}
+_busy = set()
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner, name):
+        self.inner, self.name = inner, name
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+        try:
+            PATCHES[self.name](module)
+        except Exception as e:  # the real module still works; the download may then fail
+            emit("standin_error", module=self.name, message=repr(e)[:500])
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name not in PATCHES or name in _busy:
+            return None
+        _busy.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            _busy.discard(name)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _Loader(spec.loader, name)
+        return spec
+
+
+def install():
+    for name, patch in PATCHES.items():
+        if name in sys.modules:
+            try:
+                patch(sys.modules[name])
+            except Exception as e:
+                emit("standin_error", module=name, message=repr(e)[:500])
+    sys.meta_path.insert(0, _Finder())
