@@ -317,6 +317,96 @@ impl Case {
         })
     }
 
+    /// A case from a zip archive holding `base/` and `derived/` project directories,
+    /// `variations.txt` (names separated by commas or lines) and optionally `method.md`,
+    /// at its root or inside one top-level folder. Only `.py`, `.yaml`, `.yml` and
+    /// `.toml` files are read (each at most [`MAX_FILE_BYTES`], 32 MiB in all); entries
+    /// with `..` or absolute paths are skipped.
+    pub fn from_zip(bytes: &[u8]) -> Result<Case, CaseError> {
+        use std::io::Read;
+        let bad = |m: String| CaseError::Shape(format!("the zip archive: {m}"));
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut budget: u64 = 32 << 20;
+        for i in 0..zip.len().min(4 * MAX_FILES) {
+            let file = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+            let name = file.name().replace('\\', "/");
+            let keep = [".py", ".yaml", ".yml", ".toml", ".md", ".txt"]
+                .iter()
+                .any(|e| name.ends_with(e));
+            if file.is_dir() || !keep || name.starts_with('/') || name.split('/').any(|c| c == "..")
+            {
+                continue;
+            }
+            let mut data = Vec::new();
+            let cap = budget.min(MAX_FILE_BYTES as u64 + 1);
+            file.take(cap)
+                .read_to_end(&mut data)
+                .map_err(|e| bad(e.to_string()))?;
+            budget = budget.saturating_sub(data.len() as u64);
+            if budget == 0 {
+                return Err(bad("it holds more than 32 MiB of project files".into()));
+            }
+            entries.push((name, data));
+        }
+        // Everything may sit inside one top-level folder.
+        let prefix = ["variations.txt", "base/", "derived/"]
+            .iter()
+            .find_map(|marker| {
+                entries.iter().find_map(|(n, _)| {
+                    let at = n.find(marker)?;
+                    (n[..at].matches('/').count() <= 1 && (at == 0 || n[..at].ends_with('/')))
+                        .then(|| n[..at].to_string())
+                })
+            })
+            .unwrap_or_default();
+        let mut base = Project::default();
+        let mut derived = Project::default();
+        let (mut variations, mut method) = (None, String::new());
+        for (name, data) in &entries {
+            let Some(rel) = name.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let text = || String::from_utf8_lossy(data).into_owned();
+            let is_code = !rel.ends_with(".md") && !rel.ends_with(".txt");
+            if let (Some(p), true) = (rel.strip_prefix("base/"), is_code) {
+                if base.files.len() < MAX_FILES {
+                    base.files.insert(p.to_string(), SourceFile::bytes(data));
+                }
+            } else if let (Some(p), true) = (rel.strip_prefix("derived/"), is_code) {
+                if derived.files.len() < MAX_FILES {
+                    derived.files.insert(p.to_string(), SourceFile::bytes(data));
+                }
+            } else if rel == "variations.txt" {
+                variations = Some(text());
+            } else if rel == "method.md" {
+                method = text();
+            }
+        }
+        if derived.files.is_empty() {
+            return Err(bad("no `derived/` project files (put the experiment code under `derived/`, the template under `base/`)".into()));
+        }
+        let variations: Vec<String> = variations
+            .ok_or_else(|| bad("no `variations.txt` listing the run variations".into()))?
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(Case {
+            new_method: method,
+            experimental_design: String::new(),
+            experiment: Experiment {
+                id: String::new(),
+                description: String::new(),
+                run_variations: variations,
+            },
+            base,
+            derived,
+        })
+    }
+
     /// All the method-describing text: the method, the design and the experiment's description.
     pub fn method_text(&self) -> String {
         [
@@ -331,6 +421,37 @@ impl Case {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn zipped(entries: &[(&str, &str)]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, text) in entries {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_zip_at_its_root_gives_both_projects_and_the_variations() {
+        let case = Case::from_zip(&zipped(&[
+            ("variations.txt", "a\nb\n"),
+            ("method.md", "the method"),
+            ("base/src/train.py", "x = 1\n"),
+            ("derived/src/train.py", "x = 2\n"),
+            ("derived/config/runs/a.yaml", "lr: 1\n"),
+            ("/abs.py", "y = 1\n"),
+        ]))
+        .unwrap();
+        assert_eq!(case.experiment.run_variations, ["a", "b"]);
+        assert_eq!(case.new_method, "the method");
+        assert_eq!(case.base.text("src/train.py"), Some("x = 1\n"));
+        let derived: Vec<&String> = case.derived.files.keys().collect();
+        assert_eq!(derived, ["config/runs/a.yaml", "src/train.py"]);
+        let missing = Case::from_zip(&zipped(&[("derived/src/train.py", "x = 2\n")]));
+        assert!(missing.unwrap_err().to_string().contains("variations.txt"));
+    }
 
     #[test]
     fn keys_map_to_paths() {

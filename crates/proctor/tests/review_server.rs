@@ -109,3 +109,57 @@ fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
         "/health took {slowest_health:?} during the reviews"
     );
 }
+
+#[test]
+fn a_zip_of_the_two_directories_is_reviewed_like_the_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("db.sqlite");
+    let mut server = serve(
+        port,
+        &[std::ffi::OsStr::new("--database"), db_path.as_os_str()],
+    );
+    let start = Instant::now();
+    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Inside one top-level folder, as `zip -r case.zip case/` makes it; no main.py, so
+    // the review is the static pass.
+    let derived = b"def load():\n    name = DATASET_PLACEHOLDER\n    return name\n";
+    let zip = proctor_challenge::intake::zip_files(&[
+        ("case/variations.txt", b"a,b\n"),
+        ("case/base/src/train.py", b"def load():\n    return 1\n"),
+        ("case/derived/src/train.py", derived),
+        ("case/derived/../../escape.py", b"x = 1\n"),
+    ])
+    .unwrap();
+    let (code, text) = http(port, "POST", "/api/review", "application/zip", &zip);
+    let (bad_code, bad_text) = http(
+        port,
+        "POST",
+        "/api/review",
+        "application/zip",
+        b"PK\x03\x04 not a zip",
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(code, 200, "{text}");
+    let review: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(review["is_experiment_code_ready"], false);
+    let placeholder = review["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "placeholder")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(placeholder["file"], "src/train.py");
+    assert_eq!(placeholder["line"], 2);
+    assert!(!text.contains("escape.py"), "{text}");
+    assert_eq!(bad_code, 400, "{bad_text}");
+    assert!(bad_text.contains("zip archive"), "{bad_text}");
+}
