@@ -116,10 +116,7 @@ impl Project {
                     }
                     continue;
                 }
-                if ![".py", ".yaml", ".yml", ".toml"]
-                    .iter()
-                    .any(|ext| name.ends_with(ext))
-                {
+                if !is_project_file(&name) {
                     continue;
                 }
                 if project.files.len() >= MAX_FILES {
@@ -164,6 +161,15 @@ impl Project {
         }
         Ok(project)
     }
+}
+
+/// A file a review reads: code, configuration, and `requirements.txt` (to say that it
+/// declares what `pyproject.toml` should).
+fn is_project_file(name: &str) -> bool {
+    name == "requirements.txt"
+        || [".py", ".yaml", ".yml", ".toml"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// `train_py` → `src/train.py`, `smoke_test_yaml` → `config/smoke_test.yaml`,
@@ -369,7 +375,7 @@ impl Case {
                 continue;
             };
             let text = || String::from_utf8_lossy(data).into_owned();
-            let is_code = !rel.ends_with(".md") && !rel.ends_with(".txt");
+            let is_code = is_project_file(rel.rsplit('/').next().unwrap_or(rel));
             if let (Some(p), true) = (rel.strip_prefix("base/"), is_code) {
                 if base.files.len() < MAX_FILES {
                     base.files.insert(p.to_string(), SourceFile::bytes(data));

@@ -399,6 +399,23 @@ pub fn check(project: &Project, code: &Analysed, installed: &Installed, out: &mu
     }
 }
 
+/// The finding for dependencies listed only in `requirements.txt`, if it lists any.
+fn requirements_only(project: &Project) -> Option<Finding> {
+    let text = project.text("requirements.txt")?;
+    let first = text
+        .lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    Some(
+        Finding::new(
+            "dependencies-not-installable",
+            Severity::Blocker,
+            "dependencies are declared only in `requirements.txt`: the pipeline installs what `pyproject.toml` declares (`[project] dependencies`), so the code's packages would be missing",
+        )
+        .at("requirements.txt", Some(first + 1))
+        .fix("move them to `[project] dependencies = [\"torch>=2.2\", ...]` in pyproject.toml"),
+    )
+}
+
 /// The declared distributions (normalised), or `None` when nothing installable is declared.
 fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<String>> {
     const PATH: &str = "pyproject.toml";
@@ -434,6 +451,9 @@ fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<Strin
                 "dependencies are declared only in `[tool.poetry.dependencies]`, which uv does not install: the code's packages would be missing".to_string(),
                 "declare them in PEP 621 form: `[project]` with `name`, `version` and `dependencies = [\"torch>=2.2\", ...]`",
             )
+        } else if let Some(f) = requirements_only(project) {
+            out.push(f);
+            return None;
         } else {
             (
                 "pyproject.toml has no `[project]` table: no dependency is declared in a form uv installs".to_string(),
@@ -459,6 +479,14 @@ fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<Strin
         );
     }
     let mut declared = BTreeSet::new();
+    let no_list = project_table
+        .get("dependencies")
+        .and_then(|d| d.as_array())
+        .is_none_or(|a| a.is_empty());
+    if let (true, false, Some(f)) = (no_list, poetry, requirements_only(project)) {
+        out.push(f);
+        return None;
+    }
     match project_table.get("dependencies") {
         None => {
             if poetry {
@@ -511,6 +539,30 @@ fn pyproject(project: &Project, out: &mut Vec<Finding>) -> Option<BTreeSet<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_only_in_requirements_txt_are_one_finding_there() {
+        let mut project = Project::default();
+        for (path, text) in [
+            (
+                "pyproject.toml",
+                "[project]\nname = \"x\"\nversion = \"0.1\"\n",
+            ),
+            ("requirements.txt", "# pinned\ntorch>=2.2\ndatasets\n"),
+        ] {
+            project
+                .files
+                .insert(path.into(), crate::case::SourceFile::text(text.to_string()));
+        }
+        let mut out = Vec::new();
+        assert_eq!(pyproject(&project, &mut out), None);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].id, "dependencies-not-installable");
+        assert_eq!(
+            (out[0].file.as_deref(), out[0].line),
+            (Some("requirements.txt"), Some(2))
+        );
+    }
 
     #[test]
     fn transitive_providers_are_followed() {
