@@ -194,8 +194,12 @@ pub struct ChallengeSubmitArgs {
 #[derive(Debug, clap::Args)]
 pub struct ReviewArgs {
     /// The case as JSON (`new_method`, `experiment`, `base_code`, `experiment_code`).
-    #[arg(long, conflicts_with_all = ["base", "derived"])]
+    #[arg(long, conflicts_with_all = ["base", "derived", "zip"])]
     pub input: Option<PathBuf>,
+    /// The case as a zip archive of `base/`, `derived/`, `variations.txt` (and optionally
+    /// `method.md`), as `POST /api/review` takes it.
+    #[arg(long, conflicts_with_all = ["base", "derived"])]
+    pub zip: Option<PathBuf>,
     /// The base template's directory (src/, config/, pyproject.toml).
     #[arg(long, requires = "derived")]
     pub base: Option<PathBuf>,

@@ -10,6 +10,12 @@ use crate::cli::ReviewArgs;
 
 pub fn run(args: ReviewArgs) -> Result<ExitCode> {
     let case = match (&args.input, &args.base, &args.derived) {
+        (None, None, None) if args.zip.is_some() => {
+            let zip = args.zip.as_deref().unwrap_or_else(|| std::path::Path::new(""));
+            let bytes = std::fs::read(zip)
+                .with_context(|| format!("cannot read {zip:?}: pass an existing zip file"))?;
+            Case::from_zip(&bytes).with_context(|| format!("invalid review archive {zip:?}"))?
+        }
         (Some(input), None, None) => {
             let text = std::fs::read_to_string(input)
                 .with_context(|| format!("cannot read {input:?}: pass an existing JSON file"))?;
@@ -30,7 +36,7 @@ pub fn run(args: ReviewArgs) -> Result<ExitCode> {
             }
             Case::from_dirs(base, derived, &variations, args.method.as_deref())?
         }
-        _ => bail!("pass either --input case.json, or --base DIR --derived DIR --variations a,b,c"),
+        _ => bail!("pass either --input case.json, --zip case.zip, or --base DIR --derived DIR --variations a,b,c"),
     };
     let review = super::tokio()?.block_on(async {
         let backend = super::backend(args.sandbox.no_sandbox).await?;
