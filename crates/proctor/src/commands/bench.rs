@@ -179,6 +179,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         eprintln!("[bench] gym over /ws…");
         let mut front_doors = std::collections::BTreeMap::new();
         for (name, value) in gym::figures(&backend, reps).await? {
+            // Shown as measured: a later stage that fails does not lose them.
+            eprintln!("[bench]   {name} = {value:.3}");
             front_doors.insert(name.to_string(), value);
         }
         eprintln!("[bench] challenge evaluation…");
