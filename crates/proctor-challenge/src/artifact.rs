@@ -183,9 +183,35 @@ struct Machine<'a> {
     storages: BTreeMap<String, StorageInfo>,
     classes: std::collections::BTreeSet<String>,
     work: u64,
+    /// Every mutable container built: a pickle can make them reference each other (a
+    /// list appended to itself), and such Rc cycles would leak on every submission.
+    containers: Vec<V>,
+}
+
+impl Drop for Machine<'_> {
+    /// Empties every mutable container, which breaks every cycle (immutable tuples can
+    /// only hold what existed before them).
+    fn drop(&mut self) {
+        for c in self.containers.drain(..) {
+            match c {
+                V::List(l) => l.borrow_mut().clear(),
+                V::Dict(d) => d.borrow_mut().clear(),
+                V::Obj(o) => {
+                    let mut o = o.borrow_mut();
+                    o.state.clear();
+                    o.items.clear();
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl<'a> Machine<'a> {
+    fn container(&mut self, v: V) -> V {
+        self.containers.push(v.clone());
+        v
+    }
     fn charge(&mut self, items: usize) -> R<()> {
         self.work = self.work.saturating_add(items as u64);
         if self.work > WORK_BUDGET {
@@ -372,10 +398,14 @@ impl<'a> Machine<'a> {
                     self.take(n)?;
                     self.stack.push(V::Bytes)
                 }
-                b']' => self.stack.push(V::List(Rc::default())),
+                b']' => {
+                    let v = self.container(V::List(Rc::default()));
+                    self.stack.push(v)
+                }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(V::List(Rc::new(RefCell::new(items))))
+                    let v = self.container(V::List(Rc::new(RefCell::new(items))));
+                    self.stack.push(v)
                 }
                 b'a' => {
                     let v = self.pop()?;
@@ -406,10 +436,13 @@ impl<'a> Machine<'a> {
                     items.reverse();
                     self.stack.push(V::Tuple(Rc::new(items)))
                 }
-                b'}' => self.stack.push(V::Dict(Rc::default())),
+                b'}' => {
+                    let v = self.container(V::Dict(Rc::default()));
+                    self.stack.push(v)
+                }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let dict = V::Dict(Rc::default());
+                    let dict = self.container(V::Dict(Rc::default()));
                     self.set_items(&dict, items)?;
                     self.stack.push(dict)
                 }
@@ -426,7 +459,10 @@ impl<'a> Machine<'a> {
                     self.set_items(&target, items)?;
                     self.stack.push(target);
                 }
-                0x8f => self.stack.push(V::List(Rc::default())), // EMPTY_SET
+                0x8f => {
+                    let v = self.container(V::List(Rc::default())); // EMPTY_SET
+                    self.stack.push(v)
+                }
                 0x90 => {
                     let items = self.pop_mark()?;
                     let target = self.pop()?;
@@ -435,7 +471,8 @@ impl<'a> Machine<'a> {
                 }
                 0x91 => {
                     let items = self.pop_mark()?;
-                    self.stack.push(V::List(Rc::new(RefCell::new(items))))
+                    let v = self.container(V::List(Rc::new(RefCell::new(items))));
+                    self.stack.push(v)
                 }
                 b'c' => {
                     let module = self.line()?;
@@ -580,10 +617,10 @@ impl<'a> Machine<'a> {
             _ => "<dynamic>".into(),
         };
         self.classes.insert(class.clone());
-        V::Obj(Rc::new(RefCell::new(Obj {
+        self.container(V::Obj(Rc::new(RefCell::new(Obj {
             class,
             ..Obj::default()
-        })))
+        }))))
     }
 
     fn reduce(&mut self, func: V, args: V) -> R<V> {
@@ -665,7 +702,7 @@ impl<'a> Machine<'a> {
                 }
             }
             "collections.OrderedDict" | "builtins.dict" => {
-                let dict = V::Dict(Rc::default());
+                let dict = self.container(V::Dict(Rc::default()));
                 if let Some(V::List(pairs)) = args.first() {
                     for pair in pairs.borrow().iter() {
                         if let V::Tuple(kv) = pair {
@@ -683,7 +720,7 @@ impl<'a> Machine<'a> {
                     _ => Vec::new(),
                 };
                 self.charge(items.len())?;
-                Ok(V::List(Rc::new(RefCell::new(items))))
+                Ok(self.container(V::List(Rc::new(RefCell::new(items)))))
             }
             n if n.starts_with("torch._utils._rebuild")
                 || n.starts_with("torch._tensor._rebuild") =>
@@ -870,6 +907,7 @@ fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<Strin
         storages: BTreeMap::new(),
         classes: Default::default(),
         work: 0,
+        containers: Vec::new(),
     };
     let root = m.run()?;
     let mut walk = Walk::default();
@@ -943,7 +981,7 @@ fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<Strin
     count.exempt_running_stats = stats;
     count.exempt_feature_stats = features;
     count.note.push_str(&describe(&count));
-    Ok((count, m.storages))
+    Ok((count, std::mem::take(&mut m.storages)))
 }
 
 /// [`count_pickle`] on its own thread with [`COUNT_STACK_BYTES`] of stack, so that
