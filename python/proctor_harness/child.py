@@ -35,14 +35,18 @@ def _setup(fds):
     _redirect(stdout_fd, stderr_fd)
     os.close(stdout_fd)
     os.close(stderr_fd)
+    confine.isolate(SHM_BYTES)
+    filters = os.environ["PROCTOR_CHILD_SECCOMP"]
     ctl = socket.socket(fileno=control_fd)
     go = ctl.recv(MAX_FRAME)
     if not go:
         os._exit(111)  # proctor retired this child before giving it a job
     req = json.loads(go)
+    confine.drop_privileges(req["uid"])
     # Siblings share the zygote's pid namespace: a child may read only its own /proc entry.
     read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
     confine.restrict(read_only, req["read_write"])
+    confine.seccomp(filters)
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
@@ -60,7 +64,12 @@ def _disown_zygote_finalizers():
 
 def main(fds):
     _disown_zygote_finalizers()
-    ctl, req = _setup(fds)
+    try:
+        ctl, req = _setup(fds)
+    except BaseException:
+        # Never fall back into the zygote's loop: a child that cannot confine itself dies.
+        traceback.print_exc()
+        os._exit(112)
     if req["kind"] == "session":
         _session(ctl, req)
         _exit(0)
@@ -114,6 +123,8 @@ def _run(req):
 # Largest message either way, JSON-encoded: defined once by proctor (MAX_FRAME_BYTES in
 # the engine's pool.rs) and passed in the zygote's environment.
 MAX_FRAME = int(os.environ["PROCTOR_MAX_FRAME_BYTES"])
+# Size of a child's own /dev/shm (its pages count against the run's memory limit).
+SHM_BYTES = 1 << 30
 
 
 class CallTimeout(BaseException):

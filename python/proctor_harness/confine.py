@@ -1,8 +1,10 @@
-"""Per-run landlock confinement of a forked child (stacked on the zygote's own ruleset).
+"""Confinement of a forked child of the zygote.
 
-The zygote may touch every run directory of its pool; each child narrows that down to its
-own directory, and scopes signals and abstract unix sockets to itself, so that siblings
-can neither read each other's files nor signal each other.
+The zygote runs in the run's private root (see the sandbox crate) as root of its own user
+namespace, without landlock, so that each child can build its own world cheaply: its own
+IPC namespace and /dev/shm (`isolate`), its own uid (`drop_privileges`), a landlock
+ruleset limited to its own run directory with signals and abstract unix sockets scoped
+to itself (`restrict`), and the cold run's seccomp filter (`seccomp`).
 """
 import ctypes
 import os
@@ -62,3 +64,68 @@ def restrict(read_only, read_write):
         _check(_libc.syscall(_SYS_RESTRICT, ruleset, ctypes.c_uint32(0)), "restrict")
     finally:
         os.close(ruleset)
+
+
+# --- A warm child's own world (the zygote keeps the rights to build it; the child drops them) ---
+
+_CLONE_NEWNS, _CLONE_NEWIPC = 0x00020000, 0x08000000
+_MS_NOSUID, _MS_NODEV = 2, 4
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 28, 47, 4
+# NOROOT, NO_SETUID_FIXUP and KEEP_CAPS locked (the last two off), no ambient raise, locked.
+_SECUREBITS = 0x01 | 0x02 | 0x08 | 0x20 | 0x40 | 0x80
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def _sys(ret, what):
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def isolate(shm_bytes):
+    """Own IPC namespace and /dev/shm: what a run leaves there (files, SysV segments)
+    dies with it, and a full /dev/shm is its own problem. Cheap: one unshare, one mount."""
+    _sys(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC), "unshare")
+    options = f"size={shm_bytes},mode=1777".encode()
+    _sys(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV, options), "mounting /dev/shm")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges(uid):
+    """Becomes `uid` of the zygote's user namespace (a host id of its own, when proctor
+    runs as root) and loses every capability for good, exec included."""
+    _sys(_libc.prctl(_PR_SET_SECUREBITS, _SECUREBITS, 0, 0, 0), "securebits")
+    for cap in range(64):
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 and ctypes.get_errno() != 22:  # EINVAL: no such cap
+            _sys(-1, "dropping the bounding set")
+    _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    if uid != 0:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    data = (_CapData * 2)()
+    _sys(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp(programs):
+    """Installs the run's seccomp filters, compiled by proctor (hex, comma-separated)."""
+    for hexed in programs.split(","):
+        raw = bytes.fromhex(hexed)
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        prog = _SockFprog(len(raw) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        _sys(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")

@@ -52,6 +52,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         cgroup_procs: Vec::new(),
         pass_fd: false,
         run_id: None,
+        warm_parent: false,
     };
     let mut prepared = sandbox
         .command(&spec, &job.limits)

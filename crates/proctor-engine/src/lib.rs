@@ -153,6 +153,9 @@ impl Paths {
         let mut env = vec![
             ("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())),
             ("HOME".into(), work.display().to_string()),
+            // Runs have ids of their own that no passwd names (getpass.getuser() asks here).
+            ("USER".into(), "sandbox".into()),
+            ("LOGNAME".into(), "sandbox".into()),
             ("TMPDIR".into(), work.join(".tmp").display().to_string()),
             ("PYTHONUNBUFFERED".into(), "1".into()),
             ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
@@ -271,6 +274,37 @@ fn repair_harness(dir: &Path) -> std::io::Result<()> {
     mode(dir, 0o555)
 }
 
+/// The state of the warm pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmPool {
+    /// The zygote is up.
+    Ready,
+    /// The zygote is starting (or will be started by the next warm run).
+    Starting,
+    /// The last start failed; warm runs fall back to cold ones, gym sessions cannot open.
+    Failed(String),
+    /// No sandbox (`--no-sandbox`): no warm pool at all.
+    Disabled,
+}
+
+impl WarmPool {
+    /// Whether the server can serve everything it offers.
+    pub fn healthy(&self) -> bool {
+        !matches!(self, WarmPool::Failed(_))
+    }
+}
+
+impl std::fmt::Display for WarmPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WarmPool::Ready => write!(f, "ready"),
+            WarmPool::Starting => write!(f, "starting"),
+            WarmPool::Failed(why) => write!(f, "failed: {why}"),
+            WarmPool::Disabled => write!(f, "disabled"),
+        }
+    }
+}
+
 /// Runs jobs on this machine: cold, or warm through the zygote pool.
 #[derive(Clone)]
 pub struct LocalBackend {
@@ -331,6 +365,14 @@ impl LocalBackend {
         idle_timeout: std::time::Duration,
     ) -> Result<Session, JobError> {
         pool::open_session(&self.inner, limits, idle_timeout).await
+    }
+
+    /// The warm pool's real state, answered at once (for `/health`).
+    pub fn warm_pool(&self) -> WarmPool {
+        match self.inner.sandbox {
+            None => WarmPool::Disabled,
+            Some(_) => self.inner.pool.state(),
+        }
     }
 
     /// Host pid of the warm zygote, when one is running.

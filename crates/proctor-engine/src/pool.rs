@@ -52,6 +52,8 @@ const CHILD_PROC: &[&str] = &[
 /// Holds the current zygote; restarts it when it has died.
 pub(crate) struct Pool {
     zygote: tokio::sync::Mutex<Option<Arc<Zygote>>>,
+    /// Why the last start failed, until one succeeds.
+    failure: Mutex<Option<String>>,
     spare: Mutex<Option<Spare>>,
     refilling: AtomicBool,
 }
@@ -75,8 +77,32 @@ pub(crate) struct Zygote {
     cgroup: Arc<Cgroup>,
     _helper: Mutex<tokio::process::Child>,
     next_id: AtomicU64,
-    /// Root mode: the zygote's (and so its children's) unprivileged id.
+    /// Root mode: the zygote's block of host ids (it is the first, each child one of its own).
     run_id: Option<proctor_sandbox::RunId>,
+    /// Ids (within the block) of the children alive.
+    child_ids: Arc<Mutex<ChildIds>>,
+}
+
+/// Which ids of the zygote's block its children hold.
+#[derive(Default)]
+struct ChildIds {
+    in_use: std::collections::HashSet<u32>,
+    next: u32,
+}
+
+/// A child's id within the zygote's user namespace (0, the zygote's own, when proctor is
+/// not root: then only one id is mapped), freed when dropped.
+struct ChildId {
+    uid: u32,
+    /// The host id it maps to, which must own the child's scratch.
+    host: Option<u32>,
+    ids: Arc<Mutex<ChildIds>>,
+}
+
+impl Drop for ChildId {
+    fn drop(&mut self) {
+        lock(&self.ids).in_use.remove(&self.uid);
+    }
 }
 
 impl Drop for Zygote {
@@ -157,6 +183,7 @@ impl Pool {
     pub fn new() -> Pool {
         Pool {
             zygote: tokio::sync::Mutex::new(None),
+            failure: Mutex::new(None),
             spare: Mutex::new(None),
             refilling: AtomicBool::new(false),
         }
@@ -179,9 +206,28 @@ impl Pool {
             }
             tracing::warn!("the warm zygote died; starting a new one");
         }
-        let z = Arc::new(start_zygote(inner).await?);
+        let started = start_zygote(inner).await;
+        *lock(&self.failure) = started.as_ref().err().map(|e| e.to_string());
+        let z = Arc::new(started?);
         *slot = Some(z.clone());
         Ok(z)
+    }
+
+    /// The pool's state right now, without waiting behind a zygote that is starting.
+    pub fn state(&self) -> crate::WarmPool {
+        if let Some(failure) = lock(&self.failure).clone() {
+            return crate::WarmPool::Failed(failure);
+        }
+        match self.zygote.try_lock() {
+            Ok(slot)
+                if slot
+                    .as_ref()
+                    .is_some_and(|z| z.alive.load(Ordering::SeqCst)) =>
+            {
+                crate::WarmPool::Ready
+            }
+            _ => crate::WarmPool::Starting,
+        }
     }
 }
 
@@ -227,6 +273,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         cgroup_procs: Vec::new(),
         pass_fd: true,
         run_id: None,
+        warm_parent: true,
     };
     // The zygote's own cgroup holds only the zygote and children not yet moved out.
     let limits = Limits {
@@ -301,6 +348,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         _helper: Mutex::new(helper),
         next_id: AtomicU64::new(1),
         run_id: prepared.run_id,
+        child_ids: Arc::default(),
     })
 }
 
@@ -355,17 +403,37 @@ struct Forked {
     stdout: OwnedFd,
     stderr: OwnedFd,
     exited: oneshot::Receiver<ExitReport>,
+    /// Its own id; held until the run's files are gone.
+    id: ChildId,
 }
 
 impl Zygote {
     /// Creates a workspace for a run of this zygote's children, its scratch theirs.
     fn workspace(&self, job: &Job) -> Result<(Workspace, Target), JobError> {
-        let (ws, target) = Workspace::create_apart(&self.dir, &self.inputs_dir, job)?;
-        if let Some(id) = &self.run_id {
-            proctor_sandbox::hand_over(&ws.work, id.uid())
-                .map_err(|e| JobError::Sandbox(e.to_string()))?;
+        Workspace::create_apart(&self.dir, &self.inputs_dir, job)
+    }
+
+    /// An id of the block no other live child holds (skipping 0, the zygote's).
+    fn child_id(&self) -> ChildId {
+        let Some(base) = &self.run_id else {
+            return ChildId {
+                uid: 0,
+                host: None,
+                ids: self.child_ids.clone(),
+            };
+        };
+        let mut ids = lock(&self.child_ids);
+        loop {
+            ids.next = ids.next % (proctor_sandbox::ID_BLOCK - 1) + 1;
+            let uid = ids.next;
+            if ids.in_use.insert(uid) {
+                return ChildId {
+                    uid,
+                    host: Some(base.uid() + uid),
+                    ids: self.child_ids.clone(),
+                };
+            }
         }
-        Ok((ws, target))
     }
 
     /// Forks a child and moves it into `cgroup`; it waits for its job (see [`Forked::start`]).
@@ -413,6 +481,7 @@ impl Zygote {
             stdout: out_r,
             stderr: err_r,
             exited: exited_rx,
+            id: self.child_id(),
         })
     }
 }
@@ -444,6 +513,11 @@ impl Forked {
         fields.insert("env".into(), json!(env));
         fields.insert("read_only".into(), json!(read_only));
         fields.insert("read_write".into(), json!(read_write));
+        fields.insert("uid".into(), json!(self.id.uid));
+        if let Some(host) = self.id.host {
+            proctor_sandbox::hand_over(&ws.work, host)
+                .map_err(|e| JobError::Sandbox(e.to_string()))?;
+        }
         send(&self.ctl, &request, &[])
     }
 }
@@ -585,6 +659,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         &job.env,
     )?;
     drop(forked.ctl);
+    let _child_id = forked.id;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child released"
@@ -659,6 +734,7 @@ struct SessionState {
     ctl: Arc<OwnedFd>,
     cgroup: Arc<Cgroup>,
     _ws: Workspace,
+    _child_id: ChildId,
     limits: Limits,
     last_used: Mutex<Instant>,
     alive: AtomicBool,
@@ -711,6 +787,7 @@ pub(crate) async fn open_session(
         ctl: Arc::new(forked.ctl),
         cgroup,
         _ws: ws,
+        _child_id: forked.id,
         limits,
         last_used: Mutex::new(Instant::now()),
         alive: AtomicBool::new(true),

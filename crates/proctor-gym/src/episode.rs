@@ -595,6 +595,11 @@ pub struct Gym {
 }
 
 impl Gym {
+    /// The state of the backend's warm pool, which every episode needs.
+    pub fn warm_pool(&self) -> proctor_engine::WarmPool {
+        self.backend.warm_pool()
+    }
+
     /// A gym on `backend` open to anyone (each episode to its owner only); starts the
     /// idle reaper.
     pub fn new(backend: LocalBackend, max_episodes: usize, config: EpisodeConfig) -> Arc<Gym> {

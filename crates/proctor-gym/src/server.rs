@@ -141,9 +141,18 @@ async fn episode_page(
     Ok(Html(ui::episode(&base, &state, &history, &losses)))
 }
 
-async fn health(State(gym): State<Arc<Gym>>) -> Json<Value> {
-    Json(
-        json!({"status": "healthy", "active_episodes": gym.active().await, "max_episodes": gym.max_episodes}),
+/// 503 when the warm pool failed to start: no episode could begin.
+async fn health(State(gym): State<Arc<Gym>>) -> (StatusCode, Json<Value>) {
+    let pool = gym.warm_pool();
+    let (code, status) = match pool.healthy() {
+        true => (StatusCode::OK, "healthy"),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    };
+    (
+        code,
+        Json(
+            json!({"status": status, "warm_pool": pool.to_string(), "active_episodes": gym.active().await, "max_episodes": gym.max_episodes}),
+        ),
     )
 }
 

@@ -24,6 +24,9 @@ pub struct Report {
     pub cgroup: Option<CgroupRoot>,
     /// System calls the seccomp filter denies.
     pub denied_syscalls: Vec<&'static str>,
+    /// What isolation each run gets here, and what proctor falls back to where the
+    /// machine offers less.
+    pub isolation: Vec<String>,
     /// Everything missing, each with how to fix it; empty means untrusted code may run.
     pub problems: Vec<String>,
 }
@@ -111,6 +114,25 @@ pub(crate) fn require_kernel_features() -> Result<(), SandboxError> {
     }
 }
 
+/// What each run gets on this machine, fallbacks named.
+fn isolation(root: bool, abi: i64) -> Vec<String> {
+    use crate::identity::{FIRST_ID, ID_BLOCK};
+    let mut said = vec![
+        "private root: a run sees only the system libraries, the runtime, the harness and its inputs (read-only binds) and its scratch, with its own /proc, /tmp, /dev/shm and a minimal /dev; host sockets, /root and other runs are not in it".to_string(),
+        "private IPC: every run, warm or cold, has its own IPC namespace and /dev/shm".to_string(),
+    ];
+    if root {
+        said.push(format!("identity: each cold run has a uid/gid of its own (from {FIRST_ID}), each warm zygote a block of {ID_BLOCK} mapped in its user namespace (one id per child); host files and other runs' files belong to ids a run does not have"));
+    } else {
+        said.push("identity: FALLBACK — every run has your own uid (only root can hand out ids of their own); your files outside a run are out of its world and read-only binds protect those it sees, warm siblings are kept apart by landlock".to_string());
+        if abi < 6 {
+            said.push("signals: FALLBACK — landlock ABI < 6 cannot scope signals and warm siblings share your uid: a run could signal its siblings; run proctor as root (ids of their own) or use --cold".to_string());
+        }
+    }
+    said.push("disk: FALLBACK — scratch has no quota; private /tmp and /dev/shm are tmpfs (1 GiB each) whose pages count against the run's memory limit".to_string());
+    said
+}
+
 /// Probes the machine without running anything.
 pub fn doctor() -> Report {
     let root = nix::unistd::geteuid().is_root();
@@ -135,6 +157,7 @@ pub fn doctor() -> Report {
         namespaces,
         cgroup,
         denied_syscalls: crate::denied_syscalls(),
+        isolation: isolation(root, abi),
         problems,
     }
 }

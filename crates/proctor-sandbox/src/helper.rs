@@ -88,7 +88,11 @@ fn run(spec: &Spec) -> Result<i32, SandboxError> {
     }
     let root = nix::unistd::geteuid().is_root();
     if !root {
-        enter_user_namespace()?;
+        if spec.warm_parent {
+            enter_warm_user_namespace()?;
+        } else {
+            enter_user_namespace()?;
+        }
     }
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -103,11 +107,16 @@ fn run(spec: &Spec) -> Result<i32, SandboxError> {
             how: "enable user namespaces: sysctl -w kernel.unprivileged_userns_clone=1 (Debian) or kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu), or run as root".into(),
         }
     })?;
-    let filters = seccomp::build(spec.network)?;
+    let filters = seccomp::build(spec.network, spec.warm_parent)?;
+    let child_filters = match spec.warm_parent {
+        true => Some(seccomp::build(spec.network, false)?.to_hex()),
+        false => None,
+    };
     // SAFETY: this process is single-threaded (a fresh exec of the helper).
     match unsafe { fork() }.map_err(|e| setup("fork of init", e))? {
         ForkResult::Child => {
-            let code = init(spec, &filters).unwrap_or_else(|e| setup_failed(&e.to_string()));
+            let code = init(spec, &filters, child_filters.as_deref())
+                .unwrap_or_else(|e| setup_failed(&e.to_string()));
             std::process::exit(code)
         }
         ForkResult::Parent { child } => Ok(wait_exit_code(child)),
@@ -141,8 +150,103 @@ fn enter_user_namespace() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// The warm zygote's user namespace when proctor is not root: the zygote is its root (so
+/// that each child can unshare its IPC and mount namespaces and mount its own `/dev/shm`),
+/// the caller's own id mapped to 0, no capability on the host. (As root, see [`id_block`].)
+fn enter_warm_user_namespace() -> Result<(), SandboxError> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SandboxError::MissingFeature {
+        feature: format!("user namespaces (unshare(CLONE_NEWUSER) failed: {e})"),
+        how: "enable them: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04+), or user.max_user_namespaces>0".into(),
+    })?;
+    fs::write("/proc/self/setgroups", "deny").map_err(|e| setup("writing setgroups", e))?;
+    fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+        .map_err(|e| setup("writing uid_map", e))?;
+    fs::write("/proc/self/gid_map", format!("0 {gid} 1")).map_err(|e| setup("writing gid_map", e))
+}
+
+/// As root, the warm zygote (the worker) enters a user namespace of its own once init has
+/// built the root, and init maps `0..ID_BLOCK` to the host ids `base..` (only a process
+/// outside the namespace may map a range): the zygote is the namespace's root (host id
+/// `base`) and each child takes one id of the block.
+mod id_block {
+    use super::*;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    /// Pipes between init and the worker: "unshared" one way, "mapped" the other.
+    pub struct Sync {
+        unshared: (OwnedFd, OwnedFd),
+        mapped: (OwnedFd, OwnedFd),
+    }
+
+    pub fn pipes() -> Result<Sync, SandboxError> {
+        let pipe = || nix::unistd::pipe().map_err(|e| setup("pipe", e));
+        Ok(Sync {
+            unshared: pipe()?,
+            mapped: pipe()?,
+        })
+    }
+
+    fn signal(fd: OwnedFd) -> bool {
+        fs::File::from(fd).write_all(b"x").is_ok()
+    }
+
+    fn wait(fd: &OwnedFd) -> bool {
+        let mut byte = [0u8; 1];
+        nix::unistd::read(fd.as_raw_fd(), &mut byte).is_ok_and(|n| n == 1)
+    }
+
+    /// In the worker: unshare, let init map, become the namespace's root.
+    pub fn enter(sync: Sync) -> Result<(), SandboxError> {
+        let Sync { unshared, mapped } = sync;
+        drop((unshared.0, mapped.1));
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| setup("unshare(CLONE_NEWUSER)", e))?;
+        if !signal(unshared.1) || !wait(&mapped.0) {
+            return Err(setup("mapping the zygote's ids", "init did not map them"));
+        }
+        // SAFETY: plain syscalls with constant arguments.
+        let failed = unsafe {
+            libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(0, 0, 0) != 0
+                || libc::setresuid(0, 0, 0) != 0
+        };
+        if failed {
+            return Err(setup(
+                "becoming the namespace's root",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// In init: once the worker has unshared, write its maps.
+    pub fn map(sync: Sync, worker: Pid, base: u32) -> Result<(), SandboxError> {
+        let Sync { unshared, mapped } = sync;
+        drop((unshared.1, mapped.0));
+        if !wait(&unshared.0) {
+            return Err(setup(
+                "mapping the zygote's ids",
+                "the worker did not unshare",
+            ));
+        }
+        let range = format!("0 {base} {}", crate::identity::ID_BLOCK);
+        for name in ["uid_map", "gid_map"] {
+            fs::write(format!("/proc/{worker}/{name}"), &range)
+                .map_err(|e| setup(&format!("writing {name}"), e))?;
+        }
+        if !signal(mapped.1) {
+            return Err(setup("mapping the zygote's ids", "the worker is gone"));
+        }
+        Ok(())
+    }
+}
+
 /// pid 1 of the new pid namespace: mounts, forks the worker, reaps, reports.
-fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
+fn init(
+    spec: &Spec,
+    filters: &seccomp::Filters,
+    child_filters: Option<&str>,
+) -> Result<i32, SandboxError> {
     die_with_parent()?;
     mount(
         None::<&str>,
@@ -153,22 +257,37 @@ fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
     )
     .map_err(|e| setup("making mounts private", e))?;
     let (uid, gid) = match spec.run_id {
-        Some(id) => (id, id),
-        None => (
+        Some(id) if !spec.warm_parent => (id, id),
+        _ => (
             nix::unistd::getuid().as_raw(),
             nix::unistd::getgid().as_raw(),
         ),
     };
     crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)?;
     // SAFETY: single-threaded.
+    let block = match (spec.warm_parent, spec.run_id) {
+        (true, Some(base)) => Some((id_block::pipes()?, base)),
+        _ => None,
+    };
     let worker = match unsafe { fork() }.map_err(|e| setup("fork of worker", e))? {
         ForkResult::Child => {
-            let code = setup_failed(&exec_worker(spec, filters).to_string());
+            let entered = match block {
+                Some((sync, _)) => id_block::enter(sync),
+                None => Ok(()),
+            };
+            let failure = match entered {
+                Ok(()) => exec_worker(spec, filters, child_filters),
+                Err(e) => e,
+            };
+            let code = setup_failed(&failure.to_string());
             // SAFETY: leaving the forked worker without running destructors.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => child,
     };
+    if let Some((sync, base)) = block {
+        id_block::map(sync, worker, base)?;
+    }
     if spec.pass_fd {
         // SAFETY: init does not use the passed fd; only the worker keeps it.
         unsafe { libc::close(PASSED_FD) };
@@ -207,7 +326,11 @@ fn init(spec: &Spec, filters: &seccomp::Filters) -> Result<i32, SandboxError> {
 }
 
 /// In the worker: drop privileges, confine, exec. Returns only on failure.
-fn exec_worker(spec: &Spec, filters: &seccomp::Filters) -> SandboxError {
+fn exec_worker(
+    spec: &Spec,
+    filters: &seccomp::Filters,
+    child_filters: Option<&str>,
+) -> SandboxError {
     match confine(spec, filters) {
         Ok(()) => {}
         Err(e) => return e,
@@ -224,7 +347,8 @@ fn exec_worker(spec: &Spec, filters: &seccomp::Filters) -> SandboxError {
         }
     }
     let mut envp = Vec::new();
-    for (k, v) in &spec.env {
+    let handed = child_filters.map(|f| ("PROCTOR_CHILD_SECCOMP".to_string(), f.to_string()));
+    for (k, v) in spec.env.iter().chain(&handed) {
         match CString::new(format!("{k}={v}")) {
             Ok(e) => envp.push(e),
             Err(e) => return setup("environment", e),
@@ -265,14 +389,18 @@ fn confine(spec: &Spec, filters: &seccomp::Filters) -> Result<(), SandboxError> 
     std::env::set_current_dir(&spec.cwd)
         .map_err(|e| setup(&format!("entering {}", spec.cwd.display()), e))?;
     set_rlimit(libc::RLIMIT_CORE, 0)?;
-    if nix::unistd::geteuid().is_root() {
+    // The warm zygote keeps its capabilities inside its own user namespace (none on the
+    // host) and has no landlock domain (it would forbid mounts): each child confines itself.
+    if nix::unistd::geteuid().is_root() && !spec.warm_parent {
         drop_capabilities(spec.run_id)?;
     }
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(setup("no_new_privs", std::io::Error::last_os_error()));
     }
-    restrict_filesystem(spec)?;
+    if !spec.warm_parent {
+        restrict_filesystem(spec)?;
+    }
     seccomp::apply(filters)
 }
 

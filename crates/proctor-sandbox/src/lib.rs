@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use doctor::{doctor, Report};
 pub use helper::{helper_main, ExitReport};
-pub use identity::{hand_over, RunId};
+pub use identity::{hand_over, RunId, ID_BLOCK};
 pub use seccomp::denied_syscalls;
 
 /// The hidden subcommand under which the `proctor` binary acts as the sandbox helper.
@@ -112,9 +112,15 @@ pub struct Spec {
     /// Pass the caller's fd [`PASSED_FD`] through to the program.
     #[serde(default)]
     pub pass_fd: bool,
-    /// Root mode: the unprivileged uid and gid the program runs as (see [`RunId`]).
+    /// Root mode: the unprivileged uid and gid the program runs as (see [`RunId`]); for a
+    /// warm parent, the first host id of its block.
     #[serde(default)]
     pub run_id: Option<u32>,
+    /// The warm zygote: root of its own user namespace (with a block of ids when proctor
+    /// runs as root), no landlock, `unshare` and `mount` allowed, and the full seccomp
+    /// filter handed over in `PROCTOR_CHILD_SECCOMP` for each forked child to install.
+    #[serde(default)]
+    pub warm_parent: bool,
 }
 
 impl Spec {
@@ -131,6 +137,7 @@ impl Spec {
             cgroup_procs: Vec::new(),
             pass_fd: false,
             run_id: None,
+            warm_parent: false,
         }
     }
 }
@@ -217,7 +224,11 @@ impl Sandbox {
         let mut spec = spec.clone();
         spec.cgroup_procs = cgroup.procs_files();
         spec.pass_fd = fd.is_some();
-        let run_id = nix::unistd::geteuid().is_root().then(RunId::allocate);
+        let run_id = match (nix::unistd::geteuid().is_root(), spec.warm_parent) {
+            (false, _) => None,
+            (true, false) => Some(RunId::allocate()),
+            (true, true) => Some(RunId::allocate_block()),
+        };
         if let Some(id) = &run_id {
             for path in &spec.read_write {
                 hand_over(path, id.uid())?;

@@ -202,6 +202,12 @@ fn make_dev() -> Result<(), SandboxError> {
 /// namespace, with mount rights in its mount namespace); `uid`/`gid` name the worker.
 pub(crate) fn enter(plan: Plan, uid: u32, gid: u32, home: &Path) -> Result<(), SandboxError> {
     mount_tmpfs(Path::new(ASSEMBLY), "size=4m,mode=0755")?;
+    // Fresh filesystems first: a bind under /tmp (a PROCTOR_HOME there) lands on top.
+    make_dev()?;
+    mount_tmpfs(
+        &inside(Path::new("/tmp")),
+        &format!("{TMPFS_SIZE},mode=1777"),
+    )?;
     let mut sealed = Vec::new();
     for (path, source) in &plan.sources {
         match source {
@@ -220,11 +226,6 @@ pub(crate) fn enter(plan: Plan, uid: u32, gid: u32, home: &Path) -> Result<(), S
         seal(path, &target, writable)?;
     }
     drop(plan);
-    make_dev()?;
-    mount_tmpfs(
-        &inside(Path::new("/tmp")),
-        &format!("{TMPFS_SIZE},mode=1777"),
-    )?;
     let proc_at = inside(Path::new("/proc"));
     make_dirs(&proc_at)?;
     let quiet = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

@@ -75,12 +75,19 @@ fn arch() -> TargetArch {
     }
 }
 
+/// What the warm zygote may still do so that each child can build its own world
+/// (children install the full filter themselves, see [`Filters::to_hex`]).
+const WARM_PARENT_ALLOWED: &[libc::c_long] = &[libc::SYS_unshare, libc::SYS_mount];
+
 /// Builds the filter program. Built before fork, installed right before exec.
-pub fn build(network: bool) -> Result<Filters, SandboxError> {
+/// `warm_parent` keeps `unshare` and `mount` for the zygote.
+pub fn build(network: bool, warm_parent: bool) -> Result<Filters, SandboxError> {
     let err = |e: &dyn std::fmt::Display| SandboxError::Seccomp(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in DENIED {
-        rules.insert(*nr, vec![]);
+        if !(warm_parent && WARM_PARENT_ALLOWED.contains(nr)) {
+            rules.insert(*nr, vec![]);
+        }
     }
     // clone(2) creating namespaces: one rule per flag (rules of a syscall are OR-ed).
     let ns_flags = [
@@ -147,6 +154,30 @@ pub fn build(network: bool) -> Result<Filters, SandboxError> {
 pub struct Filters {
     main: BpfProgram,
     clone3: BpfProgram,
+}
+
+impl Filters {
+    /// The programs as hex (8 bytes per instruction, native layout), comma-separated:
+    /// how the warm zygote hands the full filter to each child (`confine.seccomp`).
+    pub fn to_hex(&self) -> String {
+        [&self.main, &self.clone3]
+            .iter()
+            .map(|program| {
+                program
+                    .iter()
+                    .flat_map(|i| {
+                        let mut b = Vec::with_capacity(8);
+                        b.extend(i.code.to_ne_bytes());
+                        b.extend([i.jt, i.jf]);
+                        b.extend(i.k.to_ne_bytes());
+                        b
+                    })
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Installs the filter on the calling thread (no_new_privs must be set).

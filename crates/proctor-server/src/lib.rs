@@ -94,8 +94,18 @@ pub fn router(state: AppState) -> Router {
         .merge(review)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// 200 while everything can be served (the warm pool ready or starting), 503 when the
+/// warm pool failed to start (sessions cannot open; runs fall back to cold).
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let pool = state.backend.warm_pool();
+    let (code, status) = match pool.healthy() {
+        true => (StatusCode::OK, "ok"),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+    };
+    (
+        code,
+        Json(json!({ "status": status, "warm_pool": pool.to_string() })),
+    )
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {

@@ -278,3 +278,75 @@ fn host_files_sockets_and_the_harness_are_out_of_reach() {
         );
     }
 }
+
+/// Leaves a `/dev/shm` file, 64 MiB in it and a SysV segment keyed `key`, all left behind.
+fn leave_ipc(key: u32) -> String {
+    format!(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nwith open('/dev/shm/left-{key}', 'wb') as f:\n    f.write(b'x' * (64 << 20))\nassert libc.shmget({key}, 1 << 20, 0o1000 | 0o666) >= 0, ctypes.get_errno()\n'left'"
+    )
+}
+
+/// What of [`leave_ipc`]'s leftovers this run sees, and how full its `/dev/shm` is.
+fn find_ipc(key: u32) -> String {
+    format!(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nst = os.statvfs('/dev/shm')\nfound = [os.path.exists('/dev/shm/left-{key}'), libc.shmget({key}, 0, 0) >= 0, st.f_bfree < st.f_blocks]\nprint(found)\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_runs_share_no_shm_ipc_files_or_signals() {
+    let backend = util::backend().await;
+    let key = 0x5eed_0000 + std::process::id() % 0xffff;
+    // Concurrent siblings: one session leaves things, the other looks for them.
+    let a = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let b = backend
+        .open_session(Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let left = a
+        .exec(&leave_ipc(key), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(left.value.as_deref(), Some("'left'"), "{left:?}");
+    let mine = a
+        .exec(
+            "open('mine.txt', 'w').write('a'); os.path.abspath('mine.txt')",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let path = mine.value.unwrap();
+    let seen = b
+        .exec(&find_ipc(key), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(seen.stdout, "[False, False, False]\n", "{seen:?}");
+    // A sibling's scratch: not writable, its metadata not changeable.
+    let touch = format!(
+        "import os\nout = []\nfor f in (lambda p: open(p, 'w'), lambda p: os.chmod(p, 0), lambda p: os.utime(p, (0, 0))):\n    try:\n        f({path})\n        out.append('CHANGED')\n    except OSError:\n        out.append('refused')\nprint(out)\n"
+    );
+    let r = b.exec(&touch, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.stdout, "['refused', 'refused', 'refused']\n", "{r:?}");
+    // kill(-1): everything the run may signal; never a sibling or the zygote.
+    let r = b
+        .exec("import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n'done'", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.value.as_deref(), Some("'done'"), "{r:?}");
+    let r = a
+        .exec("open('mine.txt').read()", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.value.as_deref(), Some("'a'"), "sibling hurt: {r:?}");
+    a.close().await;
+    b.close().await;
+    // The next warm run, after both ended: a fresh /dev/shm and IPC namespace.
+    let job = Job::new(Command::Code {
+        code: find_ipc(key),
+    });
+    let r = backend.run(job).await.unwrap();
+    assert_eq!(r.stdout, "[False, False, False]\n", "{r:?}");
+}

@@ -29,6 +29,10 @@ pub fn run(args: JsonArg) -> Result<ExitCode> {
         println!("landlock:    ABI {}", sandbox.landlock_abi);
         println!("seccomp:     {}", sandbox.seccomp);
         println!("namespaces:  {}", sandbox.namespaces);
+        println!("isolation:");
+        for line in &sandbox.isolation {
+            println!("  - {line}");
+        }
         match &sandbox.cgroup {
             Some(cg) => {
                 println!("cgroups:     {:?}", cg.version);
