@@ -20,6 +20,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from proctor_harness import gym_judge
+
 
 def original_generator(path, function):
     """`function` of the pristine script with its imports and UPPER_CASE constants."""
@@ -61,6 +63,7 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
         obs = json.load(f)
     try:
         result["judge"] = runpy.run_path(judge_path)["judge"](obs)
+        result["judge"]["concealed"] = gym_judge.concealment(obs)
     except Exception as e:
         result["judge_error"] = f"{type(e).__name__}: {e}"
     try:

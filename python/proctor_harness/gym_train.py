@@ -34,6 +34,7 @@ import os
 import sys
 import time
 import traceback
+import types
 import weakref
 
 import torch
@@ -71,6 +72,7 @@ class Observations:
         self.model_params_stepped = 0  # model params held by an optimizer with requires_grad
         self.model_params_frozen_held = 0
         self.params_moved = {}         # model param name -> total |delta| from steps
+        self.params_rewritten = {}     # model param name -> total |delta| written between steps
         self.root_inputs = []          # shapes/training/grad of what the model received
         self.conv_inputs = []
         self.eval_argmax = 0           # argmax/max on the model's eval-mode outputs
@@ -96,12 +98,22 @@ TRAIN_ROWS_MAX = 8000
 PROBE_ROWS = 8
 
 
-_isfinite = torch.isfinite  # taken before the fix can replace it
+# Taken before the fix runs, so that replacing them in torch or math blinds nothing here.
+_T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
+    "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt")})
+_isfinite_f = math.isfinite
+
+# Introspection that reaches the harness's records from inside the run: denied, and reported
+# on stderr at once (kept by proctor from the start of the output, so nothing the run does
+# afterwards can take it back).
+DENIED_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
+                 "sys._current_frames", "sys.settrace", "sys.setprofile"}
+TAMPER_MARK = "[proctor-gym] tampered: "
 
 
 def _finite(t):
     try:
-        return bool(_isfinite(t).all())
+        return bool(_T.isfinite(t).all())
     except Exception:
         return True
 
@@ -133,7 +145,7 @@ def _observe(func, args, kwargs, out):
     tainted = any(id(t) in _TAINTED for t in ins)
     # NaN/inf propagates into the scalar a loss ends in: checking scalars is enough, and cheap
     if torch.is_tensor(out) and out.requires_grad and out.numel() == 1 and out.is_floating_point():
-        if not math.isfinite(float(out.detach())):
+        if not _isfinite_f(float(out.detach())):
             OBS.nonfinite_in_graph += 1
     if tainted:
         if name in ARGMAX_OPS and name != "max" or (name == "max" and (len(args) > 1 or "dim" in kwargs)):
@@ -179,7 +191,7 @@ def _install_autograd():
         t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
         if torch.is_tensor(t) and t.numel() == 1 and len(OBS.losses) < 20000:
             v = float(t.detach().reshape(()))
-            OBS.losses.append(v if math.isfinite(v) else None)
+            OBS.losses.append(v if _isfinite_f(v) else None)
             _BACKWARDED[id(t)] = t
             if t.grad_fn is not None and OBS.backward_calls <= 50:
                 for k, c in _graph_ops(t).items():
@@ -245,6 +257,13 @@ def _step_pre(optimizer, args, kwargs):
         OBS.finite_grad_steps += 1
     STATE["before"] = {k: p.detach().clone() for k, p in named.items() if id(p) in held}
     STATE["reached"] = len(reached)
+    # Parameters written between two steps (outside the optimizer): a step undone that way
+    # did not train the parameter.
+    for k, after in STATE.pop("after", {}).items():
+        if k in STATE["before"]:
+            d = float((STATE["before"][k] - after).abs().sum())
+            if d > 0 and _isfinite_f(d):
+                OBS.params_rewritten[k] = OBS.params_rewritten.get(k, 0.0) + d
 
 
 def _step_post(optimizer, args, kwargs):
@@ -256,11 +275,12 @@ def _step_post(optimizer, args, kwargs):
     for k, p in _model_params().items():
         if k in before:
             d = float((p.detach() - before[k]).abs().sum())
-            if math.isfinite(d):
+            if _isfinite_f(d):
                 OBS.params_moved[k] = OBS.params_moved.get(k, 0.0) + d
             moved += d > 0
     if STATE.get("reached") and moved:
         OBS.effective_steps += 1
+    STATE["after"] = {k: p.detach().clone() for k, p in _model_params().items() if k in before}
     STATE["final"] = _snapshot(model)
 
 
@@ -299,10 +319,11 @@ def _leak_probe(x, training):
     if train.shape[1] != rows.shape[1]:
         return
     if "bank_sq" not in STATE or len(STATE["bank_sq"]) != len(train):
-        STATE["bank_sq"] = (train * train).sum(dim=1)
+        STATE["bank_sq"] = _T.sum(_T.mul(train, train), dim=1)
     probe = rows[:PROBE_ROWS]
-    sq = (probe * probe).sum(dim=1, keepdim=True) + STATE["bank_sq"] - 2 * probe @ train.T
-    d = sq.clamp(min=0).min(dim=1).values.sqrt()
+    near = _T.sum(_T.mul(probe, probe), dim=1, keepdim=True)
+    sq = _T.sub(_T.add(near, STATE["bank_sq"]), _T.mul(_T.mm(probe, _T.t(train)), 2))
+    d = _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
     OBS.val_train_distances.extend(float(v) for v in d if v > 1.0)  # 0 up to rounding: the same row
 
 
@@ -331,6 +352,18 @@ def install():
     return {"backward": backward, "mode": mode, "handles": handles}
 
 
+def _deny_introspection():
+    """A permanent audit hook (it cannot be removed once added)."""
+
+    def hook(event, args):
+        if event in DENIED_EVENTS:
+            os.write(2, f"\n{TAMPER_MARK}{event} called by the run\n".encode())
+            OBS.tamper.append(f"{event} called by the run")
+            raise RuntimeError(f"{event} is not available in a graded run")
+
+    sys.addaudithook(hook)
+
+
 def check_intact(installed):
     """Hooks replaced or removed, the mode popped: evidence of tampering."""
     from torch.optim import optimizer as opt_mod
@@ -353,8 +386,12 @@ def check_intact(installed):
 
 
 def run_script(path):
-    """Runs the fix as __main__; returns (crashed, error)."""
-    namespace = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
+    """Runs the fix as __main__ (a module of its own: `import __main__` never reaches the
+    harness); returns (crashed, error, namespace)."""
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
     try:
         with open(path) as f:
             code = compile(f.read(), path, "exec")
@@ -421,7 +458,9 @@ def main(fix, out_dir, model_name):
     key = os.environ.pop(KEY_ENV, "").encode()
     from proctor_harness import gym_tolerant
 
+    harness = sys.modules["__main__"]  # kept alive while the fix owns `__main__`
     installed = install()
+    _deny_introspection()
     started = time.perf_counter()
     OBS.crashed, OBS.error, namespace = run_script(fix)
     OBS.train_seconds = time.perf_counter() - started
@@ -435,6 +474,7 @@ def main(fix, out_dir, model_name):
     export(namespace, model_name, out_dir)
     namespace.clear()
     gc.collect()
+    sys.modules["__main__"] = harness
     _seal(key, out_dir)
     sys.stdout.flush()
     sys.stderr.flush()

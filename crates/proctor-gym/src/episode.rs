@@ -480,7 +480,9 @@ impl Episode {
                 Ok(v)
             }
             Action::SubmitFix(a) => {
-                let report = grade::grade(backend, &self.task, &a.fixed_code).await?;
+                let attempt = format!("episode:{}:{}", self.id, self.turn);
+                let report =
+                    grade::grade_attempt(backend, &self.task, &a.fixed_code, &attempt).await?;
                 self.reward = Some(report.score);
                 let v = json!({
                     "reward": report.score,

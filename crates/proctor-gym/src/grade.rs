@@ -111,28 +111,53 @@ fn limits(timeout_s: f64, memory_mb: u64) -> Limits {
     }
 }
 
-/// A fresh secret per grading, never written where a sandbox holding the fix can read it:
-/// the per-run key that seals the observations, and the held-out seed derived from it.
-fn run_secret(task: &Task) -> (String, u64) {
-    let key = format!(
+/// The per-run key that seals the observations: fresh for every grading, handed to the
+/// harness only (popped from the environment before the fix runs).
+fn run_key() -> String {
+    format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
-    );
-    let mut h = Sha256::new();
-    h.update(b"proctor-gym-heldout-v1\0");
-    h.update(key.as_bytes());
-    h.update(task.spec.id.as_bytes());
-    let d = h.finalize();
-    let seed = u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & (i64::MAX as u64);
-    (key, seed)
+    )
 }
 
-/// Grades `code` as a fix of `task`.
+/// The held-out seed of one attempt: derived from the server's persistent secret (the one
+/// the challenge's official data uses, `$PROCTOR_HOME/challenge/secret`, mode 0600), the
+/// task and the attempt. The operator can draw the same data again; no sandbox holds the
+/// secret, so no run can.
+fn heldout_seed(secret: &[u8], task_id: &str, attempt: &str) -> u64 {
+    let mut h = Sha256::new();
+    for part in [
+        b"proctor-gym-heldout-v2".as_slice(),
+        secret,
+        task_id.as_bytes(),
+        attempt.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & (i64::MAX as u64)
+}
+
+/// Grades `code` as a fix of `task`, outside any episode: the attempt is named by the
+/// code itself, so grading the same fix again draws the same held-out data.
 pub async fn grade(
     backend: &LocalBackend,
     task: &Task,
     code: &str,
+) -> Result<GradeReport, GymError> {
+    let attempt = format!("code:{}", hex::encode(Sha256::digest(code.as_bytes())));
+    grade_attempt(backend, task, code, &attempt).await
+}
+
+/// Grades `code` as a fix of `task`; `attempt` (e.g. the episode and its turn) picks the
+/// held-out data together with the server secret.
+pub async fn grade_attempt(
+    backend: &LocalBackend,
+    task: &Task,
+    code: &str,
+    attempt: &str,
 ) -> Result<GradeReport, GymError> {
     if code.len() > MAX_CODE_BYTES {
         return Err(GymError::BadAction(format!(
@@ -142,8 +167,11 @@ pub async fn grade(
     }
     let scratch = backend.config().home.join("gym");
     std::fs::create_dir_all(&scratch).map_err(GymError::io("creating the gym directory"))?;
+    let secret = proctor_challenge::data::secret(&backend.config().home)
+        .map_err(|e| GymError::Engine(format!("the server secret: {e}")))?;
+    let seed = heldout_seed(&secret, &task.spec.id, attempt);
     let tmp = tempdir_in(&scratch)?;
-    let evidence = run_all(backend, task, code, &tmp).await;
+    let evidence = run_all(backend, task, code, seed, &tmp).await;
     proctor_engine::remove_tree_blocking(tmp.clone()).await;
     Ok(report(task, evidence?))
 }
@@ -152,10 +180,11 @@ async fn run_all(
     backend: &LocalBackend,
     task: &Task,
     code: &str,
+    seed: u64,
     tmp: &Path,
 ) -> Result<Evidence, GymError> {
     let spec = &task.spec;
-    let (key, seed) = run_secret(task);
+    let key = run_key();
     let (fix, broken) = (tmp.join("fix.py"), tmp.join("broken.py"));
     write(&fix, code.as_bytes())?;
     write(&broken, task.broken_script().as_bytes())?;
@@ -201,7 +230,10 @@ async fn run_all(
             gen.stderr
         )));
     }
-    let (obs, tampered) = read_observations(&tmp.join("train"), &key, &train);
+    let (obs, mut tampered) = read_observations(&tmp.join("train"), &key, &train);
+    tampered.extend(tamper_marks(&train.stderr));
+    tampered.sort();
+    tampered.dedup();
     let mut evidence = Evidence {
         train,
         tampered,
@@ -252,6 +284,19 @@ fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (V
         })
         .unwrap_or_default();
     (obs, tampered)
+}
+
+/// What the harness reported on stderr the moment it happened (introspection of its records,
+/// denied). Output is kept from its start, so a run cannot take these lines back; a run that
+/// prints one itself only harms its own score.
+fn tamper_marks(stderr: &str) -> Vec<String> {
+    let mut marks: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[proctor-gym] tampered: "))
+        .map(str::to_string)
+        .collect();
+    marks.dedup();
+    marks
 }
 
 /// A file the sandbox left, if it is a regular file of sane size.
@@ -425,12 +470,22 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
         ));
         bugs.values_mut().for_each(|f| *f = false);
     }
+    // A bug hidden rather than removed (NaN batches skipped, a "trainable" layer held
+    // still): the run earns the bottom of the band its measurements reach, nothing more.
+    let concealed: Vec<&str> = e.judge["concealed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for sign in &concealed {
+        notes.push(format!("{sign}: scored at the bottom of its band"));
+    }
     let outcome = Outcome {
         bugs: bugs.clone(),
         metrics: metrics.clone(),
         ran,
         oom,
         partial: Vec::new(),
+        at_floor: !concealed.is_empty(),
     };
     let verdict = if !e.tampered.is_empty() {
         Some(("tampered", format!("tampered: {}", e.tampered.join("; "))))
@@ -545,4 +600,31 @@ fn feedback(
         text.push_str(n);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heldout_seeds_are_reproducible_and_depend_on_every_part() {
+        let seed = heldout_seed(b"secret-a", "task1", "episode:1:3");
+        assert_eq!(seed, heldout_seed(b"secret-a", "task1", "episode:1:3"));
+        assert_ne!(seed, heldout_seed(b"secret-b", "task1", "episode:1:3"));
+        assert_ne!(seed, heldout_seed(b"secret-a", "task2", "episode:1:3"));
+        assert_ne!(seed, heldout_seed(b"secret-a", "task1", "episode:1:4"));
+        // Parts are length-prefixed: moving bytes between them changes the seed.
+        assert_ne!(seed, heldout_seed(b"secret-a", "task1e", "pisode:1:3"));
+        assert!(seed <= i64::MAX as u64);
+    }
+
+    #[test]
+    fn tamper_marks_are_read_from_stderr_lines() {
+        let stderr = "Traceback\n[proctor-gym] tampered: gc.get_objects called by the run\nx";
+        assert_eq!(
+            tamper_marks(stderr),
+            vec!["gc.get_objects called by the run".to_string()]
+        );
+        assert!(tamper_marks("all fine\n  [proctor-gym] tampered: indented").is_empty());
+    }
 }

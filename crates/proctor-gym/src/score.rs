@@ -20,6 +20,8 @@ pub struct Outcome {
     pub oom: bool,
     /// Bugs the grader found partly fixed.
     pub partial: Vec<String>,
+    /// Signs of a bug hidden rather than fixed: the score sits at the bottom of its band.
+    pub at_floor: bool,
 }
 
 /// The score and the band it fell in.
@@ -113,6 +115,7 @@ pub fn score(spec: &TaskSpec, o: &Outcome) -> Scored {
             continue;
         }
         let position = match (band.metric.as_deref(), band.scale) {
+            _ if o.at_floor => 0.0,
             (Some(name), Some([a, b])) if b > a => {
                 let m = o.metric(name).unwrap_or(a);
                 ((m - a) / (b - a)).clamp(0.0, 1.0)
@@ -199,6 +202,7 @@ hi = 0.1
             ran,
             oom: false,
             partial: Vec::new(),
+            at_floor: false,
         }
     }
 
@@ -218,6 +222,16 @@ hi = 0.1
         assert_eq!((none.band.as_str(), none.score), ("none_fixed", 0.15));
         let crash = score(&s, &outcome(true, false, 0.99, false));
         assert_eq!((crash.band.as_str(), crash.score), ("crash", 0.05));
+    }
+
+    #[test]
+    fn a_hidden_bug_sits_at_the_bottom_of_its_band() {
+        let s = spec();
+        let mut o = outcome(true, true, 0.99, true);
+        o.at_floor = true;
+        let r = score(&s, &o);
+        assert_eq!(r.band, "all_fixed");
+        assert_eq!(r.score, s.bands[0].lo);
     }
 
     #[test]

@@ -3,19 +3,32 @@
 
 mod util;
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use proctor_engine::LocalBackend;
-use proctor_gym::grade::{grade, GradeReport};
+use proctor_gym::grade::{grade, grade_attempt, GradeReport};
 use proctor_gym::task::{self, Task};
 
 /// Prints every metric line a task could want, trains nothing.
 const PRINTS_ONLY: &str = "print('LOSSES:[0.9, 0.5, 0.2, 0.1, 0.05]')\nprint('FINAL_LOSS:0.0500')\nprint('VAL_ACC:0.9900')\nprint('F1:0.9900')\n";
 
+/// One case of the corpus: a fix or a hack, and what its grade must show.
+struct Case {
+    name: String,
+    code: String,
+    min: f64,
+    max: f64,
+    band: Option<String>,
+    not_fixed: Vec<String>,
+}
+
 /// The corpus of a task read from disk (`tasks/debug/<slug>/cases/cases.toml`): correct
 /// fixes in other styles and hacks, each with its expected score range. Not embedded in
-/// the binary. `PROCTOR_GYM_CASES=<substr>` keeps only matching `slug/file` names.
-fn corpus(slug: &str) -> Vec<(String, String, f64, f64)> {
+/// the binary. By default the cases marked `full` are left out (every class of case stays,
+/// once per task); `PROCTOR_GYM_CORPUS=full` runs them all. `PROCTOR_GYM_CASES=<substr>`
+/// keeps only matching `slug/file` names.
+fn corpus(slug: &str) -> Vec<Case> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tasks/debug")
         .join(slug)
@@ -25,22 +38,40 @@ fn corpus(slug: &str) -> Vec<(String, String, f64, f64)> {
     };
     let doc: toml::Value = toml::from_str(&text).expect("cases.toml");
     let filter = std::env::var("PROCTOR_GYM_CASES").unwrap_or_default();
+    let full = std::env::var("PROCTOR_GYM_CORPUS").is_ok_and(|v| v == "full");
     doc["case"]
         .as_array()
         .expect("[[case]]")
         .iter()
+        .filter(|c| {
+            full || !c
+                .get("full")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false)
+        })
         .map(|c| {
             let file = c["file"].as_str().expect("file").to_string();
             let code = std::fs::read_to_string(dir.join(&file)).expect("case file");
             let bound = |k: &str, d: f64| c.get(k).and_then(toml::Value::as_float).unwrap_or(d);
-            (
-                format!("{slug}/cases/{file}"),
+            Case {
+                name: format!("{slug}/cases/{file}"),
                 code,
-                bound("min", 0.0),
-                bound("max", 1.0),
-            )
+                min: bound("min", 0.0),
+                max: bound("max", 1.0),
+                band: c
+                    .get("band")
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_string),
+                not_fixed: c
+                    .get("not_fixed")
+                    .and_then(toml::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b.as_str().map(str::to_string))
+                    .collect(),
+            }
         })
-        .filter(|(name, ..)| name.contains(&filter))
+        .filter(|c| c.name.contains(&filter))
         .collect()
 }
 
@@ -77,11 +108,11 @@ async fn every_task_is_graded_by_what_the_fix_does() {
     let tasks = task::all().unwrap();
     assert_eq!(tasks.len(), 6);
     let mut jobs = Vec::new();
-    let mut ranges = std::collections::BTreeMap::new();
+    let mut cases = std::collections::BTreeMap::new();
     for t in &tasks {
-        for (name, code, min, max) in corpus(&t.spec.id) {
-            ranges.insert(name.clone(), (min, max));
-            jobs.push((t.clone(), name, code));
+        for case in corpus(&t.spec.id) {
+            jobs.push((t.clone(), case.name.clone(), case.code.clone()));
+            cases.insert(case.name.clone(), case);
         }
         if std::env::var("PROCTOR_GYM_CASES").is_ok_and(|f| !f.is_empty()) {
             continue;
@@ -117,6 +148,7 @@ async fn every_task_is_graded_by_what_the_fix_does() {
     let results = grade_all(&backend, jobs).await;
     let mut failures = Vec::new();
     for (name, r) in &results {
+        eprintln!("{name}: {:.4} ({})", r.score, r.band);
         let (slug, file) = name.split_once('/').unwrap();
         let t = tasks.iter().find(|t| t.spec.id == slug).unwrap();
         let total = t.spec.bugs.len();
@@ -129,17 +161,24 @@ async fn every_task_is_graded_by_what_the_fix_does() {
                 ));
             }
         };
-        if let Some((min, max)) = ranges.get(name) {
+        if let Some(case) = cases.get(name) {
+            let (min, max) = (case.min, case.max);
             check(
-                r.score >= *min && r.score <= *max,
+                r.score >= min && r.score <= max,
                 format!("outside [{min}, {max}]; feedback: {}", r.feedback),
             );
+            if let Some(band) = &case.band {
+                check(&r.band == band, format!("expected band {band}"));
+            }
+            for bug in &case.not_fixed {
+                check(!r.bugs[bug], format!("{bug} must not be seen fixed"));
+            }
             continue;
         }
         match file {
             "prints-only" => check(
-                r.score <= 0.15,
-                "printing good numbers must not score above 0.15".into(),
+                r.score <= 0.14,
+                "no meaningful output scores at most 0.14 (the seed's \"Failed\" range)".into(),
             ),
             "crashing" => check(r.score <= 0.10, "a crash scores at most 0.10".into()),
             _ => {
@@ -202,4 +241,24 @@ async fn bad_fixes_get_clear_results() {
         unknown.contains("task1") && unknown.contains("broken-training-loop"),
         "{unknown}"
     );
+}
+
+/// The held-out data of an attempt comes from the server secret: grading the same fix for
+/// the same attempt again measures it on the same samples (the operator can reproduce a
+/// reward), and the secret file is the operator's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heldout_data_is_reproducible_from_the_server_secret() {
+    let backend = util::backend().await;
+    let t = task::find("task1").unwrap();
+    let fixed = t.file("fixed.py").unwrap();
+    let a = grade_attempt(&backend, &t, fixed, "episode:x:1")
+        .await
+        .unwrap();
+    let b = grade_attempt(&backend, &t, fixed, "episode:x:1")
+        .await
+        .unwrap();
+    assert_eq!(a.metrics["val_acc"], b.metrics["val_acc"], "{a:?}\n{b:?}");
+    let secret = backend.config().home.join("challenge/secret");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", secret.display());
 }
