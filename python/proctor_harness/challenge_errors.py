@@ -9,15 +9,19 @@ import os
 import sys
 import traceback
 
+# A warm run's ../inputs is a link to where the sandbox keeps its inputs, and Python names
+# frames by either form: frames are compared resolved, and both forms are stripped.
 INPUTS = os.path.abspath(os.path.join("..", "inputs"))
-CODE = os.path.join(INPUTS, "code") + os.sep
+_REAL_INPUTS = os.path.realpath(INPUTS)
+_REAL_CODE = os.path.join(_REAL_INPUTS, "code") + os.sep
+CODES = sorted({os.path.join(INPUTS, "code") + os.sep, _REAL_CODE}, key=len, reverse=True)
 
 
 def _ours(filename):
     if filename.startswith("<frozen importlib"):
         return True
-    path = os.path.abspath(filename)
-    return path.startswith(INPUTS + os.sep) and not path.startswith(CODE)
+    path = os.path.realpath(filename)
+    return path.startswith(_REAL_INPUTS + os.sep) and not path.startswith(_REAL_CODE)
 
 
 def participant_traceback():
@@ -31,4 +35,7 @@ def participant_traceback():
         frames = [f for f in part.stack if not _ours(f.filename)]
         part.stack = traceback.StackSummary.from_list(frames)
         part = part.__cause__ or part.__context__
-    return "".join(summary.format()).replace(CODE, "")
+    text = "".join(summary.format())
+    for code in CODES:
+        text = text.replace(code, "")
+    return text
