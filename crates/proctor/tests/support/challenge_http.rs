@@ -75,9 +75,33 @@ pub fn account_token<S: AsRef<OsStr>>(store: &[S], name: &str) -> String {
     run(&["user", "token", name])
 }
 
+/// A running `proctor serve`, killed when dropped, so that a failing test cannot leave
+/// its server behind.
+pub struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `proctor serve` with one worker on `port`; `store` chooses the database
 /// (`--database PATH` or `--database-url URL`).
-pub fn serve<S: AsRef<OsStr>>(port: u16, store: &[S]) -> Child {
+pub fn serve<S: AsRef<OsStr>>(port: u16, store: &[S]) -> Server {
     let child = Command::new(crate::util::proctor_bin())
         .args(["serve", "--workers", "1", "--port"])
         .arg(port.to_string())
@@ -86,6 +110,7 @@ pub fn serve<S: AsRef<OsStr>>(port: u16, store: &[S]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = Server(child);
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
