@@ -413,6 +413,37 @@ impl Case {
         })
     }
 
+    /// The case as the zip archive [`Case::from_zip`] reads (the text files of both
+    /// projects, `variations.txt`, `method.md`): how the CLI sends a directory case to a
+    /// server.
+    pub fn to_zip(&self) -> Result<Vec<u8>, CaseError> {
+        use std::io::Write;
+        let bad = |e: &dyn std::fmt::Display| {
+            CaseError::Shape(format!("cannot build the zip archive: {e}"))
+        };
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let projects = [("base", &self.base), ("derived", &self.derived)];
+        let files = projects.iter().flat_map(|(dir, project)| {
+            project
+                .files
+                .iter()
+                .filter(|(_, f)| !f.binary)
+                .map(move |(path, f)| (format!("{dir}/{path}"), f.text.as_str()))
+        });
+        let variations = self.experiment.run_variations.join("\n");
+        let extra = [
+            ("variations.txt".to_string(), variations.as_str()),
+            ("method.md".to_string(), self.new_method.as_str()),
+        ];
+        for (name, text) in files.chain(extra) {
+            zip.start_file(name, options).map_err(|e| bad(&e))?;
+            zip.write_all(text.as_bytes()).map_err(|e| bad(&e))?;
+        }
+        Ok(zip.finish().map_err(|e| bad(&e))?.into_inner())
+    }
+
     /// All the method-describing text: the method, the design and the experiment's description.
     pub fn method_text(&self) -> String {
         [
@@ -457,6 +488,19 @@ mod tests {
         assert_eq!(derived, ["config/runs/a.yaml", "src/train.py"]);
         let missing = Case::from_zip(&zipped(&[("derived/src/train.py", "x = 2\n")]));
         assert!(missing.unwrap_err().to_string().contains("variations.txt"));
+    }
+
+    #[test]
+    fn to_zip_round_trips_through_from_zip() {
+        let case = Case::from_zip(&zipped(&[
+            ("variations.txt", "a,b"),
+            ("method.md", "the method"),
+            ("base/src/train.py", "x = 1\n"),
+            ("derived/src/train.py", "x = 2\n"),
+            ("derived/pyproject.toml", "[project]\nname = \"p\"\n"),
+        ]))
+        .unwrap();
+        assert_eq!(Case::from_zip(&case.to_zip().unwrap()).unwrap(), case);
     }
 
     #[test]

@@ -1,58 +1,201 @@
-//! `POST /api/review` and the review page.
+//! The review's HTTP side: `POST /api/review`, the stored reviews (`GET /api/reviews`,
+//! `GET /api/reviews/{id}`) and the pages (`/review`, `/reviews/{id}`).
+//!
+//! Who may act: a review runs for a signed-in account only (401 otherwise, like a
+//! challenge submission: a review spends sandbox time) and is stored as that account's.
+//! An account lists and reads its own reviews; admins every review; anyone else gets the
+//! same 404 as for a review that does not exist.
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use std::time::Instant;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use proctor_accounts::{Accounts, Caller};
 use proctor_engine::LocalBackend;
+use proctor_store::{ReviewScope, StoredReview};
 use serde_json::{json, Value};
 
-use crate::{review, Case, ReviewOptions};
+use crate::{pages, review, store_review, Case, ReviewOptions};
 
-/// The review routes: `POST /api/review` (the JSON of the format doc, or a zip of the two
-/// project directories, in; the review's JSON out) and
-/// `GET /review` (a page to paste a case into and read the verdict).
-pub fn router(backend: LocalBackend) -> Router {
+/// The header a cookie-authenticated page sends its session's CSRF token in.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What the review routes need: the backend that runs the smoke runs and the accounts
+/// (whose store keeps the reviews).
+#[derive(Clone)]
+pub struct ReviewState {
+    backend: LocalBackend,
+    accounts: Accounts,
+}
+
+impl FromRef<ReviewState> for Accounts {
+    fn from_ref(state: &ReviewState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
+/// The review routes, with their state applied: `POST /api/review` (the JSON of the
+/// format doc, or a zip of the two project directories, in; the review's JSON with its
+/// `review_id` and `url` out), `GET /api/reviews` (the caller's reviews; an admin's:
+/// everyone's), `GET /api/reviews/{id}` (one with its report), and the pages `/review`
+/// (the form and one's reviews) and `/reviews/{id}`.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    backend: LocalBackend,
+    accounts: Accounts,
+) -> Router<S> {
     Router::new()
         .route("/api/review", post(api_review))
-        .route("/review", get(page))
-        .with_state(backend)
+        .route("/api/reviews", get(api_list))
+        .route("/api/reviews/{id}", get(api_one))
+        .route("/review", get(page_form))
+        .route("/reviews", get(page_form))
+        .route("/reviews/{id}", get(page_one))
+        .with_state(ReviewState { backend, accounts })
 }
 
-/// The body is the JSON case, or a zip archive of `base/`, `derived/` and
-/// `variations.txt` (see [`Case::from_zip`]).
-async fn api_review(State(backend): State<LocalBackend>, body: axum::body::Bytes) -> Response {
-    let case = if body.starts_with(b"PK\x03\x04") {
-        let bytes = body.clone();
-        match tokio::task::spawn_blocking(move || Case::from_zip(&bytes)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return bad(e.to_string()),
-            Err(e) => return bad(format!("the zip archive could not be read: {e}")),
-        }
+/// Whose reviews `caller` may read.
+fn scope(caller: &Caller) -> Option<ReviewScope<'_>> {
+    let account = caller.account.as_ref()?;
+    Some(if caller.is_admin() {
+        ReviewScope::All
     } else {
-        let value: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return bad(format!(
-                    "the body is neither a zip archive nor valid JSON: {e}"
-                ))
-            }
+        ReviewScope::Account(&account.id)
+    })
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn store_failed(e: proctor_store::StoreError) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn not_found(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no review {id:?}"))
+}
+
+/// The case in a body: a zip archive of `base/`, `derived/` and `variations.txt` (see
+/// [`Case::from_zip`]), or the JSON case.
+async fn parse_case(body: axum::body::Bytes) -> Result<Case, String> {
+    if body.starts_with(b"PK\x03\x04") {
+        return match tokio::task::spawn_blocking(move || Case::from_zip(&body)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the zip archive could not be read: {e}")),
         };
-        match Case::from_json(&value) {
-            Ok(c) => c,
-            Err(e) => return bad(e.to_string()),
-        }
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("the body is neither a zip archive nor valid JSON: {e}"))?;
+    Case::from_json(&value).map_err(|e| e.to_string())
+}
+
+async fn api_review(
+    State(state): State<ReviewState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let account = match caller.signed_in() {
+        Ok(a) => a,
+        Err(unauthorized) => return unauthorized.into_response(),
     };
-    let options = ReviewOptions::for_backend(&backend);
-    let review = review(&backend, &case, &options).await;
-    Json(review).into_response()
+    let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !caller.csrf_ok(csrf) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("the page's CSRF token is missing or wrong ({CSRF_HEADER}): reload the page and try again"),
+        );
+    }
+    let case = match parse_case(body).await {
+        Ok(c) => c,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let started = Instant::now();
+    let options = ReviewOptions::for_backend(&state.backend);
+    let review = review(&state.backend, &case, &options).await;
+    let store = state.accounts.store();
+    let id = match store_review(store, &case, &review, Some(&account.id), started.elapsed()).await {
+        Ok(id) => id,
+        Err(e) => return store_failed(e),
+    };
+    let mut answer = serde_json::to_value(&review).unwrap_or_default();
+    answer["review_id"] = json!(id);
+    answer["url"] = json!(format!("/reviews/{id}"));
+    Json(answer).into_response()
 }
 
-fn bad(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+async fn api_list(State(state): State<ReviewState>, caller: Caller) -> Response {
+    let Some(scope) = scope(&caller) else {
+        return proctor_accounts::http::Unauthorized.into_response();
+    };
+    match state.accounts.store().reviews(scope, 200).await {
+        Ok(rows) => Json(json!({ "reviews": rows })).into_response(),
+        Err(e) => store_failed(e),
+    }
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("review.html"))
+/// The review `id` if `caller` may read it.
+async fn readable(
+    state: &ReviewState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Option<StoredReview>, Response> {
+    let Some(scope) = scope(caller) else {
+        return Ok(None);
+    };
+    state
+        .accounts
+        .store()
+        .review(id, scope)
+        .await
+        .map_err(store_failed)
+}
+
+async fn api_one(
+    State(state): State<ReviewState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if caller.account.is_none() {
+        return proctor_accounts::http::Unauthorized.into_response();
+    }
+    match readable(&state, &caller, &id).await {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => not_found(&id),
+        Err(response) => response,
+    }
+}
+
+async fn page_form(State(state): State<ReviewState>, caller: Caller) -> Response {
+    let (Some(scope), Some(account)) = (scope(&caller), &caller.account) else {
+        return Redirect::to("/login?next=/review").into_response();
+    };
+    match state.accounts.store().reviews(scope, 100).await {
+        Ok(rows) => pages::form(account, caller.csrf_token().as_deref(), &rows).into_response(),
+        Err(e) => store_failed(e),
+    }
+}
+
+async fn page_one(
+    State(state): State<ReviewState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if caller.account.is_none() {
+        // Only an id of the form we hand out goes back into the redirect.
+        let next = match id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            true => format!("/reviews/{id}"),
+            false => "/review".to_string(),
+        };
+        return Redirect::to(&format!("/login?next={next}")).into_response();
+    }
+    match readable(&state, &caller, &id).await {
+        Ok(Some(r)) => pages::review(&r).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, pages::missing(&id)).into_response(),
+        Err(response) => response,
+    }
 }

@@ -5,7 +5,10 @@ every variation in the sandbox on stand-in data.
 
 The input is the AIRAS-compatible JSON (or two project directories); the output is a
 [`Review`]: the verdict, the numbered issue list a code generator can act on, the
-findings with file, line and evidence, and the smoke runs.
+findings with file, line, evidence and the code around it, and the smoke runs with
+their log tails. Reviews done through the server are stored ([`store_review`]) and belong
+to the account that asked: its own page per review, `GET /api/reviews[/{id}]` (see
+[`router`]).
 
 ```no_run
 # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,10 +30,12 @@ mod deps;
 mod env;
 mod http;
 mod method;
+mod pages;
 mod process;
 mod python;
 mod report;
 mod smoke;
+mod stored;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,9 +44,10 @@ use std::time::Duration;
 pub use budget::Budget;
 pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
 pub use env::{install_research, EnvOptions};
-pub use http::router;
+pub use http::{router, ReviewState};
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};
 pub use smoke::SmokeOptions;
+pub use stored::store_review;
 
 use proctor_core::Limits;
 use proctor_engine::{Backend, LocalBackend};
@@ -100,10 +106,12 @@ impl ReviewOptions {
 
 /// The static pass alone, on the calling thread: findings from reading the code (no run).
 pub fn review_static(case: &Case, budget: &Budget) -> Review {
-    match checks::run(case, budget, &deps::Installed::default()) {
+    let mut review = match checks::run(case, budget, &deps::Installed::default()) {
         Some(pass) => Review::new(pass.findings, Vec::new()),
         None => Review::new(vec![over_budget()], Vec::new()),
-    }
+    };
+    review.attach_excerpts(&case.derived);
+    review
 }
 
 /// The finding of a static pass that ran out of time: the review says so and stops.
@@ -161,6 +169,7 @@ pub async fn review<B: Backend>(backend: &B, case: &Case, options: &ReviewOption
     }
     let mut review = Review::new(findings, runs);
     review.env_install_ms = env.install_ms;
+    review.attach_excerpts(&case.derived);
     review
 }
 

@@ -32,6 +32,9 @@ pub struct Finding {
     /// What to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The lines of the derived code around `line`, numbered (when the file is there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 impl Finding {
@@ -45,6 +48,7 @@ impl Finding {
             message: message.into(),
             evidence: None,
             fix: None,
+            excerpt: None,
         }
     }
 
@@ -103,6 +107,9 @@ pub struct SmokeRun {
     pub error: Option<String>,
     /// The command line the run executed (inside the project directory).
     pub command: String,
+    /// The last lines the run printed (stdout, then stderr).
+    #[serde(default)]
+    pub log_tail: String,
 }
 
 /// Warnings worth a line in the issue list after the blockers, most important first.
@@ -188,12 +195,42 @@ impl Review {
         }
     }
 
+    /// Gives every finding that points at a line of the derived code the lines around it.
+    pub fn attach_excerpts(&mut self, derived: &crate::Project) {
+        for f in &mut self.findings {
+            let (Some(file), Some(line)) = (&f.file, f.line) else {
+                continue;
+            };
+            f.excerpt = derived.text(file).and_then(|text| excerpt(text, line));
+        }
+    }
+
     /// The blockers.
     pub fn blockers(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Blocker)
     }
+}
+
+/// Lines `line - 2 ..= line + 2` of `text`, numbered, the line itself marked with `>`
+/// (each line cut to a readable length); `None` when the file has no such line.
+fn excerpt(text: &str, line: usize) -> Option<String> {
+    const AROUND: usize = 2;
+    let lines: Vec<&str> = text.lines().collect();
+    if line == 0 || line > lines.len() {
+        return None;
+    }
+    let first = line.saturating_sub(AROUND).max(1);
+    let last = (line + AROUND).min(lines.len());
+    let width = last.to_string().len();
+    let numbered: Vec<String> = (first..=last)
+        .map(|n| {
+            let mark = if n == line { '>' } else { ' ' };
+            format!("{mark}{n:>width$} | {}", cut(lines[n - 1], 200))
+        })
+        .collect();
+    Some(numbered.join("\n"))
 }
 
 /// `s` cut to at most `max` characters, with an ellipsis when cut.
@@ -241,5 +278,36 @@ mod tests {
             Vec::new(),
         );
         assert!(ready.is_experiment_code_ready && ready.experiment_code_issue.is_empty());
+    }
+
+    #[test]
+    fn excerpts_show_the_lines_around_a_finding_with_the_line_marked() {
+        let text = "a = 1\nb = 2\nc = PLACEHOLDER\nd = 4\ne = 5\nf = 6\n";
+        assert_eq!(
+            excerpt(text, 3).unwrap(),
+            " 1 | a = 1\n 2 | b = 2\n>3 | c = PLACEHOLDER\n 4 | d = 4\n 5 | e = 5"
+        );
+        assert_eq!(excerpt(text, 1).unwrap().lines().count(), 3);
+        assert_eq!(excerpt(text, 6).unwrap().lines().last(), Some(">6 | f = 6"));
+        assert_eq!(excerpt(text, 7), None);
+        assert_eq!(excerpt(text, 0), None);
+        let mut review = Review::new(
+            vec![
+                Finding::new("placeholder", Severity::Blocker, "x").at("src/a.py", Some(3)),
+                Finding::new("gone", Severity::Blocker, "y").at("src/missing.py", Some(1)),
+            ],
+            Vec::new(),
+        );
+        let mut derived = crate::Project::default();
+        derived
+            .files
+            .insert("src/a.py".into(), crate::SourceFile::text(text));
+        review.attach_excerpts(&derived);
+        let excerpts: Vec<_> = review
+            .findings
+            .iter()
+            .map(|f| f.excerpt.is_some())
+            .collect();
+        assert_eq!(excerpts, [true, false], "{:?}", review.findings);
     }
 }

@@ -422,6 +422,7 @@ fn classify(
         wall_ms: result.wall_ms as u64,
         error: None,
         command: command.to_string(),
+        log_tail: log_tail(&result.stdout, &result.stderr),
     };
     let config_file = p.file.as_str();
     let which = format!("`{}` ({})", p.variation, p.config);
@@ -768,6 +769,24 @@ fn last_line(s: &str) -> String {
         .unwrap_or("failed")
         .trim()
         .to_string()
+}
+
+/// The last lines a run printed, for its page: up to 20 of stdout, then up to 30 of
+/// stderr (where tracebacks go).
+fn log_tail(stdout: &str, stderr: &str) -> String {
+    let last = |s: &str, n: usize| {
+        let lines: Vec<&str> = s.lines().collect();
+        let kept: Vec<String> = lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| crate::report::cut(l, 300))
+            .collect();
+        kept.join("\n")
+    };
+    [last(stdout, 20), last(stderr, 30)]
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn tail(s: &str) -> String {

@@ -76,7 +76,8 @@ pub use axum::Router;
 pub mod limits;
 pub use limits::{serve_with_limits, ServerLimits};
 
-/// All routes of the platform; the debug gym is nested under `/gym`.
+/// All routes of the platform; the debug gym is nested under `/gym`; experiment-code
+/// review (`/review`, `/api/review`, stored reviews) when the state has accounts.
 pub fn router(state: AppState) -> Router {
     let gym = proctor_gym::episode::Gym::with_access(
         state.backend.clone(),
@@ -84,14 +85,22 @@ pub fn router(state: AppState) -> Router {
         proctor_gym::episode::EpisodeConfig::default(),
         state.access.clone(),
     );
-    let review = proctor_review::router(state.backend.clone());
-    Router::new()
+    // Reviews are stored and belong to accounts: served where there are accounts.
+    let review = state
+        .access
+        .accounts
+        .clone()
+        .map(|accounts| proctor_review::router(state.backend.clone(), accounts));
+    let router = Router::new()
         .route("/", get(index))
         .route("/health", get(health))
         .route("/api/status", get(status))
         .with_state(state)
-        .nest("/gym", proctor_gym::server::router(gym))
-        .merge(review)
+        .nest("/gym", proctor_gym::server::router(gym));
+    match review {
+        Some(review) => router.merge(review),
+        None => router,
+    }
 }
 
 /// 200 while everything can be served (the warm pool ready or starting), 503 when the

@@ -2,8 +2,9 @@
 Persistence of proctor: an SQLite database by default (a file under `$PROCTOR_HOME`), or a
 Postgres server given by URL, opened through sqlx with embedded migrations (one set per
 backend: `migrations/sqlite`, `migrations/postgres`), and the repositories of the front
-doors. Both backends answer the same API with the same semantics. Today it holds
-challenge submissions: every upload is persisted (as `queued`, or as `rejected` with its
+doors. Both backends answer the same API with the same semantics. It holds accounts,
+experiment-code reviews (each with its owner and full report) and challenge
+submissions: every upload is persisted (as `queued`, or as `rejected` with its
 reason) before anything runs, workers claim queued rows atomically (two workers never
 claim the same row; on Postgres, concurrent claimers skip each other's locked rows), and
 [`Store::recover`] resumes or fails the rows of a process that died mid-evaluation.
@@ -234,8 +235,10 @@ macro_rules! on_pool {
 
 mod accounts;
 mod moderation;
+mod reviews;
 pub use accounts::{Token, User};
 pub use moderation::{Moderation, Recent};
+pub use reviews::{NewReview, ReviewScope, StoredReview};
 
 /// The database.
 #[derive(Debug, Clone)]
@@ -884,6 +887,75 @@ mod tests {
         for s in store.list(&of("c"), 100).await.unwrap() {
             assert_eq!((s.status.as_str(), s.attempts), ("running", 1), "{}", s.id);
         }
+    }
+
+    on_both!(reviews_are_read_only_in_their_owners_scope);
+    async fn reviews_are_read_only_in_their_owners_scope(db: Db) {
+        let store = db.open().await;
+        let alice = User {
+            id: "ua".into(),
+            name: "alice".into(),
+            role: "participant".into(),
+            created_ms: 1,
+        };
+        assert!(store.insert_user(&alice, None).await.unwrap());
+        let report =
+            serde_json::json!({"findings": [{"id": "placeholder", "line": 2}], "runs": []});
+        for (id, account) in [("ra", Some("ua")), ("rb", Some("ub")), ("local", None)] {
+            store
+                .insert_review(&NewReview {
+                    id: id.into(),
+                    account_id: account.map(str::to_string),
+                    experiment: "exp-1".into(),
+                    ready: id == "rb",
+                    blockers: 1,
+                    warnings: 2,
+                    wall_ms: 1234,
+                    report: report.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let ra = store
+            .review("ra", ReviewScope::Account("ua"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ra.report.as_ref(), Some(&report), "the report round-trips");
+        assert_eq!(ra.account_name.as_deref(), Some("alice"));
+        assert_eq!(
+            (ra.ready, ra.blockers, ra.warnings, ra.wall_ms),
+            (false, 1, 2, 1234)
+        );
+        assert!(
+            store
+                .review("rb", ReviewScope::All)
+                .await
+                .unwrap()
+                .unwrap()
+                .ready
+        );
+        // Another account's review and a local one read like missing ones.
+        for id in ["rb", "local", "nope"] {
+            assert!(store
+                .review(id, ReviewScope::Account("ua"))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        let ids = |rows: Vec<StoredReview>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let mine = store.reviews(ReviewScope::Account("ua"), 10).await.unwrap();
+        assert!(mine[0].report.is_none(), "lists leave the report out");
+        assert_eq!(ids(mine), ["ra"]);
+        let mut all = ids(store.reviews(ReviewScope::All, 10).await.unwrap());
+        all.sort();
+        assert_eq!(all, ["local", "ra", "rb"]);
+        assert_eq!(store.reviews(ReviewScope::All, 1).await.unwrap().len(), 1);
+        assert!(store
+            .reviews(ReviewScope::Account("nobody"), 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -23,7 +23,11 @@ impl Cli {
                 command: RuntimeCommand::Ensure(a),
             } => a.json,
             Command::Serve(_) | Command::Mcp(_) => false,
-            Command::Review(a) => a.json,
+            Command::Review(a) => match &a.command {
+                Some(ReviewCommand::List(l)) => l.json,
+                Some(ReviewCommand::Show(s)) => s.json,
+                None => a.json,
+            },
             Command::Challenge {
                 command: ChallengeCommand::List(a),
             } => a.json,
@@ -70,7 +74,7 @@ pub enum Command {
     /// The gym's MCP server over stdio (JSON-RPC 2.0, one message per line).
     Mcp(SandboxArg),
     /// Review derived experiment code: static analysis and sandboxed smoke runs of every variation.
-    Review(ReviewArgs),
+    Review(Box<ReviewArgs>),
     /// Parameter-budget ML challenges: list them, submit a solution.
     Challenge {
         #[command(subcommand)]
@@ -192,7 +196,10 @@ pub struct ChallengeSubmitArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReviewArgs {
+    #[command(subcommand)]
+    pub command: Option<ReviewCommand>,
     /// The case as JSON (`new_method`, `experiment`, `base_code`, `experiment_code`).
     #[arg(long, conflicts_with_all = ["base", "derived", "zip"])]
     pub input: Option<PathBuf>,
@@ -212,14 +219,61 @@ pub struct ReviewArgs {
     /// A file holding the method's text (with --base/--derived).
     #[arg(long)]
     pub method: Option<PathBuf>,
-    /// Only the static pass: do not smoke-run the code.
-    #[arg(long)]
+    /// Only the static pass: do not smoke-run the code (local reviews).
+    #[arg(long, conflicts_with = "server")]
     pub static_only: bool,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where the review is kept: a proctor server (reviewed there under the token's
+    /// account), or this machine's database.
+    #[command(flatten)]
+    pub store: ReviewStoreArgs,
     #[command(flatten)]
     pub sandbox: SandboxArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List stored reviews, newest first: a server's (yours; an admin's: everyone's) with
+    /// --server, else this machine's.
+    List(ReviewListArgs),
+    /// Show a stored review: verdict, issues, findings and smoke runs.
+    Show(ReviewShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewListArgs {
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: ReviewStoreArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewShowArgs {
+    /// The review's id (from `proctor review list`, or printed by the review).
+    pub id: String,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: ReviewStoreArgs,
+}
+
+/// Where reviews are kept.
+#[derive(Debug, clap::Args)]
+pub struct ReviewStoreArgs {
+    /// A proctor server (e.g. http://host:8080): reviews are run and kept there, under the
+    /// token's account. Without it, on this machine (kept in the local database).
+    #[arg(long, env = "PROCTOR_SERVER")]
+    pub server: Option<String>,
+    /// The account's API token for --server (`proctor user token NAME` on the server).
+    #[arg(long, env = "PROCTOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use challenge_http::{http, serve};
+use challenge_http::{account_token, http, http_as, serve};
 use serde_json::{json, Value};
 
 /// A case whose derived code holds `files` (AIRAS keys) and nothing else: no `main.py`,
@@ -52,10 +52,9 @@ fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
         .port();
     let db = tempfile::tempdir().unwrap();
     let db_path = db.path().join("db.sqlite");
-    let mut server = serve(
-        port,
-        &[std::ffi::OsStr::new("--database"), db_path.as_os_str()],
-    );
+    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
+    let token = account_token(&store, "alice");
+    let mut server = serve(port, &store);
     // Wait for the first real answer (the runtime may be provisioning).
     let start = Instant::now();
     while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
@@ -70,9 +69,17 @@ fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
     ]
     .into_iter()
     .map(|body| {
+        let token = token.clone();
         std::thread::spawn(move || {
             let sent = Instant::now();
-            let (code, text) = http(port, "POST", "/api/review", "application/json", &body);
+            let (code, text) = http_as(
+                port,
+                Some(&token),
+                "POST",
+                "/api/review",
+                "application/json",
+                &body,
+            );
             (code, text, sent.elapsed())
         })
     })
@@ -119,10 +126,9 @@ fn a_zip_of_the_two_directories_is_reviewed_like_the_json() {
         .port();
     let db = tempfile::tempdir().unwrap();
     let db_path = db.path().join("db.sqlite");
-    let mut server = serve(
-        port,
-        &[std::ffi::OsStr::new("--database"), db_path.as_os_str()],
-    );
+    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
+    let token = account_token(&store, "alice");
+    let mut server = serve(port, &store);
     let start = Instant::now();
     while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
         assert!(start.elapsed() < Duration::from_secs(300), "no /health");
@@ -138,9 +144,17 @@ fn a_zip_of_the_two_directories_is_reviewed_like_the_json() {
         ("case/derived/../../escape.py", b"x = 1\n"),
     ])
     .unwrap();
-    let (code, text) = http(port, "POST", "/api/review", "application/zip", &zip);
-    let (bad_code, bad_text) = http(
+    let (code, text) = http_as(
         port,
+        Some(&token),
+        "POST",
+        "/api/review",
+        "application/zip",
+        &zip,
+    );
+    let (bad_code, bad_text) = http_as(
+        port,
+        Some(&token),
         "POST",
         "/api/review",
         "application/zip",

@@ -36,7 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             command: GymCommand::Serve(args),
         } => gym::serve(args),
         Command::Mcp(args) => gym::mcp_stdio(args),
-        Command::Review(args) => review::run(args),
+        Command::Review(args) => review::run(*args),
         Command::Challenge { command } => challenge::run(command),
         Command::User { command } => user::run(command),
     }

@@ -1,0 +1,17 @@
+-- Experiment-code reviews done through the server (and local CLI reviews): the verdict in
+-- columns for lists, the full report (findings with excerpts, every smoke run with its log
+-- tail) as JSON. A review belongs to the account that asked (NULL: a local CLI review,
+-- seen only by admins and by whoever can read this database).
+CREATE TABLE IF NOT EXISTS reviews (
+    id          TEXT PRIMARY KEY NOT NULL,
+    account_id  TEXT,
+    experiment  TEXT NOT NULL,
+    ready       INTEGER NOT NULL,
+    blockers    INTEGER NOT NULL,
+    warnings    INTEGER NOT NULL,
+    wall_ms     INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    report      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_by_account ON reviews (account_id, created_ms);
+CREATE INDEX IF NOT EXISTS reviews_by_time ON reviews (created_ms);
