@@ -1,5 +1,6 @@
 //! `POST /api/review` over real HTTP with inputs built to stall a naive static pass: the
-//! answers come within the review's budget and `/health` stays fast meanwhile.
+//! answers come within the review's budget and `/health` stays fast meanwhile; a client
+//! that disconnects cancels its review (its sandboxed runs are killed, nothing is kept).
 
 #[path = "support/challenge_http.rs"]
 #[allow(dead_code)]
@@ -176,4 +177,75 @@ fn a_zip_of_the_two_directories_is_reviewed_like_the_json() {
     assert!(!text.contains("escape.py"), "{text}");
     assert_eq!(bad_code, 400, "{bad_text}");
     assert!(bad_text.contains("zip archive"), "{bad_text}");
+}
+
+/// A project whose entry point starts a long sleep whose command line carries `marker`
+/// (a fresh `exec`, so the host's `/proc` shows it).
+fn sleeping_case(marker: &str) -> Vec<u8> {
+    let main = format!(
+        "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+    );
+    serde_json::to_vec(&json!({
+        "new_method": "x",
+        "experiment": { "id": "exp-cancel", "run_variations": ["a"] },
+        "base_code": { "main_py": "print(1)\n" },
+        "experiment_code": { "main_py": main },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_review() {
+    use std::io::Write;
+    let port = util::free_port();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("db.sqlite");
+    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
+    let token = account_token(&store, "alice");
+    let _server = serve(port, &store);
+    let start = Instant::now();
+    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let marker = format!("proctor-cancel-{}", util::marker());
+    let body = sleeping_case(&marker);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /api/review HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    client.write_all(&body).unwrap();
+    // The review reached its smoke run: the sandboxed sleep is running.
+    let start = Instant::now();
+    while util::pids_with(&marker).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the smoke run never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(client);
+    let gone = Instant::now();
+    while !util::pids_with(&marker).is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(20),
+            "the review went on after its client left: {:?} still running",
+            util::pids_with(&marker)
+        );
+        let sent = Instant::now();
+        assert_eq!(http(port, "GET", "/health", "text/plain", b"").0, 200);
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "/health took {:?}",
+            sent.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A cancelled review is not kept.
+    let (code, list) = http_as(port, Some(&token), "GET", "/api/reviews", "text/plain", b"");
+    assert_eq!(code, 200, "{list}");
+    let reviews: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(reviews["reviews"], json!([]), "{list}");
 }
