@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,20 @@ pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 /// Running statistics are free only while they stay below this fraction of the count
 /// (honest models use far less than 1/8: a BatchNorm layer has 2 statistics per feature).
 const EXEMPT_FRACTION: u64 = 8;
-/// Items the pickle may build in total (memo copies and reduce arguments included):
-/// the byte cap alone does not bound work, since one opcode can copy a whole list.
+/// Items the pickle may build and the walk over it may visit, in total (memo copies,
+/// reduce arguments, entries of a dict shared by many modules included): the byte cap
+/// alone does not bound work, since one opcode can copy a whole list.
 const WORK_BUDGET: u64 = 4_000_000;
+/// Work between two looks at the clock.
+const WORK_PER_CLOCK_CHECK: u64 = 4096;
+/// Wall time counting one artifact may take (parsing, walking and rewriting it): a module
+/// tree counts in milliseconds and a storage copies at disk speed, so this only stops
+/// what the work budget lets through on a slow or loaded machine, before it holds one of
+/// the server's blocking threads for long.
+pub const COUNT_TIME_BUDGET: Duration = Duration::from_secs(10);
+/// Most archive entries: a module's archive holds one per storage and four more; the
+/// directory of a 2 GiB file of empty entries would take gigabytes to index.
+const MAX_ENTRIES: u64 = 100_000;
 /// Stack of the counting thread. Nesting depth is bounded by the pickle's bytes (one
 /// opcode per level, at most [`PICKLE_ALLOWANCE`]), so dropping the deepest value fits
 /// in this (virtual, touched only as deep as it goes) stack, far from a tokio worker's.
@@ -63,6 +75,12 @@ pub enum ArtifactError {
     /// The pickle holds something the counter does not accept.
     #[error("the exported module cannot be counted: {0}")]
     Unsupported(String),
+    /// Counting took longer than its time budget.
+    #[error("the exported module could not be counted within {} s (a module tree counts in milliseconds): keep weights in tensors and the module structure plain", budget.as_secs_f64())]
+    OverTime {
+        /// The budget.
+        budget: Duration,
+    },
 }
 
 type R<T> = Result<T, ArtifactError>;
@@ -175,6 +193,61 @@ fn units(s: &StorageInfo) -> u64 {
     s.numel.saturating_mul((s.itemsize / 4).max(1))
 }
 
+/// The wall-time budget of one count, started when counting starts.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    started: Instant,
+    budget: Duration,
+}
+
+impl Clock {
+    fn start(budget: Duration) -> Clock {
+        Clock {
+            started: Instant::now(),
+            budget,
+        }
+    }
+    fn check(&self) -> R<()> {
+        match self.started.elapsed() > self.budget {
+            true => Err(ArtifactError::OverTime {
+                budget: self.budget,
+            }),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Work done so far on one pickle (building it, then walking it), against
+/// [`WORK_BUDGET`] and the clock.
+struct Meter {
+    work: u64,
+    next_clock_check: u64,
+    clock: Clock,
+}
+
+impl Meter {
+    fn new(clock: Clock) -> Meter {
+        Meter {
+            work: 0,
+            next_clock_check: 0,
+            clock,
+        }
+    }
+    fn charge(&mut self, items: usize) -> R<()> {
+        self.work = self.work.saturating_add(items as u64);
+        if self.work > WORK_BUDGET {
+            return bad(format!(
+                "the pickle builds or links more than {WORK_BUDGET} items: not a plain module tree"
+            ));
+        }
+        if self.work >= self.next_clock_check {
+            self.next_clock_check = self.work + WORK_PER_CLOCK_CHECK;
+            self.clock.check()?;
+        }
+        Ok(())
+    }
+}
+
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
@@ -182,7 +255,7 @@ struct Machine<'a> {
     memo: HashMap<u32, V>,
     storages: BTreeMap<String, StorageInfo>,
     classes: std::collections::BTreeSet<String>,
-    work: u64,
+    meter: Meter,
     /// Every mutable container built: a pickle can make them reference each other (a
     /// list appended to itself), and such Rc cycles would leak on every submission.
     containers: Vec<V>,
@@ -213,13 +286,7 @@ impl<'a> Machine<'a> {
         v
     }
     fn charge(&mut self, items: usize) -> R<()> {
-        self.work = self.work.saturating_add(items as u64);
-        if self.work > WORK_BUDGET {
-            return bad(format!(
-                "the pickle builds more than {WORK_BUDGET} items: not a plain module tree"
-            ));
-        }
-        Ok(())
+        self.meter.charge(items)
     }
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         // A length read from the pickle can be anything up to u64::MAX: no overflow.
@@ -793,14 +860,17 @@ impl Walk {
     }
 
     /// Every value reachable from `root`, with an explicit stack: nesting depth is the
-    /// participant's choice and must not become recursion.
-    fn visit(&mut self, root: &V) {
+    /// participant's choice and must not become recursion. Each link followed is work:
+    /// values the pickle built once can be linked from many places.
+    fn visit(&mut self, root: &V, meter: &mut Meter) -> R<()> {
         let mut todo = vec![root.clone()];
         while let Some(v) = todo.pop() {
+            meter.charge(1)?;
             if self.enter(&v) {
-                self.children(&v, &mut todo);
+                self.children(&v, &mut todo, meter)?;
             }
         }
+        Ok(())
     }
 
     /// Records a leaf; true for a container not seen before.
@@ -830,7 +900,7 @@ impl Walk {
         self.seen.insert(id)
     }
 
-    fn children(&mut self, v: &V, todo: &mut Vec<V>) {
+    fn children(&mut self, v: &V, todo: &mut Vec<V>, meter: &mut Meter) -> R<()> {
         match v {
             V::List(l) => todo.extend(l.borrow().iter().cloned()),
             V::Tuple(t) => todo.extend(t.iter().cloned()),
@@ -844,7 +914,7 @@ impl Walk {
                 let o = o.borrow();
                 for state in &o.state {
                     if let V::Dict(d) = state {
-                        self.module_state(&o.class, &d.borrow());
+                        self.module_state(&o.class, &d.borrow(), meter)?;
                     }
                     todo.push(state.clone());
                 }
@@ -852,11 +922,15 @@ impl Walk {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Roles from a module's `__dict__`: `_parameters`, `_buffers`, normalization stats.
-    fn module_state(&mut self, class: &str, state: &[(V, V)]) {
+    /// Every entry read is work: one state dict can be shared by thousands of modules.
+    fn module_state(&mut self, class: &str, state: &[(V, V)], meter: &mut Meter) -> R<()> {
+        meter.charge(state.len())?;
         if let Some(V::Dict(params)) = dict_get(state, "_parameters") {
+            meter.charge(params.borrow().len())?;
             for (_, p) in params.borrow().iter() {
                 if let V::Tensor(t) = p {
                     if t.param && t.requires_grad {
@@ -866,6 +940,7 @@ impl Walk {
             }
         }
         if let Some(V::Dict(buffers)) = dict_get(state, "_buffers") {
+            meter.charge(buffers.borrow().len())?;
             let features = match dict_get(state, "num_features") {
                 Some(V::Int(n)) if *n > 0 => Some(*n as u64),
                 _ => None,
@@ -887,6 +962,7 @@ impl Walk {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -898,7 +974,11 @@ enum Exempt {
     No,
 }
 
-fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<String, StorageInfo>)> {
+fn count_pickle(
+    pickle: &[u8],
+    allowance: Allowance,
+    clock: Clock,
+) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     let mut m = Machine {
         data: pickle,
         pos: 0,
@@ -906,12 +986,12 @@ fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<Strin
         memo: HashMap::new(),
         storages: BTreeMap::new(),
         classes: Default::default(),
-        work: 0,
+        meter: Meter::new(clock),
         containers: Vec::new(),
     };
     let root = m.run()?;
     let mut walk = Walk::default();
-    walk.visit(&root);
+    walk.visit(&root, &mut m.meter)?;
 
     // Per storage: the roles of the reachable tensors on it; exempt only when every
     // reference is a statistic of one kind that spans its whole storage.
@@ -989,20 +1069,27 @@ fn count_pickle(pickle: &[u8], allowance: Allowance) -> R<(Count, BTreeMap<Strin
 fn count_on_big_stack(
     pickle: Vec<u8>,
     allowance: Allowance,
+    clock: Clock,
 ) -> R<(Count, BTreeMap<String, StorageInfo>)> {
     std::thread::Builder::new()
         .name("proctor-count".into())
         .stack_size(COUNT_STACK_BYTES)
-        .spawn(move || count_pickle(&pickle, allowance))
+        .spawn(move || count_pickle(&pickle, allowance, clock))
         .map_err(|e| ArtifactError::NotArchive(format!("cannot start the counter: {e}")))?
         .join()
         .unwrap_or_else(|_| bad("the pickle could not be counted"))
 }
 
 /// Counts a bare `data.pkl` (no archive, no storage data) as the trusted side would, on
-/// the counter's own big-stack thread: the entry point of the `fuzz/` pickle target.
-pub fn count_pickle_bytes(pickle: &[u8]) -> R<Count> {
-    count_on_big_stack(pickle.to_vec(), Allowance::default()).map(|(count, _)| count)
+/// the counter's own big-stack thread, within `time_budget`: the entry point of the
+/// `fuzz/` pickle target.
+pub fn count_pickle_bytes(pickle: &[u8], time_budget: Duration) -> R<Count> {
+    count_on_big_stack(
+        pickle.to_vec(),
+        Allowance::default(),
+        Clock::start(time_budget),
+    )
+    .map(|(count, _)| count)
 }
 
 fn describe(c: &Count) -> String {
@@ -1046,6 +1133,54 @@ fn describe(c: &Count) -> String {
     s
 }
 
+/// Copies `from` to `to` in chunks, looking at `clock` between them (an
+/// [`ArtifactError::OverTime`] inside the io error when it runs out).
+fn copy_within(from: &mut impl Read, to: &mut impl Write, clock: Clock) -> std::io::Result<u64> {
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        clock.check().map_err(std::io::Error::other)?;
+        let n = match from.read(&mut chunk) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&chunk[..n])?;
+        copied += n as u64;
+    }
+}
+
+/// How many central-directory headers (`PK\x01\x02`) the file holds: an upper bound on
+/// the entries the zip reader indexes, whichever end record it settles on (it searches the
+/// whole file for one). Stops counting past `max`.
+fn central_headers(file: &mut std::fs::File, max: u64, clock: Clock) -> R<u64> {
+    use std::io::{Seek, SeekFrom};
+    const HEADER: &[u8; 4] = b"PK\x01\x02";
+    let io = |e: std::io::Error| ArtifactError::NotArchive(e.to_string());
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    // The last 3 bytes of the previous chunk, so that a header across two chunks counts.
+    let mut carry = 0usize;
+    let mut found = 0u64;
+    loop {
+        clock.check()?;
+        let n = file.read(&mut chunk[carry..]).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let filled = carry + n;
+        found += chunk[..filled].windows(4).filter(|w| w == HEADER).count() as u64;
+        if found > max {
+            break;
+        }
+        carry = filled.min(3);
+        chunk.copy_within(filled - carry..filled, 0);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(found)
+}
+
 fn read_entry(
     zip: &mut zip::ZipArchive<std::fs::File>,
     name: &str,
@@ -1065,8 +1200,15 @@ fn read_entry(
 }
 
 /// Counts `artifact` (a `torch.save` zip, untrusted) and writes a canonical copy to
-/// `canonical`, holding only the pickle and the storages it references.
-pub fn count_and_rewrite(artifact: &Path, canonical: &Path, allowance: Allowance) -> R<Count> {
+/// `canonical`, holding only the pickle and the storages it references, within
+/// `time_budget` ([`COUNT_TIME_BUDGET`] on the server) or [`ArtifactError::OverTime`].
+pub fn count_and_rewrite(
+    artifact: &Path,
+    canonical: &Path,
+    allowance: Allowance,
+    time_budget: Duration,
+) -> R<Count> {
+    let clock = Clock::start(time_budget);
     let meta = std::fs::symlink_metadata(artifact)
         .map_err(|e| ArtifactError::NotArchive(format!("no model.pt was exported ({e})")))?;
     if !meta.is_file() {
@@ -1080,8 +1222,13 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path, allowance: Allowance
             meta.len()
         )));
     }
-    let file =
+    let mut file =
         std::fs::File::open(artifact).map_err(|e| ArtifactError::NotArchive(e.to_string()))?;
+    if central_headers(&mut file, MAX_ENTRIES, clock)? > MAX_ENTRIES {
+        return bad(format!(
+            "the archive holds more than {MAX_ENTRIES} entries: a module's archive holds one per storage"
+        ));
+    }
     let mut zip =
         zip::ZipArchive::new(file).map_err(|e| ArtifactError::NotArchive(e.to_string()))?;
     let pkl_name = zip
@@ -1098,7 +1245,16 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path, allowance: Allowance
             max: PICKLE_ALLOWANCE,
         });
     }
-    let (count, storages) = count_on_big_stack(pickle.clone(), allowance)?;
+    let (count, storages) = count_on_big_stack(pickle.clone(), allowance, clock)?;
+    let declared = storages.values().fold(0u64, |total, s| {
+        total.saturating_add(s.numel.saturating_mul(s.itemsize))
+    });
+    if declared > MAX_ARTIFACT_BYTES {
+        // Deflated storages could otherwise expand to far more than the artifact's size.
+        return bad(format!(
+            "the storages declare {declared} bytes in all, over the {MAX_ARTIFACT_BYTES}-byte limit"
+        ));
+    }
     if let Some(order) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16)? {
         if order != b"little" {
             return bad("only little-endian archives are accepted");
@@ -1137,7 +1293,12 @@ pub fn count_and_rewrite(artifact: &Path, canonical: &Path, allowance: Allowance
         }
         w.start_file(format!("archive/data/{key}"), opts)
             .map_err(ze)?;
-        let copied = std::io::copy(&mut (&mut entry).take(bytes), &mut w).map_err(io)?;
+        let copied = copy_within(&mut (&mut entry).take(bytes), &mut w, clock).map_err(|e| {
+            match e.downcast::<ArtifactError>() {
+                Ok(over_time) => over_time,
+                Err(e) => ArtifactError::NotArchive(format!("storage {key}: {e}")),
+            }
+        })?;
         if copied != bytes {
             return bad(format!(
                 "storage {key} holds {copied} bytes, expected {bytes}"

@@ -12,6 +12,7 @@ use crate::artifact::{self, ArtifactError, Count};
 use crate::data::{self, tail, DataSet, Split};
 use crate::definition::Challenge;
 use crate::intake::Manifest;
+use crate::progress::Progress;
 
 const TRAIN: &str = include_str!("../../../python/proctor_harness/challenge_train.py");
 const INFER: &str = include_str!("../../../python/proctor_harness/challenge_infer.py");
@@ -137,6 +138,8 @@ pub struct EvalOptions {
     /// Tests: makes the runs look like a host with this many CPUs before the challenge's
     /// CPU profile applies, to show that the profile hides the host.
     pub simulate_host_cpus: Option<u32>,
+    /// Where the evaluation reports its phase and the training's last line.
+    pub progress: Progress,
 }
 
 #[derive(Serialize)]
@@ -189,6 +192,8 @@ async fn run<B: Backend>(
     options: &EvalOptions,
     start: Instant,
 ) -> Result<Evaluation, String> {
+    let progress = &options.progress;
+    progress.enter("preparing");
     let data: DataSet = data::ensure(backend, home, &challenge.data, split)
         .await
         .map_err(|e| format!("internal error: {e}"))?;
@@ -257,7 +262,9 @@ async fn run<B: Backend>(
     .with_input(data.file("train"), "train.safetensors")
     .with_input(data.file("val"), "val.safetensors")
     .with_limits(limits(time_limit))
+    .with_output_tap(progress.tap())
     .collect_into(&train_dir);
+    progress.enter("training");
     let train = backend
         .run(job)
         .await
@@ -277,6 +284,7 @@ async fn run<B: Backend>(
     }
 
     // 2. Count, on the trusted side, from the artifact alone.
+    progress.enter("counting");
     let artifact_dir = work.join("artifact");
     std::fs::create_dir_all(&artifact_dir).map_err(|e| io(&artifact_dir, e))?;
     let canonical = artifact_dir.join("model.pt");
@@ -287,7 +295,7 @@ async fn run<B: Backend>(
         feature_stats: 2 * u64::from(challenge.data.input_dim),
     };
     let counted = tokio::task::spawn_blocking(move || {
-        artifact::count_and_rewrite(&model, &target, allowance)
+        artifact::count_and_rewrite(&model, &target, allowance, artifact::COUNT_TIME_BUDGET)
     })
     .await;
     let count = match counted.unwrap_or_else(|_| {
@@ -339,6 +347,8 @@ async fn run<B: Backend>(
         }
     })?;
     let remaining = (time_limit - start.elapsed().as_secs_f64()).max(30.0);
+    // No tap: inference output is not the participant's to watch (official test inputs).
+    progress.enter("inference");
     let infer_dir = work.join("infer");
     let job = Job::new(Command::Script {
         path: inputs.join("challenge_infer.py"),
@@ -397,6 +407,7 @@ async fn run<B: Backend>(
     }
 
     // 4. Score, on the trusted side.
+    progress.enter("scoring");
     let Some(predictions) = read_predictions(&infer_dir.join("predictions.json")) else {
         ev.status = Outcome::Error;
         ev.error = Some("inference wrote no readable predictions.json".into());

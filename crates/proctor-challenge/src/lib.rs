@@ -35,6 +35,7 @@ pub mod intake;
 pub mod pareto;
 mod participants;
 pub mod platform;
+pub mod progress;
 pub mod quota;
 pub mod web;
 

@@ -15,6 +15,7 @@ use crate::data::Split;
 use crate::definition::Catalog;
 use crate::evaluate::{self, EvalOptions, Evaluation, Outcome};
 use crate::intake;
+use crate::progress::{Progress, ProgressView};
 use crate::quota;
 use crate::Error;
 
@@ -116,6 +117,8 @@ struct Inner<B> {
     /// One lock per account: its uploads are counted and inserted one at a time, so two
     /// at once cannot both take the last slot of a quota.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Progress of the evaluations running in this process, by submission id.
+    running: Mutex<HashMap<String, Progress>>,
 }
 
 fn now_ms() -> i64 {
@@ -156,6 +159,7 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                 config,
                 notify: Notify::new(),
                 turns: Mutex::default(),
+                running: Mutex::default(),
             }),
         })
     }
@@ -269,6 +273,12 @@ impl<B: Backend + Clone + 'static> Platform<B> {
             .ok_or_else(|| Error::UnknownSubmission(id.to_string()))
     }
 
+    /// What the evaluation of submission `id` is doing, while it runs in this process.
+    pub fn progress(&self, id: &str) -> Option<ProgressView> {
+        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.get(id).map(Progress::view)
+    }
+
     /// A submission as shown to users.
     pub fn view(&self, s: &Submission) -> SubmissionView {
         let challenge = self.catalog().get(&s.challenge).ok();
@@ -366,6 +376,15 @@ impl<B: Backend + Clone + 'static> Platform<B> {
         }
     }
 
+    /// Registers (or, with `None`, forgets) the progress of a running evaluation.
+    fn running(&self, id: &str, progress: Option<&Progress>) {
+        let mut running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        match progress {
+            Some(p) => running.insert(id.to_string(), p.clone()),
+            None => running.remove(id),
+        };
+    }
+
     /// Waits until a submission is final.
     pub async fn wait(&self, id: &str) -> Result<Submission, Error> {
         loop {
@@ -388,6 +407,11 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                 } else {
                     Split::Public
                 };
+                let options = EvalOptions {
+                    progress: Progress::default(),
+                    ..cfg.eval.clone()
+                };
+                self.running(&s.id, Some(&options.progress));
                 let ev = evaluate::evaluate(
                     &self.inner.backend,
                     &cfg.home,
@@ -395,9 +419,10 @@ impl<B: Backend + Clone + 'static> Platform<B> {
                     std::path::Path::new(project),
                     split,
                     &work,
-                    &cfg.eval,
+                    &options,
                 )
                 .await;
+                self.running(&s.id, None);
                 proctor_engine::remove_tree_blocking(work.clone()).await;
                 Finished {
                     status: ev.status.as_str().into(),

@@ -245,6 +245,8 @@ async fn api_submission<B: Backend + Clone + Send + Sync + 'static>(
     v["attempts"] = json!(s.attempts);
     v["name"] = json!(s.name);
     v["result"] = s.result.clone().unwrap_or_default();
+    // While it runs: its phase and the last line its training printed.
+    v["progress"] = json!(p.progress(&s.id));
     Ok(Json(v))
 }
 

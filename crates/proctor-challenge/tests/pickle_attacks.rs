@@ -1,10 +1,11 @@
 //! Hostile `model.pt` files: the trusted counter rejects or counts them without
-//! crashing the caller, even on a tokio worker's 2 MiB stack, and without
-//! allocating what a storage merely declares.
+//! crashing the caller, even on a tokio worker's 2 MiB stack, without allocating what a
+//! storage merely declares, and within its work and time budgets.
 
 use std::io::Write;
+use std::time::Duration;
 
-use proctor_challenge::artifact::count_and_rewrite;
+use proctor_challenge::artifact::{count_and_rewrite, count_pickle_bytes, COUNT_TIME_BUDGET};
 use zip::write::SimpleFileOptions;
 
 fn archive(dir: &std::path::Path, entries: &[(&str, &[u8])]) -> std::path::PathBuf {
@@ -21,6 +22,15 @@ fn archive(dir: &std::path::Path, entries: &[(&str, &[u8])]) -> std::path::PathB
 
 /// Counts `pickle` (plus `extra` entries) on a thread with a tokio worker's stack.
 fn count(pickle: Vec<u8>, extra: Vec<(String, Vec<u8>)>) -> Result<String, String> {
+    count_within(pickle, extra, COUNT_TIME_BUDGET)
+}
+
+/// [`count`] within `budget`.
+fn count_within(
+    pickle: Vec<u8>,
+    extra: Vec<(String, Vec<u8>)>,
+    budget: Duration,
+) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let mut entries: Vec<(&str, &[u8])> = vec![("archive/data.pkl", &pickle)];
     entries.extend(extra.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
@@ -28,7 +38,7 @@ fn count(pickle: Vec<u8>, extra: Vec<(String, Vec<u8>)>) -> Result<String, Strin
     let out = dir.path().join("canonical.pt");
     std::thread::Builder::new()
         .stack_size(2 << 20)
-        .spawn(move || count_and_rewrite(&path, &out, Default::default()))
+        .spawn(move || count_and_rewrite(&path, &out, Default::default(), budget))
         .unwrap()
         .join()
         .expect("the counter must not crash its caller")
@@ -104,6 +114,77 @@ fn a_storage_is_checked_against_its_declared_size() {
     )
     .unwrap_err();
     assert!(err.contains("expected"), "{err}");
+}
+
+#[test]
+fn storages_declaring_more_than_the_artifact_limit_are_refused_before_any_copy() {
+    // 2 GiB + 4 bytes declared: deflated storages could expand to that many bytes (and
+    // a pickle can declare many of them), so the total is refused before anything is read.
+    let err = count(
+        one_storage((512 << 20) + 1),
+        vec![("archive/data/0".into(), vec![0; 64])],
+    )
+    .unwrap_err();
+    assert!(err.contains("declare 2147483652 bytes in all"), "{err}");
+}
+
+#[test]
+fn a_state_dict_shared_by_many_modules_exhausts_the_work_budget() {
+    // One dict D of 6,000 items whose `_buffers` is D itself, set as the state of 5,400
+    // modules: 63 KB of pickle, but reading every module's buffers is 5,400 × 12,000
+    // entries. The walk is charged like the pickle machine.
+    let mut p = vec![0x80, 2, b'}', b'q', 0, b'0']; // EMPTY_DICT, BINPUT 0, POP
+    p.extend([b'X', 1, 0, 0, 0, b'k', b'q', 1, b'0']); // "k" as memo 1
+    p.extend([b'h', 0, b'(']);
+    for _ in 0..6_000 {
+        p.extend([b'h', 1, b'h', 1]); // "k": "k"
+    }
+    p.extend([b'X', 8, 0, 0, 0]);
+    p.extend(b"_buffers");
+    p.extend([b'h', 0, b'u', b'0']); // "_buffers": D, SETITEMS, POP
+    p.extend(b"ctorch.nn.modules.module\nModule\n");
+    p.extend([b'q', 2, b'0', b']', b'(']);
+    for _ in 0..5_400 {
+        p.extend([b'h', 2, b')', 0x81, b'h', 0, b'b']); // Module(), BUILD with D
+    }
+    p.extend([b'e', b'.']);
+    assert!(p.len() <= 64 << 10, "{} bytes", p.len());
+    let err = count(p, vec![]).unwrap_err();
+    assert!(err.contains("more than 4000000 items"), "{err}");
+}
+
+#[test]
+fn counting_stops_at_its_time_budget() {
+    // What the work budget lets through on a slow or loaded machine stops at the clock:
+    // with no time at all, neither a bare pickle nor a whole archive gets counted.
+    let e = count_pickle_bytes(&op(b"N"), Duration::ZERO).unwrap_err();
+    assert!(
+        e.to_string().contains("could not be counted within 0 s"),
+        "{e}"
+    );
+    let backed = vec![("archive/data/0".to_string(), vec![0; 64])];
+    let e = count_within(one_storage(16), backed.clone(), Duration::ZERO).unwrap_err();
+    assert!(e.contains("could not be counted within 0 s"), "{e}");
+    assert!(count_within(one_storage(16), backed, COUNT_TIME_BUDGET).is_ok());
+}
+
+#[test]
+fn an_archive_of_too_many_entries_is_refused_before_it_is_indexed() {
+    // Indexing a zip directory costs memory per entry: a 2 GiB file of empty entries
+    // would cost gigabytes on the trusted side, so the entries are counted first.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.pt");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("archive/data.pkl", opts).unwrap();
+    w.write_all(&op(b"N")).unwrap();
+    for i in 0..100_001 {
+        w.start_file(format!("e{i}"), opts).unwrap();
+    }
+    w.finish().unwrap();
+    let out = dir.path().join("canonical.pt");
+    let e = count_and_rewrite(&path, &out, Default::default(), COUNT_TIME_BUDGET).unwrap_err();
+    assert!(e.to_string().contains("more than 100000 entries"), "{e}");
 }
 
 /// `PROTO 2`, `body`, `STOP`.

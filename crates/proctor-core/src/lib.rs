@@ -16,6 +16,7 @@ assert_eq!(job.limits.timeout_ms, 5_000);
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +114,50 @@ pub struct Job {
     /// as untrusted: it may hold symlinks, huge files or garbage.
     #[serde(default)]
     pub collect: Option<PathBuf>,
+    /// Sees the run's output as it is produced (progress displays); not part of the job's
+    /// description.
+    #[serde(skip)]
+    pub tap: Option<OutputTap>,
+}
+
+/// Which of a run's streams a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A callback that sees a run's output while it runs, chunk by chunk, as captured (the
+/// bytes past the output limit are never seen). The bytes are the untrusted run's.
+#[derive(Clone)]
+pub struct OutputTap(Arc<TapFn>);
+
+type TapFn = dyn Fn(Stream, &[u8]) + Send + Sync;
+
+impl OutputTap {
+    /// A tap calling `f` with every captured chunk.
+    pub fn new(f: impl Fn(Stream, &[u8]) + Send + Sync + 'static) -> OutputTap {
+        OutputTap(Arc::new(f))
+    }
+
+    /// Hands `chunk` of `stream` to the callback.
+    pub fn feed(&self, stream: Stream, chunk: &[u8]) {
+        (self.0)(stream, chunk)
+    }
+}
+
+impl std::fmt::Debug for OutputTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputTap")
+    }
+}
+
+impl PartialEq for OutputTap {
+    fn eq(&self, other: &OutputTap) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Job {
@@ -126,6 +171,7 @@ impl Job {
             env: Vec::new(),
             cold: false,
             collect: None,
+            tap: None,
         }
     }
 
@@ -147,6 +193,12 @@ impl Job {
     /// Moves the run's scratch directory to `dir` after the run (see [`Job::collect`]).
     pub fn collect_into(mut self, dir: impl Into<PathBuf>) -> Job {
         self.collect = Some(dir.into());
+        self
+    }
+
+    /// Shows the run's output to `tap` while it runs.
+    pub fn with_output_tap(mut self, tap: OutputTap) -> Job {
+        self.tap = Some(tap);
         self
     }
 

@@ -92,7 +92,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         }
     };
     let killer = Killer::new(Some(cgroup.clone()), None);
-    let observed = supervise(stdout, stderr, exit, &job.limits, killer, started).await;
+    let observed = supervise(stdout, stderr, exit, &job, killer, started).await;
     let result = classify(observed, Some(&cgroup), &job.limits);
     let cg = cgroup.clone();
     let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
@@ -143,15 +143,7 @@ async fn run_unsandboxed(
             ..ExitReport::default()
         })
     };
-    let observed = supervise(
-        stdout,
-        stderr,
-        exit,
-        &job.limits,
-        Killer::new(None, pgid),
-        started,
-    )
-    .await;
+    let observed = supervise(stdout, stderr, exit, job, Killer::new(None, pgid), started).await;
     ws.collect(job.collect.as_deref())?;
     Ok(classify(observed, None, &job.limits))
 }

@@ -671,7 +671,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         pipe_reader(forked.stdout)?,
         pipe_reader(forked.stderr)?,
         exit,
-        &job.limits,
+        &job,
         killer,
         started,
     )

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proctor_core::{Limits, RunResult, Status};
+use proctor_core::{Job, Limits, OutputTap, RunResult, Status, Stream};
 use proctor_sandbox::cgroup::Cgroup;
 use proctor_sandbox::ExitReport;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -37,12 +37,14 @@ impl Killer {
     }
 }
 
-/// Reads at most `limit` bytes; past that, kills the run and drains nothing more.
+/// Reads at most `limit` bytes, showing them to `tap` as they come; past that, kills the
+/// run and drains nothing more.
 async fn read_limited<R: AsyncRead + Unpin>(
     mut r: R,
     limit: u64,
     exceeded: Arc<AtomicBool>,
     killer: Killer,
+    tap: Option<(&OutputTap, Stream)>,
 ) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -51,7 +53,11 @@ async fn read_limited<R: AsyncRead + Unpin>(
             Ok(0) | Err(_) => return buf,
             Ok(n) => {
                 let room = (limit as usize).saturating_sub(buf.len());
-                buf.extend_from_slice(&chunk[..n.min(room)]);
+                let kept = &chunk[..n.min(room)];
+                if let Some((tap, stream)) = tap {
+                    tap.feed(stream, kept);
+                }
+                buf.extend_from_slice(kept);
                 if n > room {
                     exceeded.store(true, Ordering::SeqCst);
                     killer.kill().await;
@@ -77,7 +83,7 @@ pub(crate) async fn supervise<O, E, X>(
     stdout: O,
     stderr: E,
     exit: X,
-    limits: &Limits,
+    job: &Job,
     killer: Killer,
     started: Instant,
 ) -> Observed
@@ -86,6 +92,8 @@ where
     E: AsyncRead + Unpin,
     X: Future<Output = Option<ExitReport>>,
 {
+    let limits = &job.limits;
+    let tap = job.tap.as_ref();
     let exceeded = Arc::new(AtomicBool::new(false));
     // The run ends with its main process: whatever it left behind (daemons holding the
     // output pipes open) is killed, as a cold run's pid namespace would be.
@@ -101,13 +109,15 @@ where
                 stdout,
                 limits.max_output_bytes,
                 exceeded.clone(),
-                killer.clone()
+                killer.clone(),
+                tap.map(|t| (t, Stream::Stdout)),
             ),
             read_limited(
                 stderr,
                 limits.max_output_bytes,
                 exceeded.clone(),
-                killer.clone()
+                killer.clone(),
+                tap.map(|t| (t, Stream::Stderr)),
             ),
             exit
         )

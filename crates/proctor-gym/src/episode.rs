@@ -206,6 +206,10 @@ pub struct EpisodeConfig {
     pub call_timeout: Duration,
     /// An idle episode frees its processes after this long.
     pub idle_timeout: Duration,
+    /// A WebSocket that holds no episode is closed after this long without a message
+    /// (one that holds an episode, after `idle_timeout`, when the episode would be freed
+    /// anyway). Pings do not count as messages; the time a call runs does not count.
+    pub socket_idle_timeout: Duration,
     /// Limits of the episode's session.
     pub session_limits: Limits,
 }
@@ -216,6 +220,7 @@ impl Default for EpisodeConfig {
             max_turns: 10,
             call_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
+            socket_idle_timeout: Duration::from_secs(60),
             session_limits: Limits {
                 memory_mb: 2048,
                 max_pids: 64,

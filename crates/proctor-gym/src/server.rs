@@ -8,12 +8,13 @@
 //! tools need that token or the starting account's token, as `Authorization: Bearer …`
 //! (or HTTP basic auth whose password is the token, e.g. `http://token:TOKEN@host`).
 //! Someone else's episode answers like a missing one. A WebSocket owns the episode it
-//! resets. With [`crate::episode::Access::require_token`], every route but `/health`
+//! resets; it is closed when idle (see [`crate::episode::EpisodeConfig::socket_idle_timeout`]).
+//! With [`crate::episode::Access::require_token`], every route but `/health`
 //! needs an account's token (a revoked one also ends open WebSockets).
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -369,6 +370,29 @@ async fn ws(
         })
 }
 
+/// What a WebSocket delivered while the server waited for an action.
+enum Incoming {
+    Action(String),
+    /// Closed by the client or broken.
+    Closed,
+    /// No message within the idle period.
+    Idle,
+}
+
+/// The next text message within `idle`. Pings, pongs and binary frames do not restart the
+/// clock: a keepalive shows the peer is alive, not that it uses its capacity slot.
+async fn next_action(socket: &mut WebSocket, idle: std::time::Duration) -> Incoming {
+    let deadline = tokio::time::Instant::now() + idle;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => return Incoming::Idle,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Incoming::Closed,
+            Ok(Some(Ok(Message::Text(t)))) => return Incoming::Action(t.to_string()),
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
 fn ws_error(message: impl Into<String>, code: &str) -> Value {
     json!({"type": "error", "data": {"message": message.into(), "code": code}})
 }
@@ -379,11 +403,25 @@ async fn ws_episode(gym: Arc<Gym>, caller: Caller, mut socket: WebSocket) {
     let mut episode: Option<String> = None;
     // The connection's own credential for its episode.
     let mut owner = caller.clone();
-    while let Some(Ok(msg)) = socket.recv().await {
-        let text = match msg {
-            Message::Text(t) => t.to_string(),
-            Message::Close(_) => break,
-            _ => continue,
+    loop {
+        // Waiting for the next action only: a running call is not idle time.
+        let idle = match episode {
+            Some(_) => gym.config.idle_timeout,
+            None => gym.config.socket_idle_timeout,
+        };
+        let text = match next_action(&mut socket, idle).await {
+            Incoming::Action(text) => text,
+            Incoming::Closed => break,
+            Incoming::Idle => {
+                let reason = format!("idle for {} s without a message", idle.as_secs_f64());
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: close_code::AWAY,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                break;
+            }
         };
         if !gym.still_admitted(&caller).await {
             let e = ws_error("the token of this connection was revoked", "UNAUTHORIZED");

@@ -316,6 +316,10 @@ pub struct GymServeArgs {
     /// Serve only holders of an account's token (`proctor user token`): a private gym.
     #[arg(long)]
     pub require_token: bool,
+    /// Seconds a WebSocket without an episode may send nothing before it is closed (pings
+    /// do not count; one with an episode lives as long as its episode, 600 s idle).
+    #[arg(long, default_value_t = 60)]
+    pub ws_idle_timeout: u64,
     /// Where the accounts are (the platform's database).
     #[command(flatten)]
     pub db: DatabaseArgs,

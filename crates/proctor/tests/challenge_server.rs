@@ -118,6 +118,58 @@ fn cli_lists_and_submits_with_the_json_contract() {
         .starts_with("the upload is not a valid zip archive"));
 }
 
+/// Trains for about 7 s, printing a line per epoch; its forward() prints a marker.
+const CHATTY: &str = r#"
+import time
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(384, 128)
+    def forward(self, x):
+        print("INFERENCE-MARK", flush=True)
+        return self.fc(x)
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        for epoch in range(5):
+            print(f"epoch {epoch} loss 0.{9 - epoch}", flush=True)
+            time.sleep(1.5)
+        return Net()
+"#;
+
+#[test]
+fn cli_progress_shows_the_training_s_last_line_and_never_inference_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let solution = dir.path().join("solution.py");
+    std::fs::write(&solution, CHATTY).unwrap();
+    // On the official split, where inference reads the secret test inputs.
+    let out = Command::new(util::proctor_bin())
+        .args(["challenge", "submit", "imagenet-pareto-200k", "--official"])
+        .arg(&solution)
+        .arg("--database")
+        .arg(dir.path().join("proctor.db"))
+        .env_remove("PROCTOR_SERVER")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("[proctor] training, "))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains(" s elapsed | epoch ") && l.contains(" loss 0.")),
+        "no training progress with its last line:\n{stderr}"
+    );
+    assert!(!stderr.contains("INFERENCE-MARK"), "{stderr}");
+    assert!(!stdout.contains("INFERENCE-MARK"), "{stdout}");
+}
+
 #[test]
 fn kill_9_mid_evaluation_then_restart_ends_with_a_real_status() {
     let dir = tempfile::tempdir().unwrap();

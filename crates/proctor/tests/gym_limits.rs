@@ -1,13 +1,48 @@
 //! The gym's WebSocket refuses messages over its cap over real HTTP, and a normal
 //! message on a fresh connection still works; connections count against capacity from
-//! the upgrade.
+//! the upgrade; a silent connection is closed and gives its slot back, but a call that
+//! runs longer than the idle period is not cut.
 
 mod util;
 
 use futures_util::{SinkExt, StreamExt};
 use proctor_gym::episode::{EpisodeConfig, Gym};
 use proctor_gym::server::WS_MAX_MESSAGE_BYTES;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects, retrying while the gym's only slot is still being given back.
+async fn connect(url: &str) -> Ws {
+    for _ in 0..100 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url}: no slot came back");
+}
+
+/// The reason of the close frame the server sends next (within `within`).
+async fn closed_for(ws: &mut Ws, within: Duration) -> String {
+    loop {
+        let next = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("the server must close a silent connection");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+                return frame.reason.to_string();
+            }
+            Some(Ok(Message::Pong(_))) => continue,
+            other => panic!("expected a close frame with its reason, got {other:?}"),
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_websocket_message_closes_the_connection() {
@@ -67,5 +102,75 @@ async fn websocket_connections_count_against_capacity_at_upgrade() {
         .await
         .unwrap();
     assert!(matches!(again.next().await, Some(Ok(Message::Text(_)))));
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_and_gives_its_slot_back() {
+    let config = EpisodeConfig {
+        socket_idle_timeout: Duration::from_secs(1),
+        ..EpisodeConfig::default()
+    };
+    let gym = Gym::new(util::backend().await, 1, config);
+    let (port, server) = util::serve_gym(gym).await;
+    let url = format!("ws://127.0.0.1:{port}/ws");
+
+    let mut ws = connect(&url).await;
+    // A keepalive is not a message: it does not hold the slot open.
+    ws.send(Message::Ping(b"alive".to_vec().into()))
+        .await
+        .unwrap();
+    let reason = closed_for(&mut ws, Duration::from_secs(20)).await;
+    assert!(reason.contains("idle for 1 s"), "{reason}");
+
+    // The gym of one takes a new connection, which works.
+    let mut again = connect(&url).await;
+    again
+        .send(Message::text(r#"{"type": "state"}"#))
+        .await
+        .unwrap();
+    let reply = again.next().await.unwrap().unwrap();
+    assert!(reply.to_text().unwrap().contains("\"state\""), "{reply:?}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_longer_than_the_idle_period_is_not_cut() {
+    let config = EpisodeConfig {
+        socket_idle_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..EpisodeConfig::default()
+    };
+    let gym = Gym::new(util::backend().await, 1, config);
+    let (port, server) = util::serve_gym(gym).await;
+    let mut ws = connect(&format!("ws://127.0.0.1:{port}/ws")).await;
+    ws.send(Message::text(
+        r#"{"type": "reset", "data": {"task_id": "task1"}}"#,
+    ))
+    .await
+    .unwrap();
+    let reset = ws.next().await.unwrap().unwrap();
+    assert!(
+        reset.to_text().unwrap().contains("observation"),
+        "{reset:?}"
+    );
+
+    // The snippet runs for 4 s, twice the episode's idle period: it completes.
+    let step = r#"{"type": "step", "data": {"action_type": "execute_snippet", "code": "import time; time.sleep(4); print('slept')"}}"#;
+    ws.send(Message::text(step)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(60), ws.next())
+        .await
+        .expect("the call returns")
+        .unwrap()
+        .unwrap();
+    let text = reply.to_text().unwrap().to_string();
+    assert!(
+        text.contains("observation") && text.contains("slept"),
+        "{text}"
+    );
+
+    // Then silence: the socket with its episode closes after the episode's idle period.
+    let reason = closed_for(&mut ws, Duration::from_secs(20)).await;
+    assert!(reason.contains("idle for 2 s"), "{reason}");
     server.abort();
 }

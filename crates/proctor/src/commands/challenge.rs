@@ -4,10 +4,13 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use proctor_challenge::evaluate::Outcome;
+use proctor_challenge::progress::ProgressView;
 use proctor_challenge::{Catalog, Platform, PlatformConfig, Split};
+use proctor_engine::Backend;
 
 use crate::cli::{ChallengeCommand, ChallengeListArgs, ChallengeSubmitArgs};
 
@@ -138,17 +141,55 @@ fn exit_code(status: &str) -> u8 {
     }
 }
 
-/// Elapsed time on stderr while an evaluation runs (training can take minutes).
-async fn progress() {
-    let start = std::time::Instant::now();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    tick.tick().await;
+/// Progress on stderr while an evaluation runs (training can take minutes): the phase,
+/// the elapsed time and the last line the training printed; shown when it changes (at
+/// most every 2 s) and at least every 10 s.
+struct ProgressLine {
+    start: Instant,
+    shown: Option<(Option<ProgressView>, Instant)>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            start: Instant::now(),
+            shown: None,
+        }
+    }
+
+    fn update(&mut self, now: Option<ProgressView>) {
+        let due = match &self.shown {
+            None => self.start.elapsed() >= Duration::from_secs(2),
+            Some((before, at)) => {
+                (before != &now && at.elapsed() >= Duration::from_secs(2))
+                    || at.elapsed() >= Duration::from_secs(10)
+            }
+        };
+        if !due {
+            return;
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        match &now {
+            Some(ProgressView {
+                phase,
+                last_line: Some(line),
+            }) => eprintln!("[proctor] {phase}, {elapsed:.0} s elapsed | {line}"),
+            Some(ProgressView { phase, .. }) => {
+                eprintln!("[proctor] {phase}, {elapsed:.0} s elapsed")
+            }
+            None => eprintln!("[proctor] still evaluating: {elapsed:.0} s elapsed"),
+        }
+        self.shown = Some((now, Instant::now()));
+    }
+}
+
+/// Shows the progress of a local evaluation until aborted.
+async fn watch<B: Backend + Clone + 'static>(platform: Platform<B>, id: String) {
+    let mut line = ProgressLine::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        eprintln!(
-            "[proctor] still evaluating: {:.0} s elapsed",
-            start.elapsed().as_secs_f64()
-        );
+        line.update(platform.progress(&id));
     }
 }
 
@@ -180,7 +221,7 @@ async fn local(
             submitted.id,
             if args.official { "official" } else { "public" }
         );
-        tokio::spawn(progress())
+        tokio::spawn(watch(platform.clone(), submitted.id.clone()))
     });
     let done = platform.evaluate_now(&submitted.id).await;
     if let Some(task) = progress {
@@ -237,6 +278,7 @@ async fn remote(
         );
     }
     let url = format!("{base}/api/submissions/{id}");
+    let mut line = ProgressLine::new();
     loop {
         let resp = client.get(&url).bearer_auth(token).send().await?;
         let status = resp.status();
@@ -249,6 +291,9 @@ async fn remote(
         }
         if !matches!(v["status"].as_str(), Some("queued" | "running")) {
             return Ok(v);
+        }
+        if !args.json {
+            line.update(serde_json::from_value(v["progress"].clone()).ok());
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }

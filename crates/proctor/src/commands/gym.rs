@@ -77,6 +77,7 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
         let backend = super::backend(args.sandbox.no_sandbox).await?;
         let config = EpisodeConfig {
             max_turns: args.max_turns,
+            socket_idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout),
             ..EpisodeConfig::default()
         };
         let access = Access {
