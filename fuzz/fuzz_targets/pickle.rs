@@ -6,6 +6,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() as u64 <= proctor_challenge::artifact::PICKLE_ALLOWANCE {
-        let _ = proctor_challenge::artifact::count_pickle_bytes(data, proctor_challenge::artifact::COUNT_TIME_BUDGET);
+        let _ = proctor_challenge::artifact::count_pickle_bytes(
+            data,
+            proctor_challenge::artifact::COUNT_TIME_BUDGET,
+        );
     }
 });
