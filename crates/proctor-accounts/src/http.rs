@@ -38,6 +38,13 @@ use subtle::ConstantTimeEq;
 use crate::secret::{self, Kind};
 use crate::{Account, Accounts, SESSION_TTL};
 
+/// The address of the client a request came from, as a request extension: the TCP peer,
+/// or, when the peer is a proxy the operator trusts (`--trusted-proxy`), the client that
+/// proxy names in `X-Forwarded-For`. Set by the server's connection loop; login
+/// throttling keys on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The session cookie's name.
 pub const COOKIE: &str = "proctor_session";
 

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use crate::http::{clear_cookie, session_cookie};
+use crate::http::{clear_cookie, session_cookie, ClientAddr};
 use crate::{AccountError, Accounts, Caller};
 
 /// `/login` and `/logout`, with their state applied.
@@ -106,11 +106,17 @@ async fn login(
         )
             .into_response();
     }
-    // The peer address keys the throttle (with the name); unknown when the server was
-    // started without connect info.
-    let client = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or("unknown".to_string(), |c| c.0.ip().to_string());
+    // The client's address keys the throttle (with the name): the one the connection
+    // loop resolved (behind a trusted proxy, the forwarded client), else the peer;
+    // unknown when the server was started without either.
+    let client = match (
+        extensions.get::<ClientAddr>(),
+        extensions.get::<ConnectInfo<SocketAddr>>(),
+    ) {
+        (Some(ClientAddr(ip)), _) => ip.to_string(),
+        (None, Some(ConnectInfo(peer))) => peer.ip().to_string(),
+        (None, None) => "unknown".to_string(),
+    };
     match accounts.login(&form.name, &form.password, &client).await {
         Ok(session) => (
             [(

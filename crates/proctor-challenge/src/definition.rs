@@ -77,16 +77,19 @@ pub struct Resources {
 }
 
 /// How often an account may submit to a challenge (as Kaggle does): official
-/// submissions each probe the secret data, so they have a daily quota; every upload
-/// counts against an hourly rate. `[limits]` in `challenge.toml`, these defaults without.
+/// submissions each probe the secret data, so they have a daily quota that resets at
+/// 00:00 UTC; every upload counts against an hourly rate. `[limits]` in `challenge.toml`,
+/// these defaults without.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Official submissions evaluated per account in any 24 hours (uploads rejected at
+    /// Official submissions evaluated per account per UTC day (uploads rejected at
     /// intake never touch the data and do not count).
     pub official_per_day: u32,
     /// Uploads (either split, rejected ones included) per account in any hour.
     pub submissions_per_hour: u32,
+    /// Whether admins submit without quotas (to check a challenge or rescore).
+    pub admins_exempt: bool,
 }
 
 impl Default for Limits {
@@ -94,6 +97,7 @@ impl Default for Limits {
         Limits {
             official_per_day: 5,
             submissions_per_hour: 30,
+            admins_exempt: true,
         }
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn upload_form(c: &Challenge, caller: &Caller) -> String {
     format!(
         r#"<form method="post" action="/challenges/{id}/submit" enctype="multipart/form-data">
 <input type="hidden" name="csrf" value="{csrf}">
-<p>Submitting as <b>{who}</b> · up to {per_day} official submissions a day, {per_hour} uploads an hour</p>
+<p>Submitting as <b>{who}</b> · up to {per_day} official submissions a day (the day resets at 00:00 UTC), {per_hour} uploads an hour</p>
 <label>File (.zip project or solution.py) <input type="file" name="file" required></label><br>
 <label><input type="checkbox" name="official" value="true"> official data</label>
 <button type="submit">Submit</button></form>"#,

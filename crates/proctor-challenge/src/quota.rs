@@ -1,7 +1,8 @@
-//! Submission quotas per account, over sliding windows of an account's recent uploads:
-//! a daily quota of official evaluations and an hourly rate of uploads (see
-//! [`crate::definition::Limits`]). An upload over either is refused before intake, with
-//! when the oldest counted upload leaves the window.
+//! Submission quotas per account (see [`crate::definition::Limits`]): a daily quota of
+//! official evaluations that resets at 00:00 UTC, as Kaggle's does, and an hourly rate of
+//! uploads over a sliding window. An upload over either is refused before intake, with
+//! when one more fits: the next UTC midnight, or when the oldest counted upload leaves the
+//! hour.
 
 use std::time::Duration;
 
@@ -11,8 +12,13 @@ use crate::definition::Limits;
 
 /// The hourly window.
 pub const HOUR_MS: i64 = 3_600_000;
-/// The daily window.
+/// A day.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The start (Unix ms) of the UTC day `now_ms` is in.
+pub fn utc_day_start(now_ms: i64) -> i64 {
+    now_ms.div_euclid(DAY_MS) * DAY_MS
+}
 
 /// An upload refused by a quota.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +33,7 @@ pub struct Exceeded {
 }
 
 /// Whether one more upload to `challenge` (`official` or not) fits the limits, given the
-/// account's uploads of the last day (`recent`, any challenge) at `now_ms`.
+/// account's uploads of the last 24 hours (`recent`, any challenge) at `now_ms`.
 pub fn check(
     limits: &Limits,
     challenge: &str,
@@ -50,21 +56,21 @@ pub fn check(
             now_ms,
         ));
     }
-    let daily: Vec<i64> = mine()
-        .filter(|r| r.official && !r.rejected && r.created_ms > now_ms - DAY_MS)
-        .map(|r| r.created_ms)
-        .collect();
-    match over(&daily, limits.official_per_day, DAY_MS) {
-        Some(reset) if official => Err(exceeded(
+    let today = utc_day_start(now_ms);
+    let official_today = mine()
+        .filter(|r| r.official && !r.rejected && r.created_ms >= today)
+        .count();
+    if official && official_today >= limits.official_per_day as usize {
+        return Err(exceeded(
             format!(
-                "daily quota: {} official submissions per 24 hours to {challenge}",
+                "daily quota: {} official submissions per UTC day to {challenge}",
                 limits.official_per_day
             ),
-            reset,
+            today + DAY_MS,
             now_ms,
-        )),
-        _ => Ok(()),
+        ));
     }
+    Ok(())
 }
 
 /// When the window of `times` (oldest first) admits one more, if it is full.
@@ -81,7 +87,10 @@ fn exceeded(what: String, resets_at_ms: i64, now_ms: i64) -> Exceeded {
     let retry_after = Duration::from_millis((resets_at_ms - now_ms).max(1000) as u64);
     Exceeded {
         message: format!(
-            "{what} reached; retry in {} s",
+            "{what} reached; retry at {} (in {} s)",
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_millis(resets_at_ms.max(0) as u64)
+            ),
             retry_after.as_secs().max(1)
         ),
         resets_at_ms,
@@ -103,32 +112,39 @@ mod tests {
     }
 
     #[test]
-    fn daily_official_quota_counts_evaluated_uploads_of_the_challenge() {
+    fn daily_official_quota_counts_evaluated_uploads_of_the_utc_day() {
         let limits = Limits {
             official_per_day: 2,
             submissions_per_hour: 100,
+            ..Limits::default()
         };
-        let now = 10 * DAY_MS;
-        let t0 = now - 5 * HOUR_MS;
+        // 2026-12-07 19:00 UTC; yesterday's uploads do not count, however recent.
+        let midnight = 1_796_601_600_000;
+        assert_eq!(utc_day_start(midnight + 19 * HOUR_MS), midnight);
+        let now = midnight + 19 * HOUR_MS;
         let mut recent = vec![
-            up("c", true, false, t0),
-            up("c", true, true, t0 + 1), // rejected at intake: not a probe
-            up("other", true, false, t0 + 2),
-            up("c", false, false, t0 + 3),
+            up("c", true, false, midnight - 1), // 23:59:59.999 yesterday
+            up("c", true, false, midnight + HOUR_MS),
+            up("c", true, true, midnight + 2 * HOUR_MS), // rejected at intake: not a probe
+            up("other", true, false, midnight + 3 * HOUR_MS),
+            up("c", false, false, midnight + 4 * HOUR_MS),
         ];
         assert_eq!(check(&limits, "c", true, &recent, now), Ok(()));
-        recent.push(up("c", true, false, t0 + 10));
+        recent.push(up("c", true, false, midnight + 18 * HOUR_MS));
         let e = check(&limits, "c", true, &recent, now).unwrap_err();
-        assert_eq!(
-            e.resets_at_ms,
-            t0 + DAY_MS,
-            "when the oldest leaves the window"
+        assert_eq!(e.resets_at_ms, midnight + DAY_MS, "the next UTC midnight");
+        assert_eq!(e.retry_after, Duration::from_millis(5 * HOUR_MS as u64));
+        assert!(
+            e.message.starts_with("daily quota: 2 official submissions per UTC day to c reached; retry at Tue, 08 Dec 2026 00:00:00 GMT (in 18000 s)"),
+            "{e}"
         );
-        assert_eq!(e.retry_after, Duration::from_millis(19 * HOUR_MS as u64));
-        assert!(e.message.starts_with("daily quota: 2 official"), "{e}");
-        // Public uploads are not limited by it, and a day later it is free again.
+        // Public uploads are not limited by it, and at midnight it is free again.
         assert_eq!(check(&limits, "c", false, &recent, now), Ok(()));
-        assert_eq!(check(&limits, "c", true, &recent, t0 + DAY_MS + 1), Ok(()));
+        assert!(check(&limits, "c", true, &recent, midnight + DAY_MS - 1).is_err());
+        assert_eq!(
+            check(&limits, "c", true, &recent, midnight + DAY_MS),
+            Ok(())
+        );
     }
 
     #[test]
@@ -136,6 +152,7 @@ mod tests {
         let limits = Limits {
             official_per_day: 100,
             submissions_per_hour: 3,
+            ..Limits::default()
         };
         let now = 100 * HOUR_MS;
         let recent: Vec<_> = (0..4)

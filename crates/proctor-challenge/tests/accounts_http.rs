@@ -103,6 +103,15 @@ async fn upload(
     http(port, "POST", path, &headers, &body).await
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+const DAY_MS: i64 = 24 * 3_600_000;
+
 async fn submit(port: u16, token: &str, official: bool, file_name: &str, file: &[u8]) -> Reply {
     let official = official.to_string();
     upload(
@@ -236,29 +245,37 @@ async fn who_may_submit_and_moderate(home: &std::path::Path, database_url: Optio
             202
         );
     }
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let before = now_ms();
     let r = submit(port, &alice, true, "solution.py", SOLUTION.as_bytes()).await;
+    let after = now_ms();
     assert_eq!(r.status, 429, "{}", r.body);
     let v = r.json();
-    let retry: i64 = r.headers["retry-after"].parse().unwrap();
-    assert!((23 * 3600..=24 * 3600).contains(&retry), "{retry}");
-    assert_eq!(v["retry_after_s"], retry);
+    // The quota resets at the next 00:00 UTC (as Kaggle's does), and says so.
     let resets = v["resets_at_ms"].as_i64().unwrap();
+    let next_midnight = |t: i64| (t / DAY_MS + 1) * DAY_MS;
     assert!(
-        resets > before + 23 * 3_600_000 && resets <= before + 24 * 3_600_000,
+        resets == next_midnight(before) || resets == next_midnight(after),
         "{v}"
     );
-    assert!(v["resets_at"].as_str().unwrap().ends_with("GMT"), "{v}");
+    let retry: i64 = r.headers["retry-after"].parse().unwrap();
     assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("2 official submissions per 24 hours"),
+        (resets - after) / 1000 <= retry && retry <= (resets - before) / 1000 + 1,
+        "{retry} {v}"
+    );
+    assert_eq!(v["retry_after_s"], retry);
+    let resets_at = v["resets_at"].as_str().unwrap();
+    assert!(resets_at.ends_with(" 00:00:00 GMT"), "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("2 official submissions per UTC day")
+            && error.contains(&format!("retry at {resets_at}")),
         "{v}"
     );
+    // Admins are not under the quota (the challenge's `admins_exempt`, on by default).
+    for _ in 0..3 {
+        let r = submit(port, &admin, true, "solution.py", SOLUTION.as_bytes()).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
     // The hourly rate: 5 uploads of this challenge, rejected ones included (the refused
     // one is not stored: alice has made 4).
     let r = submit(port, &alice, false, "solution.py", SOLUTION.as_bytes()).await;

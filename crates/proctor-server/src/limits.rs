@@ -2,6 +2,10 @@
 //! client that trickles its headers, "slowloris", or idles between requests is dropped),
 //! a cap on open connections in total and per client address. Built on hyper-util's
 //! connection builder (HTTP/1 and 2, upgrades for WebSockets) and its graceful shutdown.
+//!
+//! Every request carries the client's address ([`ClientAddr`]): the TCP peer, unless the
+//! peer is one of the operator's trusted proxies, whose `X-Forwarded-For` then names the
+//! client. `X-Forwarded-For` is never believed otherwise, since any client can send one.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -11,25 +15,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+pub use ipnet::IpNet;
+pub use proctor_accounts::http::ClientAddr;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// Limits of the connection loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     /// Time a client has to send a request's headers, also the longest idle time of a
     /// kept-alive connection between requests.
     pub header_read_timeout: Duration,
     /// Open connections in total; more are closed at once.
     pub max_connections: usize,
-    /// Open connections from one client address.
+    /// Open connections from one client address (a trusted proxy's are not capped: it
+    /// carries many clients).
     pub max_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerLimits {
@@ -38,6 +48,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_per_client: 64,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -78,6 +89,51 @@ impl Drop for ClientSlot {
     }
 }
 
+/// The client of a request that came over a connection from `peer`: `peer` itself unless
+/// it is a trusted proxy; then, reading `X-Forwarded-For` from the right (each proxy
+/// appends the address it was reached from), the first address that is not a trusted
+/// proxy. Entries left of it were written by the client and are not believed; an entry
+/// that does not parse ends the search at the last trusted hop.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// A `--trusted-proxy` value: an address (`10.0.0.5`) or a network (`10.0.0.0/8`).
+pub fn parse_trusted_proxy(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or network (10.0.0.5, 10.0.0.0/8, ::1)"))
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`,
+/// `[::1]:5`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 /// Serves `router` on `listener` under `limits` until `shutdown` resolves, then waits
 /// for open connections to finish. Handlers can read `ConnectInfo<SocketAddr>`.
 pub async fn serve_with_limits(
@@ -95,6 +151,7 @@ pub async fn serve_with_limits(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
+    let trusted: Arc<[IpNet]> = limits.trusted_proxies.clone().into();
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -111,12 +168,23 @@ pub async fn serve_with_limits(
         let Ok(permit) = total.clone().try_acquire_owned() else {
             continue; // dropping the stream closes it
         };
-        let Some(slot) = clients.take(addr.ip(), limits.max_per_client) else {
-            continue;
+        let behind_proxy = limits
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&addr.ip()));
+        let slot = match behind_proxy {
+            true => None,
+            false => match clients.take(addr.ip(), limits.max_per_client) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
         };
         let router = router.clone();
+        let trusted = trusted.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let client = client_addr(addr.ip(), req.headers(), &trusted);
             req.extensions_mut().insert(ConnectInfo(addr));
+            req.extensions_mut().insert(ClientAddr(client));
             let router = router.clone();
             async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
         });

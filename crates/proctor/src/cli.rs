@@ -320,11 +320,33 @@ pub struct GymServeArgs {
     /// do not count; one with an episode lives as long as its episode, 600 s idle).
     #[arg(long, default_value_t = 60)]
     pub ws_idle_timeout: u64,
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     /// Where the accounts are (the platform's database).
     #[command(flatten)]
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub sandbox: SandboxArg,
+}
+
+/// Which reverse proxies may name the client.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// A reverse proxy (address or network, repeatable) whose `X-Forwarded-For` names the
+    /// client, for login throttling and the per-client connection cap. Without it the
+    /// header is ignored: any client can send one.
+    #[arg(long = "trusted-proxy", value_name = "IP[/PREFIX]", value_parser = proctor_server::limits::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<proctor_server::limits::IpNet>,
+}
+
+impl ProxyArgs {
+    /// The server's connection limits with these proxies trusted.
+    pub fn limits(&self) -> proctor_server::ServerLimits {
+        proctor_server::ServerLimits {
+            trusted_proxies: self.trusted_proxies.clone(),
+            ..proctor_server::ServerLimits::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +436,8 @@ pub struct ServeArgs {
     /// The server is reached through a TLS proxy: session cookies are marked `Secure`.
     #[arg(long, env = "PROCTOR_BEHIND_TLS")]
     pub behind_tls: bool,
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     /// The challenge submissions database (default: $PROCTOR_HOME/challenge/proctor.db).
     #[arg(long)]
     pub database: Option<PathBuf>,

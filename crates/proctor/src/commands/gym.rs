@@ -92,20 +92,14 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
         eprintln!(
             "proctor gym serving on http://{addr} (OpenEnv: /ws, /reset, /step, /state, /mcp)"
         );
-        axum_serve(listener, proctor_gym::server::router(gym)).await?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let router = proctor_gym::server::router(gym);
+        proctor_server::serve_with_limits(listener, router, shutdown, args.proxies.limits())
+            .await?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-async fn axum_serve(
-    listener: tokio::net::TcpListener,
-    router: proctor_server::Router,
-) -> Result<()> {
-    proctor_server::serve_router(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
-    Ok(())
 }
 
 /// MCP over stdio (newline-delimited JSON-RPC), served by rmcp.

@@ -33,10 +33,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let state = proctor_server::AppState::new(backend).with_access(access);
         let app = proctor_server::router(state).merge(proctor_challenge::web::router(platform));
         eprintln!("proctor serving on http://{addr}");
-        proctor_server::serve_router(listener, app, async {
+        let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        };
+        proctor_server::serve_with_limits(listener, app, shutdown, args.proxies.limits()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
