@@ -140,6 +140,56 @@ fn gym_serve_passes_openenv_validate_and_real_clients() {
 }
 
 #[test]
+fn a_gym_that_requires_a_token_serves_the_real_client_given_one_in_its_url() {
+    let venv = openenv_venv();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("proctor.db");
+    let operator = |args: &[&str]| {
+        let out = Command::new(util::proctor_bin())
+            .args(args)
+            .arg("--database")
+            .arg(&db)
+            .env_remove("PROCTOR_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    operator(&["user", "add", "trainer"]);
+    let token = operator(&["user", "token", "trainer", "--label", "fleet"]);
+    let port = util::free_port();
+    let db_arg = db.to_str().unwrap();
+    let _server = start(
+        &["gym", "serve", "--require-token", "--database", db_arg],
+        port,
+        "",
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/openenv_token.py"
+    );
+    let out = Command::new(venv.join("bin/python"))
+        .args([script, &format!("127.0.0.1:{port}"), &token])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the real client against a --require-token gym:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"no_token": "refused 401", "forged_token": "refused 401", "with_token": "42"})
+    );
+}
+
+#[test]
 fn platform_serves_the_gym_under_slash_gym() {
     let venv = openenv_venv();
     let server = start(&["serve"], util::free_port(), "/gym");
