@@ -119,9 +119,13 @@ pub fn run_id(path: &str) -> &str {
 
 fn files(case: &Case, out: &mut Vec<Finding>) {
     let hydra = !hydra_runs(&case.derived).is_empty() || !hydra_runs(&case.base).is_empty();
+    // A template names the files its derivation keeps (a `src/data.py` template has no
+    // `src/preprocess.py` to keep); without one, the usual layout.
+    let in_template = |p: &&&str| case.base.files.is_empty() || case.base.files.contains_key(**p);
     let required = REQUIRED
         .iter()
         .filter(|p| !hydra || (**p != SMOKE && **p != FULL))
+        .filter(in_template)
         .chain(hydra.then_some(&HYDRA_ROOT));
     for path in required {
         if !case.derived.files.contains_key(*path) {
@@ -971,6 +975,35 @@ mod tests {
         assert_eq!(
             ids(&case("variations:\n  baseline: {lr: 0.1}\n")),
             ["missing-variation-in-smoke-config"]
+        );
+    }
+
+    #[test]
+    fn only_files_the_template_has_are_required() {
+        let missing = |base: serde_json::Value| -> Vec<String> {
+            let json = serde_json::json!({
+                "new_method": "m",
+                "experiment": {"id": "e", "run_variations": ["a"]},
+                "base_code": base,
+                "experiment_code": {"main_py": "print(1)\n", "data_py": "x = 1\n"},
+            });
+            let case = Case::from_json(&json).unwrap();
+            run(&case, &Budget::unlimited(), &Installed::default())
+                .unwrap()
+                .findings
+                .into_iter()
+                .filter(|f| f.id == "missing-file")
+                .filter_map(|f| f.file)
+                .collect()
+        };
+        // A template with `src/data.py` instead of `src/preprocess.py`.
+        let base = serde_json::json!({"main_py": "print(0)\n", "data_py": "x = 0\n", "train_py": "y = 0\n"});
+        assert_eq!(missing(base), ["src/train.py"]);
+        // Without a template, the usual layout.
+        let usual = missing(serde_json::json!({}));
+        assert!(
+            usual.contains(&"src/preprocess.py".to_string()),
+            "{usual:?}"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! Experiment-code review on realistic generated projects (`tasks/research/<project>`,
-//! besides OHGW): a Hydra pipeline whose `src.main` launches `src.train` and
+//! besides OHGW): `acls`, a Hydra pipeline whose `src.main` launches `src.train` and
 //! `src.evaluate` as subprocesses per run (`run=<run_id> mode=trial`), run configurations
 //! in `config/runs/` with prefixed ids, Hugging Face `datasets` loading, PEP 621
-//! dependencies installed for the runs. The ready version has no blocker and runs on
+//! dependencies installed for the runs; `mixtext`, a `main.py` launching one `src.train`
+//! child per configured run (`smoke_<variation>`, `<variation>-full`) with `check=False`
+//! and then `src.evaluate`, on AG News. The ready version has no blocker and runs on
 //! stand-in data; each mutant is named by exactly its finding at its file (and line).
 
 mod util;
@@ -84,27 +86,26 @@ fn summary(review: &Review) -> String {
     serde_json::to_string_pretty(review).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly() {
+/// The ready version of project `name` has no blocker, and runs `runs` smoke runs, all
+/// fine and all on stand-in data (its Hugging Face dataset is served offline); each mutant
+/// has exactly one blocker: its expected finding at its expected file (and line).
+async fn ready_and_each_mutant_named_exactly(name: &str, runs: usize) {
     let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let mut options = ReviewOptions::for_backend(&backend);
-    // Three processes per run, each importing torch (and datasets, hydra) on a loaded CI machine.
+    // Several processes per run, each importing torch (and datasets) on a loaded CI machine.
     options.smoke.limits.timeout_ms = 240_000;
-    let (ready, _dir) = case("acls", None);
+    let (ready, _dir) = case(name, None);
     let review = proctor_review::review(&backend, &ready, &options).await;
     assert!(review.is_experiment_code_ready, "{}", summary(&review));
-    assert_eq!(review.runs.len(), 2, "{}", summary(&review));
+    assert_eq!(review.runs.len(), runs, "{}", summary(&review));
     for run in &review.runs {
         assert_eq!(run.status, RunStatus::Ok, "{}", summary(&review));
-        assert_eq!(
-            run.data, "stand-in",
-            "load_dataset(glue, sst2) is served offline"
-        );
+        assert_eq!(run.data, "stand-in", "the dataset is served offline");
     }
     let mut failures = Vec::new();
-    for m in mutants("acls") {
-        let (case, _dir) = case("acls", Some(&m.name));
+    for m in mutants(name) {
+        let (case, _dir) = case(name, Some(&m.name));
         let mut options = options.clone();
         options.run = !m.static_only;
         let review = proctor_review::review(&backend, &case, &options).await;
@@ -114,7 +115,7 @@ async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly(
             && blockers[0].file.as_deref() == Some(m.file.as_str())
             && (m.line.is_none() || blockers[0].line == m.line);
         eprintln!(
-            "{}: expected {} at {}:{:?}: {named}",
+            "{name}/{}: expected {} at {}:{:?}: {named}",
             m.name, m.id, m.file, m.line
         );
         if !named {
@@ -122,4 +123,20 @@ async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly(
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A Hydra pipeline whose `src.main` launches `src.train` and `src.evaluate` per run
+/// (`run=<run_id> mode=trial`), run ids in `config/runs/`, SST-2 from the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly() {
+    ready_and_each_mutant_named_exactly("acls", 2).await;
+}
+
+/// A `main.py` that launches `src.train` once per configured run (`check=False`), then
+/// `src.evaluate`; YAML configs naming the runs `smoke_<variation>` and
+/// `<variation>-full`; AG News from the hub; PEP 621 dependencies. Two smoke runs (the
+/// smoke and the lightened full config), each running every variation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_main_launches_children_project_is_ready_and_each_mutant_is_named_exactly() {
+    ready_and_each_mutant_named_exactly("mixtext", 2).await;
 }
