@@ -51,7 +51,17 @@ def gen(broken, generator, n, seed, views, out_dir):
         json.dump({"shape": list(y.shape), "values": y.reshape(-1).tolist()}, f)
 
 
+def _input_dtype(model):
+    """The floating dtype the model computes in (a fix may train in float64 or half): the
+    held-out inputs, drawn as float32, are cast to it."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
 def _outputs(model, x, batch=256):
+    x = x.to(_input_dtype(model))
     with torch.no_grad():
         out = torch.cat([model(x[i:i + batch]).float() for i in range(0, len(x), batch)])
     return out.reshape(len(x), -1)

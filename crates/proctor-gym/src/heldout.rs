@@ -23,21 +23,34 @@ impl Tensor {
         &self.values[i * width..(i + 1) * width]
     }
 
-    /// Outputs that look like probabilities are thresholded at 0.5, logits at 0.
+    /// Where a score becomes a positive prediction, decided from the outputs alone (never
+    /// from labels): probabilities (every finite value in [0, 1]) at 0.5, logits at 0.
+    /// Non-finite values count as wrong wherever the threshold lies, so they do not decide it.
     fn threshold(&self) -> f64 {
-        let probabilities = self
+        if self
             .values
             .iter()
-            .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)));
-        if probabilities {
+            .flatten()
+            .all(|v| (0.0..=1.0).contains(v))
+        {
             0.5
         } else {
             0.0
         }
     }
+
+    /// Whether every value is a 0/1 label: a binary task's label space.
+    fn is_binary(&self) -> bool {
+        self.values
+            .iter()
+            .all(|v| matches!(v, Some(l) if *l == 0.0 || *l == 1.0))
+    }
 }
 
-/// How a task turns outputs into predictions (`[heldout] predict`).
+/// How a task turns outputs into predictions (`[heldout] predict`): the rule the task's
+/// own script uses. For one label per sample the trusted side adapts to the head the fix
+/// chose, as the two are interchangeable: one score per sample is thresholded (binary
+/// tasks only), several are argmaxed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Predict {
@@ -67,19 +80,32 @@ impl Predict {
             return 0.0;
         }
         match self {
-            Predict::Argmax => fraction(n, |i| {
-                argmax(outputs.row(i, width)) == labels.values[i].map(|l| l as usize)
-            }),
-            Predict::Threshold if width == 1 && label_width == 1 => {
-                let t = outputs.threshold();
-                fraction(n, |i| match (outputs.values[i], labels.values[i]) {
-                    (Some(o), Some(l)) => (o > t) == (l > 0.5),
-                    _ => false,
-                })
-            }
             Predict::Multilabel if width == label_width => micro_f1(outputs, labels),
-            _ => 0.0,
+            Predict::Multilabel => 0.0,
+            Predict::Argmax | Predict::Threshold if label_width == 1 => {
+                single_label(outputs, width, labels)
+            }
+            Predict::Argmax | Predict::Threshold => 0.0,
         }
+    }
+}
+
+/// Accuracy for one class label per sample. Several scores per sample: argmax (a class
+/// index the outputs do not have is never hit). One score: the threshold of a binary task
+/// (1 when above it); on a task with more classes one score cannot name a class, 0. A
+/// constant output predicts one class everywhere under either rule: the base rate.
+fn single_label(outputs: &Tensor, width: usize, labels: &Tensor) -> f64 {
+    let n = labels.values.len();
+    let hit = |i: usize, predicted: Option<usize>| {
+        labels.values[i].is_some_and(|l| predicted == Some(l as usize))
+    };
+    if width >= 2 {
+        fraction(n, |i| hit(i, argmax(outputs.row(i, width))))
+    } else if labels.is_binary() {
+        let t = outputs.threshold();
+        fraction(n, |i| hit(i, outputs.values[i].map(|o| usize::from(o > t))))
+    } else {
+        0.0
     }
 }
 
@@ -149,5 +175,45 @@ mod tests {
             0.0
         );
         assert_eq!(Predict::Multilabel.measure(&scores, &tags), 0.0);
+    }
+
+    #[test]
+    fn a_binary_task_takes_either_head() {
+        let labels = t(&[4], &[1.0, 0.0, 1.0, 0.0]);
+        let one_logit = t(&[4, 1], &[2.0, -1.0, 0.5, -3.0]);
+        let two_logits = t(&[4, 2], &[0.0, 2.0, 1.0, -1.0, -1.0, 0.5, 3.0, 0.0]);
+        let probabilities = t(&[4], &[0.9, 0.2, 0.6, 0.4]);
+        for rule in [Predict::Argmax, Predict::Threshold] {
+            assert_eq!(rule.measure(&one_logit, &labels), 1.0, "{rule:?}");
+            assert_eq!(rule.measure(&two_logits, &labels), 1.0, "{rule:?}");
+            assert_eq!(rule.measure(&probabilities, &labels), 1.0, "{rule:?}");
+            // a constant output, whatever its head and range, is the base rate
+            for constant in [
+                t(&[4, 1], &[7.0; 4]),
+                t(&[4, 1], &[0.5; 4]),
+                t(&[4], &[-0.7; 4]),
+                t(&[4, 2], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+                t(
+                    &[4, 3],
+                    &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+                ),
+            ] {
+                assert!(rule.measure(&constant, &labels) <= 0.5, "{constant:?}");
+            }
+        }
+        // a non-finite output is wrong, and does not move the threshold of the others
+        let with_nan = t(&[4, 1], &[0.9, 0.1, f64::NAN, 0.2]);
+        assert_eq!(Predict::Argmax.measure(&with_nan, &labels), 0.75);
+    }
+
+    #[test]
+    fn one_score_cannot_name_one_of_many_classes() {
+        let labels = t(&[3], &[1.0, 0.0, 7.0]);
+        assert_eq!(
+            Predict::Argmax.measure(&t(&[3, 1], &[1.0, -1.0, 5.0]), &labels),
+            0.0
+        );
+        let scores = t(&[3, 8], &[0.0; 24]);
+        assert!((Predict::Argmax.measure(&scores, &labels) - 1.0 / 3.0).abs() < 1e-9);
     }
 }
