@@ -518,3 +518,59 @@ async fn declared_dependencies_are_installed_and_an_unknown_one_is_one_finding()
     );
     assert!(review.runs.is_empty() && !review.is_experiment_code_ready);
 }
+
+/// A project that tokenizes with `AutoTokenizer` / `BertTokenizer.from_pretrained` of
+/// well-known names (offline in the sandbox): each is a stand-in with the real vocabulary
+/// size whose ids fit the model, the run passes and says its data was a stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn well_known_tokenizers_are_served_offline() {
+    let backend = backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"tok-demo\"\nversion = \"0.1.0\"\ndependencies = [\"torch>=2.2\", \"transformers>=4.40\"]\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        src.join("main.py"),
+        r#"import argparse, json, os
+import torch
+from transformers import AutoTokenizer, BertTokenizer
+p = argparse.ArgumentParser()
+p.add_argument("--smoke-test", action="store_true")
+p.add_argument("--results-dir")
+p.add_argument("--variation")
+a = p.parse_args()
+sizes = {}
+for name, size in [("bert-base-uncased", 30522), ("gpt2", 50257), ("roberta-base", 50265)]:
+    tok = AutoTokenizer.from_pretrained(name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    batch = tok(["The model learns, QUICKLY! 42", "x"], padding=True, truncation=True,
+                max_length=16, return_tensors="pt")
+    assert len(tok) == size, (name, len(tok))
+    assert batch["input_ids"].shape[0] == 2 and int(batch["input_ids"].max()) < size, name
+    embed = torch.nn.Embedding(size, 4)
+    loss = embed(batch["input_ids"]).float().pow(2).mean()
+    loss.backward()
+    sizes[name] = len(tok)
+slow = BertTokenizer.from_pretrained("bert-base-uncased")
+assert slow.convert_tokens_to_ids("[CLS]") == 101 and slow.cls_token_id == 101
+os.makedirs(a.results_dir, exist_ok=True)
+json.dump(sizes, open(os.path.join(a.results_dir, "metrics.json"), "w"))
+"#,
+    )
+    .unwrap();
+    let names = ["only".to_string()];
+    let case = Case::from_dirs(dir.path(), dir.path(), &names, None).unwrap();
+    let mut options = ReviewOptions::for_backend(&backend);
+    options.smoke.limits.timeout_ms = 240_000;
+    let review = proctor_review::review(&backend, &case, &options).await;
+    assert_eq!(review.runs.len(), 1, "{}", summary(&review));
+    assert_eq!(review.runs[0].status, RunStatus::Ok, "{}", summary(&review));
+    assert_eq!(review.runs[0].data, "stand-in", "{}", summary(&review));
+    assert!(review.is_experiment_code_ready, "{}", summary(&review));
+}

@@ -6,7 +6,10 @@ meta-path hook, so a process that never imports them pays nothing):
   splits, lengths, features and label names;
 - `timm.create_model(..., pretrained=True)` builds the model with random weights;
 - `from_pretrained` of a well-known model name builds it from a configuration shipped here
-  with random weights.
+  with random weights;
+- `AutoTokenizer.from_pretrained` (or a tokenizer class's) of a well-known model name loads
+  a tokenizer written locally with the real vocabulary size and special tokens (WordPiece
+  over characters, byte-level BPE without merges): any text tokenizes, ids fit the model.
 Every substitution is recorded as a `standin` event, so the run says "data": "stand-in".
 """
 
@@ -220,6 +223,99 @@ def _from_pretrained_standin(owner, auto):
     setattr(owner, "from_pretrained", classmethod(from_pretrained))
 
 
+def _bytes_to_unicode():
+    """GPT-2's byte-level alphabet: one printable character per byte."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def _tokenizer_files(model_type, values, directory):
+    """Writes a tokenizer of the real vocabulary size and special tokens for `model_type`
+    into `directory`: WordPiece over single characters (BERT), or byte-level BPE without
+    merges (GPT-2, RoBERTa). Any text tokenizes; ids stay below the model's vocabulary."""
+    import json
+    size = values["vocab_size"]
+    config = {"model_type": model_type, **values}
+    if model_type in ("bert", "distilbert"):
+        lower = "uncased" in values.get("_name", "uncased")
+        chars = [chr(c) for c in range(33, 127)]
+        if lower:
+            chars = [c for c in chars if not c.isupper()]
+        head = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tokens = head + chars + [f"##{c}" for c in chars] + sorted(set(WORDS) - set(chars))
+        tokens += [f"[unused{i}]" for i in range(99, 99 + size - len(tokens))]
+        with open(os.path.join(directory, "vocab.txt"), "w") as f:
+            f.write("\n".join(tokens[:size]) + "\n")
+        tokenizer = {"do_lower_case": lower, "model_max_length": values.get(
+            "max_position_embeddings", 512)}
+    elif model_type in ("gpt2", "roberta"):
+        specials = ["<s>", "<pad>", "</s>", "<unk>"] if model_type == "roberta" else []
+        tokens = specials + _bytes_to_unicode()
+        last = ["<mask>"] if model_type == "roberta" else ["<|endoftext|>"]
+        tokens += [f"<filler{i}>" for i in range(size - len(tokens) - len(last))] + last
+        with open(os.path.join(directory, "vocab.json"), "w") as f:
+            json.dump({t: i for i, t in enumerate(tokens)}, f)
+        with open(os.path.join(directory, "merges.txt"), "w") as f:
+            f.write("#version: 0.2\n")
+        tokenizer = {"model_max_length": values.get("max_position_embeddings",
+                                                     values.get("n_positions", 1024))}
+        if model_type == "gpt2":
+            tokenizer.update(bos_token=last[0], eos_token=last[0], unk_token=last[0])
+    else:
+        return False
+    config.pop("_name", None)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump(tokenizer, f)
+    return True
+
+
+_tokenizer_dirs = {}
+
+
+def _tokenizer_standin(owner):
+    """Wraps `owner.from_pretrained` for tokenizers: a well-known name loads a tokenizer
+    written locally (see `_tokenizer_files`); anything else goes to the real method."""
+    real = owner.__dict__.get("from_pretrained")
+    if real is None:
+        return
+    real = real.__func__ if isinstance(real, classmethod) else real
+
+    def from_pretrained(cls, name, *args, **kwargs):
+        known = None if os.path.exists(str(name)) else _model_config(name)
+        if known is None:
+            return real(cls, name, *args, **kwargs)
+        directory = _tokenizer_dirs.get(str(name))
+        if directory is None:
+            import tempfile
+            directory = tempfile.mkdtemp(prefix="proctor-tokenizer-")
+            model_type, values = known
+            if not _tokenizer_files(model_type, dict(values, _name=str(name)), directory):
+                return real(cls, name, *args, **kwargs)
+            _tokenizer_dirs[str(name)] = directory
+        emit("standin", tokenizer=f"transformers:{name}")
+        return real(cls, directory, *args, **kwargs)
+
+    setattr(owner, "from_pretrained", classmethod(from_pretrained))
+
+
+def _patch_tokenization_base(module):
+    _tokenizer_standin(module.PreTrainedTokenizerBase)
+
+
+def _patch_tokenization_auto(module):
+    _tokenizer_standin(module.AutoTokenizer)
+
+
 def _patch_modeling_utils(module):
     _from_pretrained_standin(module.PreTrainedModel, False)
 
@@ -232,7 +328,9 @@ def _patch_auto_factory(module):
 # that define them.
 PATCHES = {"datasets": _patch_datasets, "timm": _patch_timm,
            "transformers.modeling_utils": _patch_modeling_utils,
-           "transformers.models.auto.auto_factory": _patch_auto_factory}
+           "transformers.models.auto.auto_factory": _patch_auto_factory,
+           "transformers.tokenization_utils_base": _patch_tokenization_base,
+           "transformers.models.auto.tokenization_auto": _patch_tokenization_auto}
 _busy = set()
 
 
