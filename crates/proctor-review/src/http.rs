@@ -2,10 +2,13 @@
 //! `GET /api/reviews/{id}`) and the pages (`/review`, `/reviews/{id}`).
 //!
 //! Who may act: a review runs for a signed-in account only (401 otherwise, like a
-//! challenge submission: a review spends sandbox time) and is stored as that account's.
+//! challenge submission: a review spends sandbox time), at most [`RUNNING_PER_ACCOUNT`]
+//! at once per account (429 beyond), and is stored as that account's.
 //! An account lists and reads its own reviews; admins every review; anyone else gets the
 //! same 404 as for a review that does not exist.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{FromRef, Path, State};
@@ -23,12 +26,53 @@ use crate::{pages, review, store_review, Case, ReviewOptions};
 /// The header a cookie-authenticated page sends its session's CSRF token in.
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
-/// What the review routes need: the backend that runs the smoke runs and the accounts
-/// (whose store keeps the reviews).
+/// Reviews one account may have running at once: each takes sandbox runs on every core,
+/// so a script looping over `POST /api/review` would otherwise take the machine.
+pub const RUNNING_PER_ACCOUNT: usize = 2;
+
+/// What the review routes need: the backend that runs the smoke runs, the accounts
+/// (whose store keeps the reviews) and the reviews running per account.
 #[derive(Clone)]
 pub struct ReviewState {
     backend: LocalBackend,
     accounts: Accounts,
+    running: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One running review of an account, given back when dropped (the review finished, or
+/// its client left and the handler was cancelled).
+struct Running {
+    running: Arc<Mutex<HashMap<String, usize>>>,
+    account: String,
+}
+
+impl ReviewState {
+    /// A slot for one more review of `account`, if it has fewer than
+    /// [`RUNNING_PER_ACCOUNT`] running.
+    fn start(&self, account: &str) -> Option<Running> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let n = running.entry(account.to_string()).or_default();
+        if *n >= RUNNING_PER_ACCOUNT {
+            return None;
+        }
+        *n += 1;
+        Some(Running {
+            running: self.running.clone(),
+            account: account.to_string(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = running.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.account);
+            }
+        }
+    }
 }
 
 impl FromRef<ReviewState> for Accounts {
@@ -53,7 +97,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/review", get(page_form))
         .route("/reviews", get(page_form))
         .route("/reviews/{id}", get(page_one))
-        .with_state(ReviewState { backend, accounts })
+        .with_state(ReviewState {
+            backend,
+            accounts,
+            running: Arc::default(),
+        })
 }
 
 /// Whose reviews `caller` may read.
@@ -113,6 +161,14 @@ async fn api_review(
     let case = match parse_case(body).await {
         Ok(c) => c,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(_slot) = state.start(&account.id) else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{RUNNING_PER_ACCOUNT} of your reviews are running already: wait for one to finish"
+            ),
+        );
     };
     let started = Instant::now();
     let options = ReviewOptions::for_backend(&state.backend);

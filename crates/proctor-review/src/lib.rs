@@ -44,7 +44,7 @@ use std::time::Duration;
 pub use budget::Budget;
 pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
 pub use env::{install_research, EnvOptions};
-pub use http::{router, ReviewState};
+pub use http::{router, ReviewState, RUNNING_PER_ACCOUNT};
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};
 pub use smoke::SmokeOptions;
 pub use stored::store_review;

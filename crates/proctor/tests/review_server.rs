@@ -1,6 +1,7 @@
 //! `POST /api/review` over real HTTP with inputs built to stall a naive static pass: the
-//! answers come within the review's budget and `/health` stays fast meanwhile; a client
-//! that disconnects cancels its review (its sandboxed runs are killed, nothing is kept).
+//! answers come within the review's budget and `/health` stays fast meanwhile; an account
+//! runs at most `RUNNING_PER_ACCOUNT` reviews at once, and a client that disconnects
+//! cancels its review (its sandboxed runs are killed, nothing is kept).
 
 #[path = "support/challenge_http.rs"]
 #[allow(dead_code)]
@@ -194,45 +195,78 @@ fn sleeping_case(marker: &str) -> Vec<u8> {
     .unwrap()
 }
 
-#[test]
-fn a_client_that_disconnects_cancels_its_review() {
+/// Sends a review request on a connection of its own and leaves it open (no answer read).
+fn start_review(port: u16, token: &str, body: &[u8]) -> std::net::TcpStream {
     use std::io::Write;
-    let port = util::free_port();
-    let db = tempfile::tempdir().unwrap();
-    let db_path = db.path().join("db.sqlite");
-    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
-    let token = account_token(&store, "alice");
-    let _server = serve(port, &store);
-    let start = Instant::now();
-    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
-        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let marker = format!("proctor-cancel-{}", util::marker());
-    let body = sleeping_case(&marker);
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let head = format!(
         "POST /api/review HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     client.write_all(head.as_bytes()).unwrap();
-    client.write_all(&body).unwrap();
-    // The review reached its smoke run: the sandboxed sleep is running.
+    client.write_all(body).unwrap();
+    client
+}
+
+#[test]
+fn reviews_are_limited_per_account_and_cancelled_when_their_client_leaves() {
+    let port = util::free_port();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("db.sqlite");
+    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
+    let token = account_token(&store, "alice");
+    let other = account_token(&store, "bob");
+    let _server = serve(port, &store);
     let start = Instant::now();
-    while util::pids_with(&marker).is_empty() {
+    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // As many long reviews as one account may run, each reaching its smoke run.
+    let markers: Vec<String> = (0..proctor_review::RUNNING_PER_ACCOUNT)
+        .map(|i| format!("proctor-cancel-{i}-{}", util::marker()))
+        .collect();
+    let clients: Vec<_> = markers
+        .iter()
+        .map(|m| start_review(port, &token, &sleeping_case(m)))
+        .collect();
+    let start = Instant::now();
+    while markers.iter().any(|m| util::pids_with(m).is_empty()) {
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "the smoke run never started"
+            "the smoke runs never started"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(client);
+    // One more from the same account is refused at once; another account is served.
+    let quick = case(json!({ "train_py": "x = 1\n" }));
+    let (code, text) = http_as(
+        port,
+        Some(&token),
+        "POST",
+        "/api/review",
+        "application/json",
+        &quick,
+    );
+    assert_eq!(code, 429, "{text}");
+    assert!(text.contains("running already"), "{text}");
+    let (code, text) = http_as(
+        port,
+        Some(&other),
+        "POST",
+        "/api/review",
+        "application/json",
+        &quick,
+    );
+    assert_eq!(code, 200, "{text}");
+    // The clients leave: their reviews stop (the sandboxed sleeps are killed), /health
+    // stays fast, nothing is kept, and the account may review again.
+    drop(clients);
     let gone = Instant::now();
-    while !util::pids_with(&marker).is_empty() {
+    while markers.iter().any(|m| !util::pids_with(m).is_empty()) {
         assert!(
             gone.elapsed() < Duration::from_secs(20),
-            "the review went on after its client left: {:?} still running",
-            util::pids_with(&marker)
+            "the reviews went on after their clients left"
         );
         let sent = Instant::now();
         assert_eq!(http(port, "GET", "/health", "text/plain", b"").0, 200);
@@ -243,9 +277,17 @@ fn a_client_that_disconnects_cancels_its_review() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A cancelled review is not kept.
     let (code, list) = http_as(port, Some(&token), "GET", "/api/reviews", "text/plain", b"");
     assert_eq!(code, 200, "{list}");
     let reviews: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(reviews["reviews"], json!([]), "{list}");
+    let (code, text) = http_as(
+        port,
+        Some(&token),
+        "POST",
+        "/api/review",
+        "application/json",
+        &quick,
+    );
+    assert_eq!(code, 200, "the slots are given back: {text}");
 }
