@@ -30,7 +30,8 @@ def _redirect(stdout_fd, stderr_fd):
 
 def _setup(fds):
     """Takes over the fds, then waits for the job: a child may be forked ahead of demand,
-    so it learns what to run (and is moved into its cgroup) only when proctor says go."""
+    so it learns what to run only when proctor says go. Once proctor has moved it into its
+    cgroup ("placed"), it forks the run's process into a pid namespace of its own."""
     stdout_fd, stderr_fd, control_fd = fds
     _redirect(stdout_fd, stderr_fd)
     os.close(stdout_fd)
@@ -38,12 +39,18 @@ def _setup(fds):
     confine.isolate(SHM_BYTES)
     filters = os.environ["PROCTOR_CHILD_SECCOMP"]
     ctl = socket.socket(fileno=control_fd)
+    if not ctl.recv(MAX_FRAME):
+        os._exit(111)  # retired before proctor placed it in a cgroup
+    confine.own_pid_namespace()  # from here on: pid 1 of the run's own pid namespace
     go = ctl.recv(MAX_FRAME)
     if not go:
         os._exit(111)  # proctor retired this child before giving it a job
     req = json.loads(go)
+    root = confine.scratch(req["cwd"], req["scratch"], req["uid"])
+    socket.send_fds(ctl, [b"scratch"], [root])
+    os.close(root)
     confine.drop_privileges(req["uid"])
-    # Siblings share the zygote's pid namespace: a child may read only its own /proc entry.
+    # Its /proc shows only its own pid namespace; of the processes, it may read its own entry.
     read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
     confine.restrict(read_only, req["read_write"])
     confine.seccomp(filters)

@@ -1,13 +1,19 @@
 """Confinement of a forked child of the zygote.
 
+PROCTOR_TEST_WITHOUT_LANDLOCK_SCOPING=1 in the zygote's environment (tests only) leaves
+landlock's signal and abstract-socket scoping off, as on kernels before landlock ABI 6, to
+show that the pid namespace alone keeps siblings apart.
+
 The zygote runs in the run's private root (see the sandbox crate) as root of its own user
 namespace, without landlock, so that each child can build its own world cheaply: its own
-IPC namespace and /dev/shm (`isolate`), its own uid (`drop_privileges`), a landlock
+IPC namespace and /dev/shm (`isolate`), its scratch as a tmpfs of its disk quota
+(`scratch`), its own uid (`drop_privileges`), a landlock
 ruleset limited to its own run directory with signals and abstract unix sockets scoped
 to itself (`restrict`), and the cold run's seccomp filter (`seccomp`).
 """
 import ctypes
 import os
+import signal
 
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446
 _RULE_PATH_BENEATH = 1
@@ -41,8 +47,9 @@ def restrict(read_only, read_write):
     abi = _check(_libc.syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1)), "abi")
     level = min(abi, 5)
     handled = _ALL_BY_ABI[level]
-    attr = _RulesetAttr(handled, 0, (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0)
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16
+    scoped = abi >= 6 and os.environ.get("PROCTOR_TEST_WITHOUT_LANDLOCK_SCOPING") != "1"
+    attr = _RulesetAttr(handled, 0, (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if scoped else 0)
+    size = ctypes.sizeof(_RulesetAttr) if scoped else 16
     ruleset = _check(_libc.syscall(_SYS_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)), "create")
     try:
         read = _EXECUTE | _READ_FILE | _READ_DIR
@@ -68,8 +75,8 @@ def restrict(read_only, read_write):
 
 # --- A warm child's own world (the zygote keeps the rights to build it; the child drops them) ---
 
-_CLONE_NEWNS, _CLONE_NEWIPC = 0x00020000, 0x08000000
-_MS_NOSUID, _MS_NODEV = 2, 4
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 28, 47, 4
 # NOROOT, NO_SETUID_FIXUP and KEEP_CAPS locked (the last two off), no ambient raise, locked.
@@ -92,6 +99,42 @@ def isolate(shm_bytes):
     _sys(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC), "unshare")
     options = f"size={shm_bytes},mode=1777".encode()
     _sys(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV, options), "mounting /dev/shm")
+
+
+def own_pid_namespace():
+    """Moves the run into a pid namespace of its own, as its pid 1: `kill(-1)` reaches only
+    the run's own processes (never a sibling or the zygote, whatever the ids or the kernel's
+    landlock), its /proc lists only them, and when it ends the kernel kills what it left.
+    This process stays outside as the run's reaper: it waits for pid 1 and ends the same
+    way, so the zygote sees the run's end. Only pid 1 returns."""
+    _sys(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    pid = os.fork()
+    if pid == 0:
+        flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        _sys(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mounting /proc")
+        return
+    os.closerange(0, 1 << 30)  # the run's pipes and control socket are pid 1's alone
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL, SIGSTOP: default already
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def scratch(path, options, uid):
+    """Mounts the run's scratch, a tmpfs of its disk quota (`options` from proctor, its pages
+    charged to the run's memory cgroup), over `path` with a `.tmp` of the run's own, and
+    returns a descriptor of its root for proctor, which copies out what it needs and frees
+    the whole tmpfs by closing it. Nothing the run writes there reaches the host's disk."""
+    _sys(_libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, options.encode()), "mounting the scratch")
+    tmp = os.path.join(path, ".tmp")
+    os.mkdir(tmp, 0o700)
+    os.chown(tmp, uid, uid)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 class _CapHeader(ctypes.Structure):

@@ -245,6 +245,7 @@ async fn run<B: Backend>(
         max_pids: challenge.resources.max_pids,
         max_output_bytes: 1 << 20,
         cpus: challenge.resources.cpu_quota,
+        ..Limits::default()
     };
     let mut ev = Evaluation::failed(Outcome::Error, String::new());
     ev.error = None;
@@ -481,6 +482,10 @@ fn run_failed(
         Status::OutputLimit => (
             Outcome::Error,
             format!("{step} printed more than the output limit and was stopped"),
+        ),
+        Status::DiskLimit => (
+            Outcome::Error,
+            format!("{step} filled its disk quota (its scratch directory); writes past it failed"),
         ),
         Status::Killed => (
             Outcome::Error,

@@ -60,6 +60,10 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// CPU quota in cores (e.g. 1.0 = one core); 0 means no quota.
     pub cpus: f64,
+    /// Disk quota of the run's scratch (its working directory), in MiB: a size-limited
+    /// tmpfs charged to the run's memory limit. A write past it fails with `ENOSPC` and the
+    /// run ends as [`Status::DiskLimit`].
+    pub disk_mb: u64,
 }
 
 impl Default for Limits {
@@ -70,6 +74,7 @@ impl Default for Limits {
             max_pids: 256,
             max_output_bytes: 1 << 20,
             cpus: 0.0,
+            disk_mb: 2048,
         }
     }
 }
@@ -109,9 +114,10 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Run in a fresh interpreter instead of a fork of the warm zygote.
     pub cold: bool,
-    /// When set, the run's scratch directory is moved here after the run (it must not
-    /// exist yet), so that trusted code can read what the run wrote. Treat its content
-    /// as untrusted: it may hold symlinks, huge files or garbage.
+    /// When set, what the run wrote in its scratch directory is copied here after the run
+    /// (it must not exist yet), so that trusted code can read it. The copy is bounded (at
+    /// most the disk quota in bytes, regular files and directories only, never a symlink,
+    /// limited depth and entry count). Treat its content as untrusted: garbage, huge files.
     #[serde(default)]
     pub collect: Option<PathBuf>,
     /// Sees the run's output as it is produced (progress displays); not part of the job's
@@ -190,7 +196,7 @@ impl Job {
         self
     }
 
-    /// Moves the run's scratch directory to `dir` after the run (see [`Job::collect`]).
+    /// Copies the run's scratch directory to `dir` after the run (see [`Job::collect`]).
     pub fn collect_into(mut self, dir: impl Into<PathBuf>) -> Job {
         self.collect = Some(dir.into());
         self
@@ -225,6 +231,8 @@ pub enum Status {
     Killed,
     /// Wrote more than its output limit; it was killed and the output cut.
     OutputLimit,
+    /// Filled its disk quota ([`Limits::disk_mb`]): writes past it failed with `ENOSPC`.
+    DiskLimit,
 }
 
 impl Status {
@@ -237,6 +245,7 @@ impl Status {
             Status::Oom => "oom",
             Status::Killed => "killed",
             Status::OutputLimit => "output_limit",
+            Status::DiskLimit => "disk_limit",
         }
     }
 }

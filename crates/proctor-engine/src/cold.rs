@@ -1,34 +1,16 @@
 //! Cold runs: a fresh sandboxed interpreter per job.
 
-use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
 use proctor_core::{Job, JobError, RunResult};
-use proctor_sandbox::{ExitReport, Spec};
+use proctor_sandbox::{ExitReport, Reports, Spec};
 
 use crate::supervise::{classify, supervise, Killer};
 use crate::workspace::{job_args, Workspace};
 use crate::Inner;
-
-/// Reads init's report; a setup error means nothing untrusted ran.
-fn read_status(fd: OwnedFd) -> Result<Option<ExitReport>, String> {
-    let mut text = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut text);
-    let mut last = None;
-    for line in text.lines() {
-        if let Ok(report) = serde_json::from_str::<ExitReport>(line) {
-            if let Some(err) = report.setup_error {
-                return Err(err);
-            }
-            last = Some(report);
-        }
-    }
-    Ok(last)
-}
 
 pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> {
     let started = Instant::now();
@@ -53,6 +35,7 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         pass_fd: false,
         run_id: None,
         warm_parent: false,
+        scratch_bytes: Some(disk_bytes(&job.limits)),
     };
     let mut prepared = sandbox
         .command(&spec, &job.limits)
@@ -76,32 +59,62 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
     let status_fd = prepared.status;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let status = tokio::task::spawn_blocking(move || read_status(status_fd));
-    let exit = async {
-        let _ = child.wait().await;
-        status.await.unwrap_or(Ok(None))
-    };
+    let reports = tokio::task::spawn_blocking(move || proctor_sandbox::read_reports(status_fd));
+    let scratch = std::sync::Mutex::new(None);
     let setup_error = std::sync::Mutex::new(None);
     let exit = async {
-        match exit.await {
-            Ok(report) => report,
-            Err(e) => {
-                *setup_error.lock().unwrap() = Some(e);
+        let _ = child.wait().await;
+        match reports.await {
+            Ok(Ok(Reports { exit, scratch: fd })) => {
+                *crate::pool::lock(&scratch) = fd;
+                exit
+            }
+            Ok(Err(e)) => {
+                *crate::pool::lock(&setup_error) = Some(e);
                 None
             }
+            Err(_) => None,
         }
     };
     let killer = Killer::new(Some(cgroup.clone()), None);
     let observed = supervise(stdout, stderr, exit, &job, killer, started).await;
-    let result = classify(observed, Some(&cgroup), &job.limits);
-    let cg = cgroup.clone();
-    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-    if let Some(err) = setup_error.into_inner().unwrap() {
+    if let Some(err) = setup_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(JobError::Sandbox(err));
     }
-    ws.collect(job.collect.as_deref())?;
+    let scratch = scratch.into_inner().unwrap_or_else(|e| e.into_inner());
+    let full = scratch.as_ref().is_some_and(crate::scratch::filled);
+    let result = classify(observed, Some(&cgroup), &job.limits, full);
+    // The copy first: the scratch's pages are charged to the run's cgroup until it closes.
+    collect(&ws, &job, scratch).await?;
+    let cg = cgroup.clone();
+    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
     ws.dispose().await;
     Ok(result)
+}
+
+/// The run's disk quota in bytes (at least one MiB: a tmpfs of size 0 would be unbounded).
+pub(crate) fn disk_bytes(limits: &proctor_core::Limits) -> u64 {
+    limits.disk_mb.max(1).saturating_mul(1 << 20)
+}
+
+/// Copies the run's scratch to `job.collect`, if asked, off the async runtime; then the
+/// scratch (its tmpfs) is released.
+pub(crate) async fn collect(
+    ws: &crate::workspace::Workspace,
+    job: &Job,
+    scratch: Option<std::os::fd::OwnedFd>,
+) -> Result<(), JobError> {
+    if job.collect.is_none() {
+        return Ok(());
+    }
+    let max = disk_bytes(&job.limits);
+    let dest = job.collect.clone();
+    let work = ws.work.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::workspace::collect(&work, dest.as_deref(), scratch.as_ref(), max)
+    })
+    .await
+    .map_err(|e| JobError::Engine(format!("collecting the run's files failed: {e}")))?
 }
 
 /// `--no-sandbox`: the same interpreter and environment, no confinement; only the
@@ -144,6 +157,6 @@ async fn run_unsandboxed(
         })
     };
     let observed = supervise(stdout, stderr, exit, job, Killer::new(None, pgid), started).await;
-    ws.collect(job.collect.as_deref())?;
-    Ok(classify(observed, None, &job.limits))
+    collect(ws, job, None).await?;
+    Ok(classify(observed, None, &job.limits, false))
 }

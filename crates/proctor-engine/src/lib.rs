@@ -19,6 +19,7 @@ assert_eq!(result.stdout, "2\n");
 
 mod cold;
 mod pool;
+mod scratch;
 mod supervise;
 mod tree;
 mod workspace;
@@ -95,7 +96,14 @@ pub struct EngineConfig {
     pub no_sandbox: bool,
     /// Limits of a session unless the caller says otherwise.
     pub session_limits: Limits,
+    /// Tests only: warm runs without landlock's signal and abstract-socket scoping, as on
+    /// kernels before landlock ABI 6, to show what keeps siblings apart without it (their
+    /// own pid namespaces). Set by `PROCTOR_TEST_WITHOUT_LANDLOCK_SCOPING=1`.
+    pub test_without_landlock_scoping: bool,
 }
+
+/// The environment variable behind [`EngineConfig::test_without_landlock_scoping`].
+pub const WITHOUT_LANDLOCK_SCOPING_ENV: &str = "PROCTOR_TEST_WITHOUT_LANDLOCK_SCOPING";
 
 impl EngineConfig {
     /// The default configuration: `$PROCTOR_HOME`, the runtime (provisioned if missing),
@@ -115,6 +123,8 @@ impl EngineConfig {
             helper,
             no_sandbox,
             session_limits: Limits::default(),
+            test_without_landlock_scoping: std::env::var(WITHOUT_LANDLOCK_SCOPING_ENV)
+                .is_ok_and(|v| v == "1"),
         })
     }
 }

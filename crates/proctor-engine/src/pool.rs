@@ -32,7 +32,7 @@ pub const MAX_FRAME_BYTES: usize = 200_000;
 
 /// Locks a mutex whose data stays consistent even if a holder panicked: one panic must
 /// not poison every later run.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -94,8 +94,6 @@ struct ChildIds {
 /// not root: then only one id is mapped), freed when dropped.
 struct ChildId {
     uid: u32,
-    /// The host id it maps to, which must own the child's scratch.
-    host: Option<u32>,
     ids: Arc<Mutex<ChildIds>>,
 }
 
@@ -233,6 +231,18 @@ impl Pool {
 
 static POOL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What the zygote's harness reads from its environment.
+fn zygote_env(config: &crate::EngineConfig) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "PROCTOR_MAX_FRAME_BYTES".into(),
+        MAX_FRAME_BYTES.to_string(),
+    )];
+    if config.test_without_landlock_scoping {
+        env.push((crate::WITHOUT_LANDLOCK_SCOPING_ENV.into(), "1".into()));
+    }
+    env
+}
+
 async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
     let sandbox = inner
         .sandbox
@@ -259,13 +269,7 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         args: ["-u", "-s", "-m", "proctor_harness.zygote"]
             .map(String::from)
             .to_vec(),
-        env: inner.paths.env(
-            &dir,
-            &[(
-                "PROCTOR_MAX_FRAME_BYTES".into(),
-                MAX_FRAME_BYTES.to_string(),
-            )],
-        ),
+        env: inner.paths.env(&dir, &zygote_env(&inner.config)),
         cwd: dir.clone(),
         read_only,
         read_write: vec![dir.clone()],
@@ -274,6 +278,8 @@ async fn start_zygote(inner: &Inner) -> Result<Zygote, JobError> {
         pass_fd: true,
         run_id: None,
         warm_parent: true,
+        // Each child mounts its own scratch (see `Forked::start`).
+        scratch_bytes: None,
     };
     // The zygote's own cgroup holds only the zygote and children not yet moved out.
     let limits = Limits {
@@ -397,7 +403,7 @@ fn read_zygote(
 
 /// A forked child, moved into its cgroup and told to go.
 struct Forked {
-    /// Host pid of the child.
+    /// Host pid of the child: the run's reaper, outside the run's own pid namespace.
     pid: i32,
     ctl: OwnedFd,
     stdout: OwnedFd,
@@ -415,10 +421,9 @@ impl Zygote {
 
     /// An id of the block no other live child holds (skipping 0, the zygote's).
     fn child_id(&self) -> ChildId {
-        let Some(base) = &self.run_id else {
+        if self.run_id.is_none() {
             return ChildId {
                 uid: 0,
-                host: None,
                 ids: self.child_ids.clone(),
             };
         };
@@ -429,7 +434,6 @@ impl Zygote {
             if ids.in_use.insert(uid) {
                 return ChildId {
                     uid,
-                    host: Some(base.uid() + uid),
                     ids: self.child_ids.clone(),
                 };
             }
@@ -475,6 +479,9 @@ impl Zygote {
         cgroup
             .add_pid(host as u32)
             .map_err(|e| JobError::Sandbox(e.to_string()))?;
+        // Now in its cgroup, the child forks the run's process into a pid namespace of its
+        // own (child.py), ahead of demand too.
+        send(&ctl, &json!({"op": "placed"}), &[])?;
         Ok(Forked {
             pid: host,
             ctl,
@@ -487,14 +494,17 @@ impl Zygote {
 }
 
 impl Forked {
-    /// Gives the child its job: what to run, where, and what it may touch.
-    fn start(
+    /// Gives the child its job: what to run, where, and what it may touch. The child
+    /// mounts its scratch (a tmpfs of the run's disk quota, owned by its id) and hands
+    /// back its root, returned here; the run's files live as long as it is held.
+    async fn start(
         &self,
         inner: &Inner,
         ws: &Workspace,
         mut request: serde_json::Value,
+        limits: &Limits,
         extra_env: &[(String, String)],
-    ) -> Result<(), JobError> {
+    ) -> Result<OwnedFd, JobError> {
         let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
             .iter()
             .filter(|p| **p != "/proc")
@@ -507,19 +517,62 @@ impl Forked {
         read_write.push(ws.work.clone());
         let env: HashMap<String, String> =
             inner.paths.env(&ws.work, extra_env).into_iter().collect();
+        let uid = self.id.uid;
+        let scratch = proctor_sandbox::scratch_options(crate::cold::disk_bytes(limits), uid, uid);
         let fields = request.as_object_mut().expect("request is an object");
         fields.insert("op".into(), json!("go"));
         fields.insert("cwd".into(), json!(ws.work));
         fields.insert("env".into(), json!(env));
         fields.insert("read_only".into(), json!(read_only));
         fields.insert("read_write".into(), json!(read_write));
-        fields.insert("uid".into(), json!(self.id.uid));
-        if let Some(host) = self.id.host {
-            proctor_sandbox::hand_over(&ws.work, host)
-                .map_err(|e| JobError::Sandbox(e.to_string()))?;
-        }
-        send(&self.ctl, &request, &[])
+        fields.insert("uid".into(), json!(uid));
+        fields.insert("scratch".into(), json!(scratch));
+        send(&self.ctl, &request, &[])?;
+        let ctl = self
+            .ctl
+            .try_clone()
+            .map_err(|e| engine_err("cannot reach the child", e))?;
+        tokio::task::spawn_blocking(move || receive_scratch(&ctl))
+            .await
+            .map_err(|e| engine_err("cannot reach the child", e))?
     }
+}
+
+/// Waits (at most 30 s) for the child's scratch root on its control socket.
+fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::{AsFd, FromRawFd};
+    let mut fds = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
+    if !matches!(poll(&mut fds, PollTimeout::from(30_000u16)), Ok(n) if n > 0) {
+        return Err(JobError::Engine(
+            "the forked child did not set up its scratch in time".into(),
+        ));
+    }
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        ctl.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| engine_err("cannot reach the child", e))?;
+    for cmsg in msg.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just installed these descriptors for us.
+            let mut owned = fds
+                .into_iter()
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            if let Some(fd) = owned.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(JobError::Engine(
+        "the forked child could not set up its scratch (see the zygote's log)".into(),
+    ))
 }
 
 /// A child forked ahead of demand, already in its own cgroup.
@@ -652,12 +705,15 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child and workspace ready"
     );
-    forked.start(
-        inner,
-        &ws,
-        target_request(&target, job_args(&job)),
-        &job.env,
-    )?;
+    let scratch = forked
+        .start(
+            inner,
+            &ws,
+            target_request(&target, job_args(&job)),
+            &job.limits,
+            &job.env,
+        )
+        .await?;
     drop(forked.ctl);
     let _child_id = forked.id;
     tracing::debug!(
@@ -680,10 +736,12 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: ended"
     );
-    let result = classify(observed, Some(&cgroup), &job.limits);
+    let full = crate::scratch::filled(&scratch);
+    let result = classify(observed, Some(&cgroup), &job.limits, full);
+    // The copy first: the scratch's pages are charged to the run's cgroup until it closes.
+    crate::cold::collect(&ws, &job, Some(scratch)).await?;
     let cg = cgroup.clone();
     let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-    ws.collect(job.collect.as_deref())?;
     ws.dispose().await;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -729,8 +787,9 @@ struct ChildReply {
 }
 
 struct SessionState {
-    /// Host pid of the session's process.
-    pid: i32,
+    /// Host pids of the session's processes: its reaper and the session itself (pid 1 of
+    /// its own pid namespace), which live on between calls.
+    pids: [i32; 2],
     ctl: Arc<OwnedFd>,
     cgroup: Arc<Cgroup>,
     _ws: Workspace,
@@ -779,11 +838,17 @@ pub(crate) async fn open_session(
         code: String::new(),
     });
     let (ws, _) = zygote.workspace(&job)?;
-    forked.start(inner, &ws, json!({"kind": "session"}), &[])?;
+    // The session's scratch lives in its own mount namespace as long as it does.
+    let _scratch = forked
+        .start(inner, &ws, json!({"kind": "session"}), &limits, &[])
+        .await?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
     drop((forked.stdout, forked.stderr, forked.exited));
+    // The scratch came from the session's process, so it is alive: the reaper's one child.
+    let session_pid = host_child(forked.pid, None)
+        .ok_or_else(|| JobError::Engine("the session's process vanished as it started".into()))?;
     let state = Arc::new(SessionState {
-        pid: forked.pid,
+        pids: [forked.pid, session_pid],
         ctl: Arc::new(forked.ctl),
         cgroup,
         _ws: ws,
@@ -887,7 +952,7 @@ impl Session {
             // What the snippet left running (children, double forks) ends with the call.
             let s = state.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                s.cgroup.kill_all_but(s.pid, Duration::from_secs(5))
+                s.cgroup.kill_all_but(&s.pids, Duration::from_secs(5))
             })
             .await;
             return Ok(SessionReply {

@@ -146,8 +146,14 @@ where
 /// Turns observations into a result. Memory is judged by the kernel's counters, with
 /// one textual sign accepted: a failed run whose last line is Python's `MemoryError`
 /// (an allocation refused outright, e.g. 50 GB on a 24 GB machine, never reaches the
-/// cgroup limit). A run can only make its own result worse by faking it.
-pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) -> RunResult {
+/// cgroup limit). A run can only make its own result worse by faking it. `disk_full`: the
+/// run's scratch had no room left when it ended (see `scratch::filled`).
+pub(crate) fn classify(
+    obs: Observed,
+    cgroup: Option<&Cgroup>,
+    limits: &Limits,
+    disk_full: bool,
+) -> RunResult {
     let exit = obs.exit.unwrap_or_default();
     let stderr = String::from_utf8_lossy(&obs.stderr).into_owned();
     let memory_error = exit.exit_code.is_some_and(|c| c != 0)
@@ -163,6 +169,8 @@ pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) 
         Status::Timeout
     } else if oom {
         Status::Oom
+    } else if disk_full {
+        Status::DiskLimit
     } else {
         match (exit.exit_code, exit.signal) {
             (Some(0), _) => Status::Ok,
@@ -181,6 +189,12 @@ pub(crate) fn classify(obs: Observed, cgroup: Option<&Cgroup>, limits: &Limits) 
         stderr.push_str(&format!(
             "\n[proctor] the run exceeded its time limit of {:.1} s and was killed\n",
             limits.timeout_ms as f64 / 1000.0
+        ));
+    }
+    if status == Status::DiskLimit {
+        stderr.push_str(&format!(
+            "\n[proctor] the run filled its disk quota of {} MiB (its scratch directory); writes past it failed with ENOSPC\n",
+            limits.disk_mb
         ));
     }
     if status == Status::OutputLimit {

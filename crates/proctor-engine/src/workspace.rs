@@ -1,6 +1,7 @@
 //! A run's directory: `inputs/` (read-only in the sandbox) and `work/` (its scratch, cwd).
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,22 +113,45 @@ impl Workspace {
     }
 }
 
-impl Workspace {
-    /// Hands the scratch directory over to `dest` (see `Job::collect`); the rest is removed on drop.
-    pub fn collect(&self, dest: Option<&Path>) -> Result<(), JobError> {
-        let Some(dest) = dest else { return Ok(()) };
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| {
-                JobError::Engine(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        fs::rename(&self.work, dest).map_err(|e| {
-            JobError::Engine(format!(
-                "cannot move the run's scratch to {}: {e} (it must not exist and be on the same filesystem as PROCTOR_HOME)",
-                dest.display()
-            ))
-        })
+/// Copies what the run wrote to `dest` (see `Job::collect`), within bounds: from the
+/// scratch tmpfs's root when the run had one, else from its host scratch directory `work`
+/// (`--no-sandbox`). `max_bytes` is the run's disk quota. Blocking.
+pub(crate) fn collect(
+    work: &Path,
+    dest: Option<&Path>,
+    scratch: Option<&OwnedFd>,
+    max_bytes: u64,
+) -> Result<(), JobError> {
+    let Some(dest) = dest else { return Ok(()) };
+    let err =
+        |what: &str, e: std::io::Error| JobError::Engine(format!("{what} {}: {e}", dest.display()));
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(|e| err("cannot create the parent of", e))?;
     }
+    let host;
+    let from = match scratch {
+        Some(fd) => fd,
+        None => {
+            host = OwnedFd::from(fs::File::open(work).map_err(|e| err("cannot collect into", e))?);
+            &host
+        }
+    };
+    let copied = crate::scratch::copy_out(from, dest, max_bytes).map_err(|e| {
+        err(
+            "cannot copy the run's scratch (the destination must not exist yet) to",
+            e,
+        )
+    })?;
+    if copied.skipped > 0 {
+        tracing::info!(
+                "collected {} entries ({} bytes) into {}; {} left behind (links, special files, too deep or over the bounds)",
+                copied.entries,
+                copied.bytes,
+                dest.display(),
+                copied.skipped
+            );
+    }
+    Ok(())
 }
 
 impl Workspace {

@@ -94,6 +94,7 @@ impl ReviewOptions {
                     max_pids: 64,
                     max_output_bytes: 256 << 10,
                     cpus: 0.0,
+                    disk_mb: 1024,
                 },
                 parallel: cores.max(2),
                 max_batches: 3,

@@ -512,7 +512,7 @@ fn classify(
                     .fix("reduce the model/batch size of the smoke configuration, or fix the memory leak"),
             );
         }
-        Status::Killed | Status::OutputLimit | Status::Error => {
+        Status::Killed | Status::OutputLimit | Status::DiskLimit | Status::Error => {
             run.status = RunStatus::CodeDefect;
             let summary = failure
                 .as_ref()
@@ -523,6 +523,7 @@ fn classify(
                 .unwrap_or_else(|| match result.status {
                     Status::Killed => "killed (process limit or a signal)".to_string(),
                     Status::OutputLimit => "wrote more output than allowed".to_string(),
+                    Status::DiskLimit => "filled its disk quota".to_string(),
                     _ => last_line(&result.stderr),
                 });
             run.error = Some(cut(&summary, 300));
@@ -541,7 +542,10 @@ fn classify(
                 let (status, finding) = from_exception(f, &which);
                 run.status = status;
                 findings.push(finding);
-            } else if result.status == Status::Killed || result.status == Status::OutputLimit {
+            } else if matches!(
+                result.status,
+                Status::Killed | Status::OutputLimit | Status::DiskLimit
+            ) {
                 findings.push(
                     Finding::new(
                         "smoke-run-killed",
@@ -549,7 +553,7 @@ fn classify(
                         format!("the smoke run of {which} was killed: {summary}"),
                     )
                     .evidence(tail(&result.stderr))
-                    .fix("do not fork without bound or flood the output"),
+                    .fix("do not fork without bound, flood the output or fill the disk"),
                 );
             } else {
                 let exit = events.iter().find(|e| e["kind"] == "exit");

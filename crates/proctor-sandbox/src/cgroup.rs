@@ -451,18 +451,19 @@ impl Cgroup {
     /// Kills every process of the run and waits (up to `deadline`) until none is left.
     /// Returns whether the cgroup is empty.
     pub fn kill_all(&self, deadline: Duration) -> bool {
-        self.kill_others(None, deadline)
+        self.kill_others(&[], deadline)
     }
 
-    /// Kills every process of the run but `keep` (a session's own process, which lives on
-    /// between calls while what a call left running must not); true when only `keep` is left.
-    pub fn kill_all_but(&self, keep: i32, deadline: Duration) -> bool {
-        self.kill_others(Some(keep), deadline)
+    /// Kills every process of the run but those in `keep` (a session's own processes, which
+    /// live on between calls while what a call left running must not); true when only they
+    /// are left.
+    pub fn kill_all_but(&self, keep: &[i32], deadline: Duration) -> bool {
+        self.kill_others(keep, deadline)
     }
 
-    fn kill_others(&self, keep: Option<i32>, deadline: Duration) -> bool {
+    fn kill_others(&self, keep: &[i32], deadline: Duration) -> bool {
         let start = Instant::now();
-        if self.version == Version::V2 && keep.is_none() {
+        if self.version == Version::V2 && keep.is_empty() {
             if let Some(dir) = self.dir("unified") {
                 let _ = fs::write(dir.join("cgroup.kill"), "1");
             }
@@ -471,7 +472,7 @@ impl Cgroup {
         let freezer = self.dir("freezer").map(|d| d.join("freezer.state"));
         loop {
             let mut pids = self.pids();
-            pids.retain(|p| Some(*p) != keep);
+            pids.retain(|p| !keep.contains(p));
             if pids.is_empty() {
                 if let Some(f) = &freezer {
                     let _ = fs::write(f, "THAWED");

@@ -120,16 +120,17 @@ fn isolation(root: bool, abi: i64) -> Vec<String> {
     let mut said = vec![
         "private root: a run sees only the system libraries, the runtime, the harness and its inputs (read-only binds) and its scratch, with its own /proc, /tmp, /dev/shm and a minimal /dev; host sockets, /root and other runs are not in it".to_string(),
         "private IPC: every run, warm or cold, has its own IPC namespace and /dev/shm".to_string(),
+        "own pid namespace: every run, warm or cold, runs in a pid namespace of its own: kill(-1) reaches only its own processes, /proc lists only them, and what it leaves is killed when it ends".to_string(),
+        "disk quota: a run's scratch is a tmpfs of its disk_mb (--disk-mb; /tmp and /dev/shm 1 GiB each), in its own mount namespace, whose pages count against its memory limit; a write past it fails with ENOSPC and the run ends as disk_limit; nothing reaches the host's disk".to_string(),
     ];
     if root {
         said.push(format!("identity: each cold run has a uid/gid of its own (from {FIRST_ID}), each warm zygote a block of {ID_BLOCK} mapped in its user namespace (one id per child); host files and other runs' files belong to ids a run does not have"));
     } else {
-        said.push("identity: FALLBACK — every run has your own uid (only root can hand out ids of their own); your files outside a run are out of its world and read-only binds protect those it sees, warm siblings are kept apart by landlock".to_string());
+        said.push("identity: FALLBACK — every run has your own uid (only root can hand out ids of their own); instead, your files outside a run are not in its world and read-only binds protect those it sees, each run's scratch is a tmpfs in its own mount namespace (a sibling's is not in its world) and its own pid namespace keeps its signals from siblings and the zygote".to_string());
         if abi < 6 {
-            said.push("signals: FALLBACK — landlock ABI < 6 cannot scope signals and warm siblings share your uid: a run could signal its siblings; run proctor as root (ids of their own) or use --cold".to_string());
+            said.push("signals: landlock ABI < 6 cannot scope signals; each run's own pid namespace still keeps them from siblings and the zygote".to_string());
         }
     }
-    said.push("disk: FALLBACK — scratch has no quota; private /tmp and /dev/shm are tmpfs (1 GiB each) whose pages count against the run's memory limit".to_string());
     said
 }
 

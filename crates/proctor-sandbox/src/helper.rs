@@ -60,6 +60,80 @@ fn report(r: &ExitReport) {
     let _ = f.write_all(&line);
 }
 
+/// Sends the scratch tmpfs's root to the caller on [`STATUS_FD`]: it outlives the run's
+/// namespaces for as long as the caller holds it, and goes with the last descriptor.
+fn hand_scratch(scratch: &std::os::fd::OwnedFd) -> Result<(), SandboxError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [scratch.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(SCRATCH_MESSAGE)];
+    sendmsg::<()>(
+        STATUS_FD,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+    .map_err(|e| setup("handing over the scratch", e))
+}
+
+/// The message that carries the scratch's descriptor on [`STATUS_FD`].
+const SCRATCH_MESSAGE: &[u8] = b"scratch";
+
+/// What init reported: how the worker ended, and the scratch tmpfs's root when the run
+/// had a disk quota.
+#[derive(Debug, Default)]
+pub struct Reports {
+    /// The worker's end, when init saw it.
+    pub exit: Option<ExitReport>,
+    /// The root of the scratch tmpfs (see [`Spec::scratch_bytes`]).
+    pub scratch: Option<std::os::fd::OwnedFd>,
+}
+
+/// Reads init's reports from [`crate::Prepared::status`] until the sandbox has ended
+/// (blocking). A setup error (nothing untrusted ran) is returned as `Err`.
+pub fn read_reports(status: std::os::fd::OwnedFd) -> Result<Reports, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut reports = Reports::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = match recvmsg::<()>(
+            status.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        let len = msg.bytes;
+        for cmsg in msg.cmsgs().into_iter().flatten() {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                for fd in fds {
+                    // SAFETY: the kernel just installed this descriptor for us.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    reports.scratch.get_or_insert(fd);
+                }
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        if let Ok(report) = serde_json::from_slice::<ExitReport>(buf[..len].trim_ascii()) {
+            if let Some(err) = report.setup_error {
+                return Err(err);
+            }
+            reports.exit = Some(report);
+        }
+    }
+    Ok(reports)
+}
+
 fn setup(context: &str, e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Setup(format!("{context}: {e}"))
 }
@@ -263,7 +337,9 @@ fn init(
             nix::unistd::getgid().as_raw(),
         ),
     };
-    crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)?;
+    if let Some(scratch) = crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)? {
+        hand_scratch(&scratch)?;
+    }
     // SAFETY: single-threaded.
     let block = match (spec.warm_parent, spec.run_id) {
         (true, Some(base)) => Some((id_block::pipes()?, base)),

@@ -48,13 +48,15 @@ use proctor_core::Limits;
 use serde::{Deserialize, Serialize};
 
 pub use doctor::{doctor, Report};
-pub use helper::{helper_main, ExitReport};
+pub use helper::{helper_main, read_reports, ExitReport, Reports};
 pub use identity::{hand_over, RunId, ID_BLOCK};
+pub use root::scratch_options;
 pub use seccomp::denied_syscalls;
 
 /// The hidden subcommand under which the `proctor` binary acts as the sandbox helper.
 pub const HELPER_SUBCOMMAND: &str = "__sandbox";
-/// File descriptor on which init reports how the worker ended (one JSON line).
+/// File descriptor on which init reports how the worker ended (a `SOCK_SEQPACKET` socket,
+/// one JSON message per report; the scratch tmpfs's root travels on it as an fd).
 pub const STATUS_FD: i32 = 3;
 /// File descriptor passed through to the worker when [`Spec::pass_fd`] is set.
 pub const PASSED_FD: i32 = 4;
@@ -121,6 +123,12 @@ pub struct Spec {
     /// filter handed over in `PROCTOR_CHILD_SECCOMP` for each forked child to install.
     #[serde(default)]
     pub warm_parent: bool,
+    /// The disk quota: when set, the run's scratch (`cwd`) is a fresh tmpfs of this many
+    /// bytes (its pages charged to the run's memory cgroup) instead of a bind of the host
+    /// directory, and init hands its root to the caller (see [`read_reports`]), which copies
+    /// out what it needs; the tmpfs is gone once that descriptor is closed.
+    #[serde(default)]
+    pub scratch_bytes: Option<u64>,
 }
 
 impl Spec {
@@ -138,6 +146,7 @@ impl Spec {
             pass_fd: false,
             run_id: None,
             warm_parent: false,
+            scratch_bytes: None,
         }
     }
 }
@@ -182,9 +191,9 @@ pub struct Prepared {
     pub command: std::process::Command,
     /// The run's cgroup; the caller kills and removes it when the run ends.
     pub cgroup: cgroup::Cgroup,
-    /// Where init reports the worker's end (see [`ExitReport`]).
+    /// Where init reports the worker's end (see [`read_reports`]).
     pub status: OwnedFd,
-    /// The parent's copy of the status pipe's write end: drop it right after spawning,
+    /// The parent's copy of the status socket's other end: drop it right after spawning,
     /// so that reading [`Prepared::status`] ends when the sandbox does.
     pub status_writer: OwnedFd,
     /// Root mode: the id the program runs as, already owning its writable paths. Keep it
@@ -235,11 +244,16 @@ impl Sandbox {
             }
             spec.run_id = Some(id.uid());
         }
-        let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| SandboxError::Io {
-                context: "cannot create the status pipe".into(),
-                source: e.into(),
-            })?;
+        let (status_read, status_write) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| SandboxError::Io {
+            context: "cannot create the status socket".into(),
+            source: e.into(),
+        })?;
         let json = serde_json::to_string(&spec).expect("spec serializes");
         let mut command = std::process::Command::new(&self.helper);
         command.arg(HELPER_SUBCOMMAND).arg(json).env_clear();

@@ -3,7 +3,8 @@
 //! scratch read-write, each at the same absolute path as on the host — then `pivot_root`
 //! into it. Host sockets, `/root`, the rest of `/etc`, other runs: not there at all.
 //! Read-only binds make chmod/utime/xattr of host files fail with `EROFS` whatever the
-//! run's uid, and landlock stays on top as a second wall.
+//! run's uid, and landlock stays on top as a second wall. With a disk quota the scratch is
+//! not the host directory but a size-limited tmpfs mounted at its path (see [`scratch`]).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -41,6 +42,8 @@ enum Source {
 /// The run's root, planned from the host before any mount.
 pub(crate) struct Plan {
     sources: Vec<(PathBuf, Source)>,
+    /// The scratch tmpfs: where, and its size in bytes.
+    scratch: Option<(PathBuf, u64)>,
 }
 
 fn setup(context: &str, e: impl std::fmt::Display) -> SandboxError {
@@ -56,9 +59,13 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan, SandboxError> {
         .chain(spec.read_only.iter().map(|p| (p.clone(), false)))
         .chain(SYSTEM_READ_WRITE.iter().map(|p| (PathBuf::from(p), true)))
         .chain(spec.read_write.iter().map(|p| (p.clone(), true)));
+    let scratch = spec.scratch_bytes.map(|bytes| (spec.cwd.clone(), bytes));
     let mut sources = Vec::new();
     for (path, writable) in listed {
         if !path.is_absolute() || FRESH.iter().any(|f| path == Path::new(f)) {
+            continue;
+        }
+        if scratch.as_ref().is_some_and(|(at, _)| *at == path) {
             continue;
         }
         let Ok(meta) = fs::symlink_metadata(&path) else {
@@ -85,7 +92,7 @@ pub(crate) fn plan(spec: &Spec) -> Result<Plan, SandboxError> {
         sources.push((path, source));
     }
     sources.sort_by_key(|(p, _)| p.components().count());
-    Ok(Plan { sources })
+    Ok(Plan { sources, scratch })
 }
 
 fn inside(path: &Path) -> PathBuf {
@@ -198,9 +205,44 @@ fn make_dev() -> Result<(), SandboxError> {
     mount_tmpfs(&dev.join("shm"), &format!("{TMPFS_SIZE},mode=1777"))
 }
 
+/// Options of a scratch tmpfs of `bytes` owned by `uid`/`gid`: one inode per 4 KiB of
+/// quota (inodes cost kernel memory too), at least 1,024.
+pub fn scratch_options(bytes: u64, uid: u32, gid: u32) -> String {
+    let inodes = (bytes / 4096).max(1024);
+    format!("size={bytes},nr_inodes={inodes},mode=0700,uid={uid},gid={gid}")
+}
+
+/// Mounts the run's scratch tmpfs at `at` (inside the assembly), gives it a `.tmp` of the
+/// run's own, and opens its root for the caller.
+fn scratch(at: &Path, bytes: u64, uid: u32, gid: u32) -> Result<OwnedFd, SandboxError> {
+    let target = inside(at);
+    mount_tmpfs(&target, &scratch_options(bytes, uid, gid))?;
+    let tmp = target.join(".tmp");
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| setup("creating the scratch's .tmp", e))?;
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
+        .map_err(|e| setup("handing the scratch's .tmp over", e))?;
+    let fd = open(
+        &target,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| setup("opening the scratch", e))?;
+    // SAFETY: a fresh descriptor this process owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// Builds the root from `plan` and pivots into it. Runs in init (pid 1 of the run's pid
 /// namespace, with mount rights in its mount namespace); `uid`/`gid` name the worker.
-pub(crate) fn enter(plan: Plan, uid: u32, gid: u32, home: &Path) -> Result<(), SandboxError> {
+/// Returns the root of the scratch tmpfs, when the plan has one.
+pub(crate) fn enter(
+    plan: Plan,
+    uid: u32,
+    gid: u32,
+    home: &Path,
+) -> Result<Option<OwnedFd>, SandboxError> {
     mount_tmpfs(Path::new(ASSEMBLY), "size=4m,mode=0755")?;
     // Fresh filesystems first: a bind under /tmp (a PROCTOR_HOME there) lands on top.
     make_dev()?;
@@ -222,6 +264,10 @@ pub(crate) fn enter(plan: Plan, uid: u32, gid: u32, home: &Path) -> Result<(), S
             }
         }
     }
+    let scratch = match &plan.scratch {
+        Some((at, bytes)) => Some(scratch(at, *bytes, uid, gid)?),
+        None => None,
+    };
     for (path, target, writable) in sealed {
         seal(path, &target, writable)?;
     }
@@ -232,7 +278,8 @@ pub(crate) fn enter(plan: Plan, uid: u32, gid: u32, home: &Path) -> Result<(), S
     mount(Some("proc"), &proc_at, Some("proc"), quiet, None::<&str>)
         .map_err(|e| setup("mounting a private /proc", e))?;
     write_identity(uid, gid, home)?;
-    pivot()
+    pivot()?;
+    Ok(scratch)
 }
 
 /// `pivot_root(".", ".")` then detaching the old root: the host tree is gone for good.

@@ -399,6 +399,11 @@ pub struct ExecArgs {
     /// Bytes kept of stdout and of stderr each.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_output_bytes: u64,
+    /// Disk quota of the run's scratch directory in MiB (a tmpfs counted in its memory
+    /// limit); a write past it fails with ENOSPC and the status is `disk_limit`.
+    #[arg(long, default_value_t = proctor_core::Limits::default().disk_mb,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub disk_mb: u64,
     /// Run in a fresh interpreter instead of a fork of the warm zygote.
     #[arg(long)]
     pub cold: bool,

@@ -19,27 +19,51 @@ async fn concurrent_runs_cannot_see_each_other() {
     let backend = util::backend().await;
     backend.warm_up().await.unwrap();
     let secret = format!("secret-{}", std::process::id());
+    let marker = format!("a-input-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
     let a = {
         let b = backend.clone();
         let s = secret.clone();
+        let input = dir.path().join("a.txt");
+        let marker = marker.clone();
         tokio::spawn(async move {
-            b.run(code(&format!(
-                "import os, time\nopen('secret.txt','w').write({s:?})\nprint(os.getcwd())\ntime.sleep(4)\n"
-            )))
+            b.run(
+                code(&format!(
+                    "import os, time\nopen('secret.txt','w').write({s:?})\nprint(os.getcwd())\ntime.sleep(4)\n"
+                ))
+                .with_input(input, marker),
+            )
             .await
         })
     };
-    // Find A's scratch from the trusted side, then let B try to read it.
+    // Find A's scratch from the trusted side (its mount point on the host: what A writes
+    // lives in a tmpfs of its own, never on the host's disk) by A's uniquely named input
+    // (warm inputs live in `<pool>-inputs/<run>/`, the scratch in `<pool>/<run>/work`),
+    // then let B try to read it.
     let runs = backend.config().home.join("runs");
-    let mut target = None;
+    let mut input = None;
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        target = find_file(&runs, "secret.txt");
-        if target.is_some() {
+        input = find_file(&runs, &marker);
+        if input.is_some() {
             break;
         }
     }
-    let target = target.expect("A's secret file appears in its scratch");
+    let input = input.expect("A's input appears");
+    let run_dir = input.parent().unwrap();
+    let pool = run_dir
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .replace("-inputs", "");
+    let work = std::path::Path::new(&pool)
+        .join(run_dir.file_name().unwrap())
+        .join("work");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(work.is_dir(), "{} is not A's scratch", work.display());
+    let target = work.join("secret.txt");
+    assert!(!target.exists(), "A's file is on the host's disk");
     let probe = format!(
         r#"
 import os
@@ -77,7 +101,7 @@ print('siblings readable:', seen)
 fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let p = entry.path();
-        if p.is_dir() {
+        if p.is_dir() && !p.is_symlink() {
             if let Some(f) = find_file(&p, name) {
                 return Some(f);
             }
@@ -103,17 +127,26 @@ async fn inputs_are_readable_and_read_only() {
         std::fs::read_to_string(dir.path().join("data.txt")).unwrap(),
         "41"
     );
-    // Collected scratch: what the run wrote, handed to the trusted side.
-    let out = dir.path().join("collected");
-    let r = backend
-        .run(code("open('model.txt', 'w').write('weights')").collect_into(&out))
-        .await
-        .unwrap();
-    assert!(r.is_ok(), "{r:?}");
-    assert_eq!(
-        std::fs::read_to_string(out.join("model.txt")).unwrap(),
-        "weights"
-    );
+    // Collected scratch: what the run wrote, copied out to the trusted side (warm and
+    // cold) — files and directories, never a link (it would be followed on the host).
+    for cold in [false, true] {
+        let out = dir.path().join(format!("collected-{cold}"));
+        let r = backend
+            .run(
+                code("import os\nopen('model.txt', 'w').write('weights')\nos.mkdir('sub')\nopen('sub/x', 'w').write('x')\nos.symlink('/etc/shadow', 'leak')")
+                    .cold(cold)
+                    .collect_into(&out),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("model.txt")).unwrap(),
+            "weights"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("sub/x")).unwrap(), "x");
+        assert!(std::fs::symlink_metadata(out.join("leak")).is_err());
+    }
     let missing = backend
         .run(code("print(1)").with_input("/nonexistent/data.bin", "data.bin"))
         .await

@@ -355,3 +355,77 @@ async fn warm_runs_share_no_shm_ipc_files_or_signals() {
     let r = backend.run(job).await.unwrap();
     assert_eq!(r.stdout, "[False, False, False]\n", "{r:?}");
 }
+
+/// Tries to write 6 GiB (96 chunks of 64 MiB) into `name` in the scratch.
+fn write_6_gib(name: &str) -> String {
+    format!("chunk = b'x' * (64 << 20)\nwith open({name:?}, 'wb') as f:\n    for _ in range(96):\n        f.write(chunk)\n")
+}
+
+#[test]
+fn a_write_past_the_disk_quota_ends_as_disk_limit_and_leaves_nothing() {
+    for mode in MODES {
+        let name = format!("fill-{}", util::marker());
+        let r = util::exec(
+            &write_6_gib(&name),
+            &[&["--disk-mb", "256", "--memory-mb", "1024"], *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "disk_limit", "{mode:?}: {r}");
+        let stderr = r["stderr"].as_str().unwrap();
+        assert!(stderr.contains("No space left on device"), "{mode:?}: {r}");
+        assert!(stderr.contains("disk quota of 256 MiB"), "{mode:?}: {r}");
+        assert!(
+            !left_on_disk(&name),
+            "{mode:?}: {name} is on the host's disk"
+        );
+        // The quota is memory of the run's: it cannot be used to dodge the memory limit.
+        let r = util::exec(
+            &write_6_gib(&name),
+            &[&["--disk-mb", "8192", "--memory-mb", "256"], *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "oom", "{mode:?}: {r}");
+        // A run within its quota is unaffected.
+        let r = util::exec(
+            "import os\nwith open('f', 'wb') as f:\n    f.write(b'x' * (200 << 20))\nprint(os.path.getsize('f'))\n",
+            &[&["--disk-mb", "256"], *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
+        assert_eq!(r["stdout"], "209715200\n", "{mode:?}: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_stay_apart_without_landlock_scoping() {
+    // As on kernels before landlock ABI 6: no signal scoping, only the run's own pid namespace.
+    let mut config = tokio::task::spawn_blocking(|| proctor_engine::EngineConfig::detect(false))
+        .await
+        .unwrap()
+        .unwrap();
+    config.helper = util::proctor_bin();
+    config.test_without_landlock_scoping = true;
+    let backend = proctor_engine::LocalBackend::start(config).await.unwrap();
+    backend.warm_up().await.unwrap();
+    let zygote = backend.zygote_pid().await.expect("a zygote");
+    let open = || backend.open_session(Limits::default(), Duration::from_secs(60));
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let r = a.exec("x = 41", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    // kill(-1): everything the run may signal; it is pid 1 of its own namespace.
+    let kill_all = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nos.getpid()";
+    let r = b.exec(kill_all, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.value.as_deref(), Some("1"), "{r:?}");
+    let job = Job::new(Command::Code {
+        code: format!("{kill_all}\nprint('survived')"),
+    });
+    let r = backend.run(job).await.unwrap();
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (Status::Ok, "survived\n"),
+        "{r:?}"
+    );
+    let r = a.exec("x + 1", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.value.as_deref(), Some("42"), "sibling hurt: {r:?}");
+    assert!(b.is_alive());
+    assert_eq!(backend.zygote_pid().await, Some(zygote), "the zygote died");
+    a.close().await;
+    b.close().await;
+}

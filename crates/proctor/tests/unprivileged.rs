@@ -51,6 +51,17 @@ impl User {
 
     /// `proctor exec` as the user; `delegated` chooses whether its cgroup subtree is named.
     fn exec(&self, code: &str, args: &[&str], delegated: bool) -> (Option<i32>, Value) {
+        self.exec_with_env(code, args, delegated, &[])
+    }
+
+    /// [`User::exec`] with extra environment variables for `proctor`.
+    fn exec_with_env(
+        &self,
+        code: &str,
+        args: &[&str],
+        delegated: bool,
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, Value) {
         let dir = tempfile::Builder::new()
             .prefix("proctor-u")
             .tempdir_in("/var/tmp")
@@ -71,6 +82,9 @@ impl User {
             ));
         if delegated {
             cmd.arg(format!("PROCTOR_CGROUP_PARENT={}", self.name));
+        }
+        for (key, value) in env {
+            cmd.arg(format!("{key}={value}"));
         }
         // What a login of that user would have to reach PyPI (CA bundles, proxies, index).
         for (key, value) in std::env::vars() {
@@ -212,4 +226,33 @@ fn unprivileged_runs_cannot_change_reach_or_watch_the_users_world() {
     let meta = std::fs::metadata(&own).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
     assert!(listener.accept().is_err(), "a run reached the host socket");
+}
+
+#[test]
+fn unprivileged_warm_runs_cannot_signal_the_zygote_or_siblings_without_landlock_scoping() {
+    let Some(user) = user() else { return };
+    // All warm runs share the user's id here: only the run's own pid namespace keeps its
+    // kill(-1) from the zygote (which would end the run unreported) and the spare child.
+    let code = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nprint('survived', os.getpid())\n";
+    let env = [(proctor_engine::WITHOUT_LANDLOCK_SCOPING_ENV, "1")];
+    let (_, r) = user.exec_with_env(code, &[], true, &env);
+    assert_eq!(util::status(&r), "ok", "{r}");
+    assert_eq!(r["stdout"], "survived 1\n", "{r}");
+}
+
+#[test]
+fn unprivileged_disk_quota_ends_as_disk_limit_and_leaves_nothing() {
+    let Some(user) = user() else { return };
+    let code = "chunk = b'x' * (64 << 20)\nwith open('fill-u', 'wb') as f:\n    for _ in range(96):\n        f.write(chunk)\n";
+    for mode in [&["--cold"][..], &[][..]] {
+        let args = [&["--disk-mb", "128", "--memory-mb", "1024"], mode].concat();
+        let (_, r) = user.exec(code, &args, true);
+        assert_eq!(util::status(&r), "disk_limit", "{mode:?}: {r}");
+        let runs = user.home.join(".cache/proctor/runs");
+        let left: Vec<_> = walkdir_two_levels(&runs)
+            .into_iter()
+            .filter(|p| p.join("fill-u").exists())
+            .collect();
+        assert!(left.is_empty(), "{mode:?}: left on disk: {left:?}");
+    }
 }

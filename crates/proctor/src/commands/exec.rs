@@ -23,6 +23,7 @@ pub fn run(args: ExecArgs) -> Result<ExitCode> {
         memory_mb: args.memory_mb,
         max_pids: args.max_pids,
         max_output_bytes: args.max_output_bytes,
+        disk_mb: args.disk_mb,
         ..Limits::default()
     };
     let job = Job::new(Command::Script {
