@@ -7,8 +7,11 @@
 //! (trainable or frozen parameters, buffers, any other tensor), except the running
 //! statistics of `torch.nn` normalization layers and per-feature statistics (1-D module
 //! buffers up to a per-model allowance, e.g. an input mean and standard deviation, see
-//! [`Allowance`]). A pickled structure larger than
-//! [`PICKLE_ALLOWANCE`] is refused: capacity cannot hide in lists, bytes or strings.
+//! [`Allowance`]). Values kept in the pickled structure itself count too (bytes of
+//! strings and bytes objects, numbers), past what a module tree's names and settings need,
+//! and a pickled structure larger than [`PICKLE_ALLOWANCE`] is refused: capacity cannot
+//! hide in lists, bytes or strings. Marshalled code of classes defined inside `solve()` is
+//! not counted (its module-level twin keeps its code outside the archive).
 //! Finally the archive is rewritten to hold exactly what was counted, so that inference
 //! cannot read anything else from it.
 
@@ -23,6 +26,12 @@ use serde::{Deserialize, Serialize};
 
 /// Largest accepted pickled structure (the module tree without tensor data).
 pub const PICKLE_ALLOWANCE: u64 = 64 << 10;
+/// Bytes of strings and bytes objects a module tree may keep uncounted: names of
+/// attributes, submodules and classes (a 64-module residual network holds about 1.2 KB).
+const FREE_LITERAL_BYTES: u64 = 4096;
+/// Numbers a module tree may keep uncounted: its settings (sizes, flags, eps, momentum;
+/// a 64-module residual network holds about 1,000).
+const FREE_NUMBERS: u64 = 2048;
 /// Largest accepted artifact file.
 pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 /// Running statistics are free only while they stay below this fraction of the count
@@ -109,6 +118,11 @@ pub struct Count {
     /// not counted.
     #[serde(default)]
     pub exempt_feature_stats: u64,
+    /// Values kept in the pickled structure itself (bytes of strings and bytes objects,
+    /// numbers) beyond what a module tree's names and settings need, counted 1 per byte
+    /// or number (like int8 tensor elements); included in `other` and `params`.
+    #[serde(default)]
+    pub pickled_values: u64,
     /// Distinct storages in the archive.
     pub storages: u64,
     /// Size of the pickled structure.
@@ -159,7 +173,8 @@ enum V {
     Int(i64),
     Float,
     Str(Rc<str>),
-    Bytes,
+    /// A bytes or bytearray literal: its length (the Rc is its identity).
+    Bytes(Rc<u64>),
     List(Rc<RefCell<Vec<V>>>),
     Tuple(Rc<Vec<V>>),
     Dict(Rc<RefCell<Vec<(V, V)>>>),
@@ -453,17 +468,17 @@ impl<'a> Machine<'a> {
                 b'B' => {
                     let n = self.u32()? as usize;
                     self.take(n)?;
-                    self.stack.push(V::Bytes)
+                    self.stack.push(V::Bytes(Rc::new(n as u64)))
                 }
                 b'C' => {
                     let n = self.u8()? as usize;
                     self.take(n)?;
-                    self.stack.push(V::Bytes)
+                    self.stack.push(V::Bytes(Rc::new(n as u64)))
                 }
                 0x8e | 0x96 => {
                     let n = self.u64()? as usize;
                     self.take(n)?;
-                    self.stack.push(V::Bytes)
+                    self.stack.push(V::Bytes(Rc::new(n as u64)))
                 }
                 b']' => {
                     let v = self.container(V::List(Rc::default()));
@@ -797,6 +812,14 @@ impl<'a> Machine<'a> {
                 ))
             }
             _ => {
+                let mut args = args;
+                if name.as_ref() == "proctor_export.make_function" {
+                    // The marshalled code of a function defined inside solve(): source,
+                    // not data (its module-level twin is not in the pickle at all).
+                    if let Some(code @ V::Bytes(_)) = args.first_mut() {
+                        *code = V::None;
+                    }
+                }
                 let obj = self.new_obj(func, V::None);
                 if let V::Obj(o) = &obj {
                     // Arguments are kept so that tensors passed to a constructor stay reachable.
@@ -844,6 +867,12 @@ struct Walk {
     raw: HashSet<String>,
     /// Trainable parameters found in `_parameters` dicts (the original rule).
     trainable: HashMap<usize, u64>,
+    /// Strings and bytes reached, each counted once.
+    literals: HashSet<usize>,
+    /// Bytes of the distinct strings and bytes literals reached.
+    literal_bytes: u64,
+    /// Numbers (ints, floats, bools) reached, each occurrence in a container.
+    numbers: u64,
 }
 
 fn dict_get<'v>(d: &'v [(V, V)], key: &str) -> Option<&'v V> {
@@ -893,6 +922,22 @@ impl Walk {
             }
             V::Storage(k) => {
                 self.raw.insert(k.to_string());
+                return false;
+            }
+            V::Str(text) => {
+                if self.literals.insert(Rc::as_ptr(text) as *const u8 as usize) {
+                    self.literal_bytes += text.len() as u64;
+                }
+                return false;
+            }
+            V::Bytes(len) => {
+                if self.literals.insert(Rc::as_ptr(len) as usize) {
+                    self.literal_bytes += **len;
+                }
+                return false;
+            }
+            V::Int(_) | V::Float | V::Bool(_) => {
+                self.numbers += 1;
                 return false;
             }
             _ => return false,
@@ -1060,6 +1105,12 @@ fn count_pickle(
     }
     count.exempt_running_stats = stats;
     count.exempt_feature_stats = features;
+    // Capacity can live in the structure itself (class means as a bytes attribute, weights
+    // as a list of numbers): past what names and settings need, every byte and number counts.
+    count.pickled_values = walk.literal_bytes.saturating_sub(FREE_LITERAL_BYTES)
+        + walk.numbers.saturating_sub(FREE_NUMBERS);
+    count.other += count.pickled_values;
+    count.params += count.pickled_values;
     count.note.push_str(&describe(&count));
     Ok((count, std::mem::take(&mut m.storages)))
 }
@@ -1097,7 +1148,11 @@ fn describe(c: &Count) -> String {
     for (n, what) in [
         (c.frozen, "frozen parameters"),
         (c.buffers, "buffers"),
-        (c.other, "other stored tensors"),
+        (c.other - c.pickled_values, "other stored tensors"),
+        (
+            c.pickled_values,
+            "values kept in the pickled structure (strings, bytes, numbers)",
+        ),
     ] {
         if n > 0 {
             parts.push(format!("{n} in {what}"));

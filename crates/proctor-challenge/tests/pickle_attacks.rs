@@ -187,6 +187,38 @@ fn an_archive_of_too_many_entries_is_refused_before_it_is_indexed() {
     assert!(e.to_string().contains("more than 100000 entries"), "{e}");
 }
 
+#[test]
+fn values_kept_in_the_pickled_structure_count_past_a_module_tree_s_needs() {
+    let params = |body: &[u8]| count_pickle_bytes(&op(body), COUNT_TIME_BUDGET).unwrap();
+    // 10,000 bytes of class means as a bytes attribute: 1 per byte past 4,096.
+    let mut blob = vec![b'B'];
+    blob.extend(10_000u32.to_le_bytes());
+    blob.extend([7u8; 10_000]);
+    let c = params(&blob);
+    assert_eq!((c.params, c.pickled_values, c.other), (5_904, 5_904, 5_904));
+    assert!(
+        c.note
+            .contains("5904 in values kept in the pickled structure"),
+        "{}",
+        c.note
+    );
+    // The same as a str: the same count.
+    let mut text = vec![b'X'];
+    text.extend(10_000u32.to_le_bytes());
+    text.extend([b'a'; 10_000]);
+    assert_eq!(params(&text).params, 5_904);
+    // 5,000 numbers in a list, one memoized int referenced again and again: 1 per
+    // number past 2,048.
+    let mut list = vec![b'K', 9, b'q', 0, b'0', b']', b'('];
+    for _ in 0..5_000 {
+        list.extend([b'h', 0]);
+    }
+    list.push(b'e');
+    assert_eq!(params(&list).params, 2_952);
+    // What a module tree needs (a few names and settings) stays free.
+    assert_eq!(params(b"(X\x08\0\0\0trainingK\x01d").params, 0);
+}
+
 /// `PROTO 2`, `body`, `STOP`.
 fn op(body: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, 2];

@@ -210,6 +210,30 @@ class Solution:
         return Net()
 "#;
 
+/// Class means quantised to 7 bits in a `bytes` attribute (128 × 384 = 49,152 bytes,
+/// under the 64 KiB pickle cap), decoded in forward(): no tensor stored at all.
+const BYTES_PROTOTYPES: &str = r#"
+import torch, torch.nn as nn
+class BytesPrototypes(nn.Module):
+    def __init__(self, blob, scale, num_classes, dim):
+        super().__init__()
+        self.blob, self.scale, self.shape = blob, scale, (num_classes, dim)
+    def forward(self, x):
+        p = (torch.frombuffer(bytearray(self.blob), dtype=torch.uint8).float().reshape(self.shape) - 64) * self.scale
+        return x @ p.T - 0.5 * (p * p).sum(1)
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        c, d = metadata["num_classes"], metadata["input_dim"]
+        sums, counts = torch.zeros(c, d), torch.zeros(c)
+        for x, y in train_loader:
+            sums.index_add_(0, y, x)
+            counts.index_add_(0, y, torch.ones(len(y)))
+        means = sums / counts.clamp(min=1).unsqueeze(1)
+        scale = float(means.abs().max()) / 63
+        q = ((means / scale).round().clamp(-63, 63) + 64).to(torch.uint8)
+        return BytesPrototypes(q.numpy().tobytes(), scale, c, d)
+"#;
+
 const WIDE_DTYPE: &str = r#"
 import torch, torch.nn as nn
 class Net(nn.Module):
@@ -292,6 +316,7 @@ async fn capacity_is_counted_wherever_it_hides() {
         ("batchnorm", BATCHNORM),
         ("mean_std", MEAN_STD),
         ("rows", ROWS_AS_BUFFERS),
+        ("bytes", BYTES_PROTOTYPES),
     ];
     let mut ids = Vec::new();
     for (name, code) in cases {
@@ -304,6 +329,23 @@ async fn capacity_is_counted_wherever_it_hides() {
         eprintln!("{name}: {}", serde_json::to_string(&p.view(&s)).unwrap());
         done.insert(name, s);
     }
+    // Capacity kept as bytes in the pickled structure counts, 1 per byte past the 4,096
+    // bytes of names a module tree may use freely.
+    let bytes = &done["bytes"];
+    assert_eq!(bytes.status, "scored", "{bytes:?}");
+    let counted = bytes.params.unwrap();
+    assert!((49_152 - 4_096..49_152).contains(&counted), "{bytes:?}");
+    assert_eq!(bytes.params_trainable, Some(0));
+    let result: proctor_challenge::evaluate::Evaluation =
+        serde_json::from_value(bytes.result.clone().unwrap()).unwrap();
+    assert!(
+        result
+            .count
+            .unwrap()
+            .note
+            .contains("values kept in the pickled structure"),
+        "{bytes:?}"
+    );
     let over = &done["over"];
     assert_eq!(over.status, "over_budget");
     assert_eq!(over.score, Some(0.0));
