@@ -10,8 +10,9 @@
 //! [`Allowance`]). Values kept in the pickled structure itself count too (bytes of
 //! strings and bytes objects, numbers), past what a module tree's names and settings need,
 //! and a pickled structure larger than [`PICKLE_ALLOWANCE`] is refused: capacity cannot
-//! hide in lists, bytes or strings. Marshalled code of classes defined inside `solve()` is
-//! not counted (its module-level twin keeps its code outside the archive).
+//! hide in lists, bytes or strings. Marshalled code of classes defined inside `solve()`
+//! counts only past 16 KiB (its module-level twin keeps its code outside the archive, but
+//! code constants could carry data).
 //! Finally the archive is rewritten to hold exactly what was counted, so that inference
 //! cannot read anything else from it.
 
@@ -32,6 +33,9 @@ const FREE_LITERAL_BYTES: u64 = 4096;
 /// Numbers a module tree may keep uncounted: its settings (sizes, flags, eps, momentum;
 /// a 64-module residual network holds about 1,000).
 const FREE_NUMBERS: u64 = 2048;
+/// Bytes of marshalled code (of classes and functions defined inside `solve()`, exported
+/// by value) kept uncounted: a model class's methods take a few KB.
+const FREE_CODE_BYTES: u64 = 16 << 10;
 /// Largest accepted artifact file.
 pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 /// Running statistics are free only while they stay below this fraction of the count
@@ -271,6 +275,9 @@ struct Machine<'a> {
     storages: BTreeMap<String, StorageInfo>,
     classes: std::collections::BTreeSet<String>,
     meter: Meter,
+    /// Marshalled code of functions exported by value (each counted once), and its bytes.
+    code: HashSet<usize>,
+    code_bytes: u64,
     /// Every mutable container built: a pickle can make them reference each other (a
     /// list appended to itself), and such Rc cycles would leak on every submission.
     containers: Vec<V>,
@@ -814,10 +821,15 @@ impl<'a> Machine<'a> {
             _ => {
                 let mut args = args;
                 if name.as_ref() == "proctor_export.make_function" {
-                    // The marshalled code of a function defined inside solve(): source,
-                    // not data (its module-level twin is not in the pickle at all).
+                    // The marshalled code of a function defined inside solve(): source
+                    // (its module-level twin is not in the pickle at all), free up to
+                    // FREE_CODE_BYTES in all, since its constants could carry data.
                     if let Some(code @ V::Bytes(_)) = args.first_mut() {
-                        *code = V::None;
+                        if let V::Bytes(len) = std::mem::replace(code, V::None) {
+                            if self.code.insert(Rc::as_ptr(&len) as usize) {
+                                self.code_bytes += *len;
+                            }
+                        }
                     }
                 }
                 let obj = self.new_obj(func, V::None);
@@ -1032,6 +1044,8 @@ fn count_pickle(
         storages: BTreeMap::new(),
         classes: Default::default(),
         meter: Meter::new(clock),
+        code: HashSet::new(),
+        code_bytes: 0,
         containers: Vec::new(),
     };
     let root = m.run()?;
@@ -1108,7 +1122,8 @@ fn count_pickle(
     // Capacity can live in the structure itself (class means as a bytes attribute, weights
     // as a list of numbers): past what names and settings need, every byte and number counts.
     count.pickled_values = walk.literal_bytes.saturating_sub(FREE_LITERAL_BYTES)
-        + walk.numbers.saturating_sub(FREE_NUMBERS);
+        + walk.numbers.saturating_sub(FREE_NUMBERS)
+        + m.code_bytes.saturating_sub(FREE_CODE_BYTES);
     count.other += count.pickled_values;
     count.params += count.pickled_values;
     count.note.push_str(&describe(&count));

@@ -215,6 +215,22 @@ fn values_kept_in_the_pickled_structure_count_past_a_module_tree_s_needs() {
     }
     list.push(b'e');
     assert_eq!(params(&list).params, 2_952);
+    // Marshalled code of a function exported by value is free up to 16 KiB in all (its
+    // constants could carry data past that), counted once however often it is used.
+    let code = |len: u32| {
+        let mut p = b"cproctor_export\nmake_function\nq\x00\x30".to_vec();
+        p.push(b'B');
+        p.extend(len.to_le_bytes());
+        p.extend(std::iter::repeat_n(0xe3, len as usize));
+        p.extend(b"q\x01\x30]("); // memo 1, POP, a list of two functions of that code
+        for _ in 0..2 {
+            p.extend(b"h\x00(h\x01X\x01\x00\x00\x00mX\x01\x00\x00\x00fX\x01\x00\x00\x00fK\x00tR");
+        }
+        p.push(b'e');
+        p
+    };
+    assert_eq!(params(&code(16 << 10)).params, 0);
+    assert_eq!(params(&code(20_000)).params, 20_000 - (16 << 10));
     // What a module tree needs (a few names and settings) stays free.
     assert_eq!(params(b"(X\x08\0\0\0trainingK\x01d").params, 0);
 }
