@@ -55,7 +55,7 @@ fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
     let db = tempfile::tempdir().unwrap();
     let db_path = db.path().join("db.sqlite");
     let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
-    let token = account_token(&store, "alice");
+    let tokens = [account_token(&store, "alice"), account_token(&store, "bob")];
     let mut server = serve(port, &store);
     // Wait for the first real answer (the runtime may be provisioning).
     let start = Instant::now();
@@ -70,8 +70,10 @@ fn hostile_inputs_are_answered_within_budget_while_health_stays_fast() {
         nested_imports(),
     ]
     .into_iter()
-    .map(|body| {
-        let token = token.clone();
+    .enumerate()
+    .map(|(i, body)| {
+        // Two accounts, each within its share of running reviews.
+        let token = tokens[i % tokens.len()].clone();
         std::thread::spawn(move || {
             let sent = Instant::now();
             let (code, text) = http_as(
