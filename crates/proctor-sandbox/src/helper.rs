@@ -34,13 +34,38 @@ pub struct ExitReport {
     pub setup_error: Option<String>,
 }
 
-/// Entry point of the helper; never returns.
+/// Entry point of the helper; never returns. `spec_json` must be a copy of the command
+/// line's argument: the command line itself is wiped.
 pub fn helper_main(spec_json: &str) -> ! {
+    wipe_command_line();
     let code = match serde_json::from_str::<Spec>(spec_json) {
         Ok(spec) => run(&spec).unwrap_or_else(|e| setup_failed(&e.to_string())),
         Err(e) => setup_failed(&format!("bad sandbox spec: {e}")),
     };
     std::process::exit(code)
+}
+
+/// Overwrites this process's command line (the spec: environment, paths, cgroups, ids)
+/// with zeros, so that `/proc/<init>/cmdline`, which a run can read, shows nothing of it.
+/// The kernel reads it from the memory between `arg_start` and `arg_end` (fields 48 and 49
+/// of `/proc/self/stat`, counted after the parenthesised command name).
+fn wipe_command_line() {
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return;
+    };
+    // Fields after the name start at field 3.
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    if let (Some(start), Some(end)) = (field(48), field(49)) {
+        if start != 0 && end > start {
+            // SAFETY: [arg_start, arg_end) is this process's own argument area on its
+            // initial stack, writable and no longer read (the caller holds a copy).
+            unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+        }
+    }
 }
 
 /// Reports that the sandbox could not be set up (nothing untrusted ran); the exit code to use.

@@ -429,3 +429,15 @@ async fn siblings_stay_apart_without_landlock_scoping() {
     a.close().await;
     b.close().await;
 }
+
+#[test]
+fn a_cold_run_cannot_read_its_sandbox_spec_from_init() {
+    // Init (pid 1 of a cold run's namespace) is the helper, started with the run's whole
+    // spec (environment, host paths, cgroups, ids) as its argument: the helper wipes it.
+    let r = util::exec(
+        "print(open('/proc/1/cmdline', 'rb').read().strip(b'\\0'))\n",
+        &["--cold"],
+    );
+    assert_eq!(util::status(&r), "ok", "{r}");
+    assert_eq!(r["stdout"], "b''\n", "{r}");
+}
