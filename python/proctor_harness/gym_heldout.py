@@ -60,11 +60,63 @@ def _input_dtype(model):
     return torch.float32
 
 
-def _outputs(model, x, batch=256):
+BATCH = 256
+
+
+def _first_tensor(out):
+    """The scores of a model that returns more than them: the first tensor of a tuple,
+    list or dict (`(logits, features)`, `{"logits": ...}`)."""
+    if isinstance(out, dict):
+        out = out.get("logits", next(iter(out.values()), None))
+    while isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if not torch.is_tensor(out):
+        raise TypeError(f"the model returned {type(out).__name__}, not a tensor")
+    return out
+
+
+def _outputs(model, x, batch):
+    """The model's outputs on every row, `batch` rows per call; the last call is padded to a
+    full batch, since a trace may have fixed the batch size it saw (`reshape(len(x), -1)`)."""
     x = x.to(_input_dtype(model))
+    outs = []
     with torch.no_grad():
-        out = torch.cat([model(x[i:i + batch]).float() for i in range(0, len(x), batch)])
-    return out.reshape(len(x), -1)
+        for i in range(0, len(x), batch):
+            chunk = x[i:i + batch]
+            n = len(chunk)
+            if n < batch:
+                chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
+            out = _first_tensor(model(chunk)).float()
+            if len(out) != batch:
+                raise ValueError(f"the model returned {len(out)} rows for {batch} inputs")
+            outs.append(out[:n].reshape(n, -1))
+    return torch.cat(outs)
+
+
+def _batches(obs):
+    """Batch sizes to evaluate with: the usual one, then the traced example's (clamped)."""
+    shape = obs.get("export", {}).get("example_shape") or [BATCH]
+    traced = shape[0] if isinstance(shape[0], int) else BATCH
+    return sorted({BATCH, min(max(traced, 1), BATCH)}, reverse=True)
+
+
+def _evaluate(model, inputs, batches, result):
+    """Outputs on the first layout (and batch size) the model takes; None, with why each
+    failed in `result["errors"]`, if none does."""
+    errors = []
+    for view, x in inputs.items():
+        if result["view"] not in (None, view):
+            continue
+        for batch in batches:
+            try:
+                out = _outputs(model, x, batch)
+            except Exception as e:
+                errors.append(f"{view} (batches of {batch}): {type(e).__name__}: {str(e)[:300]}")
+                continue
+            result["view"] = view
+            return out
+    result.setdefault("errors", []).extend(errors)
+    return None
 
 
 def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_path):
@@ -83,17 +135,9 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
         model.eval()
         for name in ("init", "final"):
             model.load_state_dict(weights[name], strict=False)
-            for view, x in inputs.items():
-                if result["view"] not in (None, view):
-                    continue
-                try:
-                    out = _outputs(model, x)
-                except Exception as e:
-                    result.setdefault("errors", []).append(f"{view}: {type(e).__name__}: {str(e)[:300]}")
-                    continue
-                result["view"] = view
+            out = _evaluate(model, inputs, _batches(obs), result)
+            if out is not None:
                 result["outputs"][name] = {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
-                break
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {str(e)[:1000]}"
     with open(out_path, "w") as f:
