@@ -11,7 +11,7 @@ use proctor_engine::Backend;
 use serde_json::Value;
 
 use crate::case::Case;
-use crate::checks::{Analysed, FULL, SMOKE};
+use crate::checks::{names_variation, Analysed, FULL, SMOKE};
 use crate::process::Failure;
 use crate::report::{cut, Finding, RunStatus, Severity, SmokeRun};
 
@@ -270,16 +270,12 @@ pub async fn run<B: Backend>(
         };
         let (run, mut found) = classify(p, &command, &result, &events);
         if run.status == RunStatus::Ok {
-            let l: Vec<f64> = events
-                .iter()
-                .filter(|e| e["kind"] == "loss")
-                .filter_map(|e| e["value"].as_f64())
-                .collect();
-            if !l.is_empty() && p.variation != "*" {
+            let variations = &case.experiment.run_variations;
+            for (variation, l) in losses_by_variation(p, &events, variations) {
                 losses
                     .entry(p.config)
                     .or_default()
-                    .push((p.variation.clone(), p.file.clone(), l));
+                    .push((variation, p.file.clone(), l));
             }
         }
         findings.append(&mut found);
@@ -313,6 +309,55 @@ pub async fn run<B: Backend>(
         }
     }
     (runs, findings)
+}
+
+/// The losses of a run, per variation: a run of one variation gives it all of them; a run
+/// of every variation (`*`) gives each variation the losses of the process whose command
+/// line names it (a `main.py` launching `src.train --run smoke_<variation>` per run). A
+/// process naming several variations is not attributed.
+fn losses_by_variation(
+    p: &Planned,
+    events: &[Value],
+    variations: &[String],
+) -> Vec<(String, Vec<f64>)> {
+    let losses = |pid: Option<i64>| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "loss" && (pid.is_none() || e["pid"].as_i64() == pid))
+            .filter_map(|e| e["value"].as_f64())
+            .collect()
+    };
+    if p.variation != "*" {
+        let all = losses(None);
+        return match all.is_empty() {
+            true => Vec::new(),
+            false => vec![(p.variation.clone(), all)],
+        };
+    }
+    let mut out: Vec<(String, Vec<f64>)> = Vec::new();
+    for e in events.iter().filter(|e| e["kind"] == "process") {
+        let argv: Vec<&str> = e["argv"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let named: Vec<&String> = variations
+            .iter()
+            .filter(|v| argv.iter().any(|a| names_variation(a, v)))
+            .collect();
+        // `ohgw-3` also names `ohgw`: the longer name is the one meant.
+        let meant: Vec<&&String> = named
+            .iter()
+            .filter(|v| !named.iter().any(|w| w != *v && names_variation(w, v)))
+            .collect();
+        let ([variation], Some(pid)) = (meant.as_slice(), e["pid"].as_i64()) else {
+            continue;
+        };
+        let l = losses(Some(pid));
+        if !l.is_empty() && !out.iter().any(|(n, _)| n == **variation) {
+            out.push((variation.to_string(), l));
+        }
+    }
+    out
 }
 
 /// A variation the others are compared against (`asha-baseline`, `comparative-1-…`).
@@ -796,4 +841,60 @@ fn log_tail(stdout: &str, stderr: &str) -> String {
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(6)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn planned(variation: &str) -> Planned {
+        Planned {
+            variation: variation.into(),
+            config: "smoke_test",
+            file: SMOKE.into(),
+            args: Vec::new(),
+            lighten: None,
+        }
+    }
+
+    #[test]
+    fn a_run_of_every_variation_gives_each_its_child_processes_losses() {
+        let names = [
+            "ohgw".to_string(),
+            "ohgw-3".to_string(),
+            "baseline".to_string(),
+        ];
+        let process =
+            |pid: i64, argv: &[&str]| json!({"kind": "process", "pid": pid, "argv": argv});
+        let loss = |pid: i64, v: f64| json!({"kind": "loss", "pid": pid, "value": v});
+        let events = vec![
+            process(1, &["python", "-m", "src.main", "--smoke-test"]),
+            process(2, &["python", "-m", "src.train", "--run", "smoke_ohgw-3"]),
+            process(3, &["python", "-m", "src.train", "--run", "baseline-full"]),
+            process(
+                4,
+                &["python", "-m", "src.train", "--runs", "ohgw", "baseline"],
+            ),
+            process(5, &["python", "-m", "src.evaluate", "--run", "smoke_ohgw"]),
+            loss(2, 1.5),
+            loss(3, 2.5),
+            loss(2, 1.25),
+            loss(4, 9.0),
+            loss(1, 7.0),
+        ];
+        assert_eq!(
+            losses_by_variation(&planned("*"), &events, &names),
+            [
+                ("ohgw-3".to_string(), vec![1.5, 1.25]),
+                ("baseline".to_string(), vec![2.5])
+            ],
+            "a process naming two variations (pid 4), the parent (1) and a process without losses (5) give none"
+        );
+        assert_eq!(
+            losses_by_variation(&planned("ohgw"), &events, &names),
+            [("ohgw".to_string(), vec![1.5, 2.5, 1.25, 9.0, 7.0])]
+        );
+        assert!(losses_by_variation(&planned("ohgw"), &[], &names).is_empty());
+    }
 }

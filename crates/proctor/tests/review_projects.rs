@@ -57,6 +57,8 @@ struct Mutant {
     file: String,
     line: Option<usize>,
     static_only: bool,
+    /// Further files the same finding is expected at (one blocker each).
+    also_files: Vec<String>,
 }
 
 fn mutants(name: &str) -> Vec<Mutant> {
@@ -76,6 +78,16 @@ fn mutants(name: &str) -> Vec<Mutant> {
                 .and_then(|l| l.as_integer())
                 .map(|l| l as usize),
             static_only: meta.get("static").and_then(|s| s.as_bool()) == Some(true),
+            also_files: meta
+                .get("also_expect_files")
+                .and_then(|f| f.as_array())
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|x| x.as_str())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -88,7 +100,8 @@ fn summary(review: &Review) -> String {
 
 /// The ready version of project `name` has no blocker, and runs `runs` smoke runs, all
 /// fine and all on stand-in data (its Hugging Face dataset is served offline); each mutant
-/// has exactly one blocker: its expected finding at its expected file (and line).
+/// has exactly its expected blocker at its expected file (and line), and at the files of
+/// `also_expect_files` when the same defect shows in several configs.
 async fn ready_and_each_mutant_named_exactly(name: &str, runs: usize) {
     let backend = util::backend().await;
     backend.warm_up().await.unwrap();
@@ -110,10 +123,17 @@ async fn ready_and_each_mutant_named_exactly(name: &str, runs: usize) {
         options.run = !m.static_only;
         let review = proctor_review::review(&backend, &case, &options).await;
         let blockers: Vec<_> = review.blockers().collect();
-        let named = blockers.len() == 1
-            && blockers[0].id == m.id
-            && blockers[0].file.as_deref() == Some(m.file.as_str())
-            && (m.line.is_none() || blockers[0].line == m.line);
+        let mut expected_files: Vec<&str> = m.also_files.iter().map(String::as_str).collect();
+        expected_files.push(&m.file);
+        expected_files.sort();
+        let mut files: Vec<&str> = blockers.iter().filter_map(|b| b.file.as_deref()).collect();
+        files.sort();
+        let named = files == expected_files
+            && blockers.len() == expected_files.len()
+            && blockers.iter().all(|b| b.id == m.id)
+            && blockers.iter().any(|b| {
+                b.file.as_deref() == Some(m.file.as_str()) && (m.line.is_none() || b.line == m.line)
+            });
         eprintln!(
             "{name}/{}: expected {} at {}:{:?}: {named}",
             m.name, m.id, m.file, m.line
