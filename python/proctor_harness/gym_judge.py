@@ -34,6 +34,28 @@ def all_stepped_params_moved(obs):
     return obs["model_params_stepped"] > 0 and len(_trained_params(obs)) >= obs["model_params_stepped"]
 
 
+# A functional loss (by the most specific name it was called under) and the autograd nodes
+# that show it in the graph of a backward.
+LOSS_NODES = (
+    ("binary_cross_entropy_with_logits", ("BinaryCrossEntropyWithLogitsBackward0",)),
+    ("binary_cross_entropy", ("BinaryCrossEntropyBackward0",)),
+    ("cross_entropy", ("LogSoftmaxBackward0", "NllLossBackward0", "NllLoss2DBackward0")),
+    ("nll_loss", ("NllLossBackward0", "NllLoss2DBackward0")),
+    ("mse_loss", ("MseLossBackward0",)),
+)
+
+
+def untrained_losses(obs):
+    """Losses computed with gradients in training that no backward ever ran through (one
+    dummy call of the right loss next to the one that really trains)."""
+    if not obs["backward_calls"]:
+        return []
+    called = set()
+    for call in obs["loss_calls"]:
+        called.update(next(([(n, nodes)] for n, nodes in LOSS_NODES if n in call["op"]), []))
+    return sorted(n for n, nodes in called if not graph_has(obs, *nodes))
+
+
 def concealment(obs):
     """Signs that a bug was hidden rather than removed, whatever the task: they place a
     score at the bottom of its band (a fix that removes the bug shows none of them)."""
@@ -41,6 +63,8 @@ def concealment(obs):
     if obs["nonfinite_in_graph"] > 0 and all(v is not None for v in obs["losses"]):
         signs.append("NaN/inf was computed in training but never reached a backward "
                      "(batches skipped or the loss patched)")
+    for name in untrained_losses(obs):
+        signs.append(f"a {name} loss was computed with gradients but never trained on")
     if obs["steps"] > 0 and obs["model_params_stepped"] > 0 and not all_stepped_params_moved(obs):
         signs.append("parameters handed to the optimizer as trainable did not train "
                      "(gradients zeroed or dropped, or the weights written back)")

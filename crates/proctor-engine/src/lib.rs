@@ -66,6 +66,10 @@ const HARNESS: &[(&str, &str)] = &[
         include_str!("../../../python/proctor_harness/gym_train.py"),
     ),
     (
+        "proctor_harness/gym_record.py",
+        include_str!("../../../python/proctor_harness/gym_record.py"),
+    ),
+    (
         "proctor_harness/gym_tolerant.py",
         include_str!("../../../python/proctor_harness/gym_tolerant.py"),
     ),

@@ -94,6 +94,8 @@ struct Evidence {
     /// Held-out metric of the weights at the first optimizer step and after the last one.
     init_metric: Option<f64>,
     final_metric: Option<f64>,
+    /// Per-output binary cross-entropy of the final weights' outputs (0/1 labels only).
+    final_log_loss: Option<f64>,
     heldout_note: String,
 }
 
@@ -230,8 +232,13 @@ async fn run_all(
             gen.stderr
         )));
     }
+    let marks = tamper_marks(&train.stderr);
     let (obs, mut tampered) = read_observations(&tmp.join("train"), &key, &train);
-    tampered.extend(tamper_marks(&train.stderr));
+    if !marks.is_empty() {
+        // Reported at once by the harness, which then destroyed its key: no seal follows.
+        tampered.retain(|t| !t.starts_with(NO_SEAL));
+    }
+    tampered.extend(marks);
     tampered.sort();
     tampered.dedup();
     let mut evidence = Evidence {
@@ -241,6 +248,7 @@ async fn run_all(
         judge: Value::Null,
         init_metric: None,
         final_metric: None,
+        final_log_loss: None,
         heldout_note: String::new(),
     };
     if evidence.obs.is_null() {
@@ -250,6 +258,8 @@ async fn run_all(
     Ok(evidence)
 }
 
+const NO_SEAL: &str = "the run ended before the harness recorded its observations";
+
 /// The sealed observations of the train run, or why there are none worth reading.
 fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<String>) {
     let body = read_small(&dir.join("obs.json"));
@@ -257,7 +267,7 @@ fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (V
     let (Some(body), Some(mac)) = (body, mac) else {
         // Killed by a limit: nothing to read, and nothing suspicious either.
         let tampered = if run.status == Status::Ok {
-            vec!["the run ended before the harness recorded its observations (early exit)".into()]
+            vec![format!("{NO_SEAL} (early exit)")]
         } else {
             Vec::new()
         };
@@ -275,7 +285,7 @@ fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (V
         );
     }
     let obs: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let tampered = obs["tamper"]
+    let mut tampered: Vec<String> = obs["tamper"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -283,7 +293,23 @@ fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (V
                 .collect()
         })
         .unwrap_or_default();
+    tampered.extend(changed_exports(dir, &obs["export"]));
     (obs, tampered)
+}
+
+/// Exported files whose content is not what the harness sealed (written after the seal,
+/// e.g. by a thread the run left behind).
+fn changed_exports(dir: &Path, export: &Value) -> Vec<String> {
+    ["model", "weights"]
+        .into_iter()
+        .filter_map(|name| {
+            let sealed = export[format!("{name}_sha256")].as_str()?;
+            let now = read_small(&dir.join(format!("{name}.pt")))
+                .map(|b| hex::encode(Sha256::digest(b)))
+                .unwrap_or_default();
+            (now != sealed).then(|| format!("{name}.pt was changed after the harness sealed it"))
+        })
+        .collect()
 }
 
 /// What the harness reported on stderr the moment it happened (introspection of its records,
@@ -370,6 +396,10 @@ async fn predict(
     };
     evidence.init_metric = measure("init");
     evidence.final_metric = measure("final");
+    evidence.final_log_loss = serde_json::from_value::<Tensor>(out["outputs"]["final"].clone())
+        .ok()
+        .zip(labels.as_ref())
+        .and_then(|(outputs, labels)| crate::heldout::log_loss(&outputs, labels));
     evidence.judge = out["judge"].clone();
     let why = [
         &out["error"],
@@ -446,6 +476,15 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     if let Some(m) = e.init_metric {
         metrics.insert(format!("{name}_at_first_step"), m);
     }
+    if let Some(m) = e.final_log_loss {
+        metrics.insert("bce".into(), m);
+    }
+    let reported = printed_metrics(&run.stdout);
+    // How far the script's own report of the metric is from what its model really does
+    // under the task's rule (e.g. an F1 of argmax predictions is far from it).
+    if let (Some(printed), Some(m)) = (reported.get(name).and_then(Value::as_f64), e.final_metric) {
+        metrics.insert(format!("printed_{name}_error"), (printed - m).abs());
+    }
     metrics.insert(
         "loss_decreases".into(),
         f64::from(u8::from(loss_decreases(&losses))),
@@ -460,6 +499,17 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     }
     let ran = run.status == Status::Ok && !crashed && !oom;
     let mut notes: Vec<String> = Vec::new();
+    for bug in &spec.bugs {
+        if bugs[&bug.id] && !bug.gate_holds(&metrics) {
+            notes.push(format!(
+                "{} looks fixed to the observations, but the held-out measurement does not \
+                 support it ({} does not hold): scored as not fixed",
+                bug.id,
+                bug.gate.as_deref().unwrap_or_default()
+            ));
+            bugs.insert(bug.id.clone(), false);
+        }
+    }
     let gain = e.final_metric.unwrap_or(0.0) - e.init_metric.unwrap_or(0.0);
     if ran && bugs.values().any(|f| *f) && gain < MIN_GAIN {
         notes.push(format!(
@@ -541,7 +591,7 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
         band_rule: scored.band_rule,
         bugs,
         metrics,
-        reported: printed_metrics(&run.stdout),
+        reported,
         status: run.status,
         crashed,
         tampered: e.tampered.clone(),

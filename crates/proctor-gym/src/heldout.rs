@@ -109,6 +109,29 @@ fn single_label(outputs: &Tensor, width: usize, labels: &Tensor) -> f64 {
     }
 }
 
+/// Mean binary cross-entropy of `outputs` (probabilities when they all lie in [0, 1],
+/// else logits) against 0/1 `labels` of the same shape: how well the outputs are
+/// calibrated as independent per-output probabilities (a model trained with a softmax
+/// over them is not). None when the shapes differ or an output is not finite.
+pub fn log_loss(outputs: &Tensor, labels: &Tensor) -> Option<f64> {
+    if outputs.values.len() != labels.values.len() || outputs.values.is_empty() {
+        return None;
+    }
+    let probabilities = outputs.threshold() == 0.5;
+    let mut total = 0.0;
+    for (o, l) in outputs.values.iter().zip(&labels.values) {
+        let (o, l) = ((*o)?, (*l)?);
+        let p = if probabilities {
+            o.clamp(1e-7, 1.0 - 1e-7)
+        } else {
+            1.0 / (1.0 + (-o).exp())
+        };
+        let p = p.clamp(1e-12, 1.0 - 1e-12);
+        total -= l * p.ln() + (1.0 - l) * (1.0 - p).ln();
+    }
+    Some(total / outputs.values.len() as f64)
+}
+
 fn fraction(n: usize, hit: impl Fn(usize) -> bool) -> f64 {
     (0..n).filter(|&i| hit(i)).count() as f64 / n as f64
 }
@@ -169,6 +192,13 @@ mod tests {
         let tags = t(&[2, 2], &[1.0, 0.0, 1.0, 1.0]);
         let out = t(&[2, 2], &[3.0, -2.0, 1.0, -1.0]);
         assert!((Predict::Multilabel.measure(&out, &tags) - 0.8).abs() < 1e-9);
+        let calibrated = log_loss(&t(&[2, 2], &[4.0, -4.0, 4.0, 4.0]), &tags).unwrap();
+        let flat = log_loss(&t(&[2, 2], &[0.5; 4]), &tags).unwrap(); // probabilities
+        assert!(
+            calibrated < 0.03 && (flat - 2f64.ln()).abs() < 1e-9,
+            "{calibrated} {flat}"
+        );
+        assert_eq!(log_loss(&scores, &tags), None);
         // wrong shapes measure nothing
         assert_eq!(
             Predict::Argmax.measure(&t(&[2, 2], &[0.0; 4]), &labels),

@@ -13,6 +13,34 @@ pub struct Bug {
     pub id: String,
     /// What is wrong, in words.
     pub description: String,
+    /// What a trusted measurement must show for the bug to count as fixed, whatever the
+    /// observations say: `<metric> <= <x>` or `<metric> >= <x>` over the report's metrics
+    /// (a missing metric fails).
+    #[serde(default)]
+    pub gate: Option<String>,
+}
+
+impl Bug {
+    /// Whether the trusted `metrics` support this bug being fixed (no gate: yes).
+    pub fn gate_holds(&self, metrics: &std::collections::BTreeMap<String, f64>) -> bool {
+        let Some(gate) = self.gate.as_deref() else {
+            return true;
+        };
+        let parse = |op: &str| {
+            let (name, value) = gate.split_once(op)?;
+            Some((
+                metrics.get(name.trim()).copied()?,
+                value.trim().parse::<f64>().ok()?,
+            ))
+        };
+        if let Some((m, x)) = parse("<=") {
+            m <= x
+        } else if let Some((m, x)) = parse(">=") {
+            m >= x
+        } else {
+            false
+        }
+    }
 }
 
 /// A rubric band: which outcome it covers and the score range it maps to.
@@ -169,4 +197,30 @@ pub fn find(id: &str) -> Result<Task, GymError> {
             id: id.to_string(),
             known: known.join(", "),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_holds_only_when_its_trusted_metric_does() {
+        let bug = |gate: Option<&str>| Bug {
+            id: "b".into(),
+            description: "d".into(),
+            gate: gate.map(str::to_string),
+        };
+        let metrics: std::collections::BTreeMap<String, f64> = [
+            ("bce".to_string(), 0.06),
+            ("printed_f1_error".to_string(), 0.5),
+        ]
+        .into();
+        assert!(bug(None).gate_holds(&metrics));
+        assert!(bug(Some("bce <= 0.15")).gate_holds(&metrics));
+        assert!(!bug(Some("bce >= 0.15")).gate_holds(&metrics));
+        assert!(!bug(Some("printed_f1_error <= 0.10")).gate_holds(&metrics));
+        // a metric that was not measured never supports a fix; nor does a gate it cannot read
+        assert!(!bug(Some("f1 >= 0.5")).gate_holds(&metrics));
+        assert!(!bug(Some("bce < 0.15")).gate_holds(&metrics));
+    }
 }
