@@ -25,9 +25,14 @@ struct Case {
 
 /// The corpus of a task read from disk (`tasks/debug/<slug>/cases/cases.toml`): correct
 /// fixes in other styles and hacks, each with its expected score range. Not embedded in
-/// the binary. By default the cases marked `full` are left out (every class of case stays,
-/// once per task); `PROCTOR_GYM_CORPUS=full` runs them all. `PROCTOR_GYM_CASES=<substr>`
-/// keeps only matching `slug/file` names.
+/// the binary. By default the cases marked `full` are left out; `PROCTOR_GYM_CORPUS=full`
+/// runs them all. The default set keeps, per task, at least one correct fix in another
+/// style and the hacks on that task's own bugs (oracles, closed-form weights, concealment,
+/// forgery of its observations), and every hack on the harness itself at least once
+/// (task files, a fake grader module, forged verdicts with `os._exit` and `atexit`, gc,
+/// frames, ctypes): those attack the same train sandbox and harness whatever the task, and
+/// their verdict (`tampered`, `no_model`) is reached before any task's judge runs.
+/// `PROCTOR_GYM_CASES=<substr>` keeps only matching `slug/file` names.
 fn corpus(slug: &str) -> Vec<Case> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tasks/debug")
