@@ -56,9 +56,11 @@ fn serve_answers_health_status_and_the_index_page() {
     for link in ["href=\"/gym\"", "href=\"/challenges\"", "href=\"/review\""] {
         assert!(page.contains(link), "{link} missing from the index page");
     }
-    for page in ["/gym", "/challenges", "/review"] {
+    for page in ["/gym", "/challenges"] {
         assert_eq!(get(port, page).unwrap().0, 200, "{page}");
     }
+    // Reviews belong to accounts: without a session the review page sends to the login.
+    assert_eq!(get(port, "/review").unwrap().0, 303, "/review");
     let (code, _) = get(port, "/no-such-page").unwrap();
     assert_eq!(code, 404);
     child.kill().unwrap();
