@@ -18,6 +18,11 @@ def finite_training(obs):
             and obs["finite_grad_steps"] == obs["steps"])
 
 
+def evaluated(obs):
+    """The script ran its model for evaluation: a forward out of train mode or without grad."""
+    return obs["eval_forwards"] > 0
+
+
 def graph_has(obs, *nodes):
     return any(obs["loss_graph_ops"].get(n, 0) > 0 for n in nodes)
 

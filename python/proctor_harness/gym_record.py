@@ -43,6 +43,9 @@ from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 EVENT = "proctor-gym/"
 LOSS_OPS = ("cross_entropy", "nll_loss", "binary_cross_entropy", "mse_loss", "l1_loss", "log_softmax")
 ARGMAX_OPS = {"argmax", "max", "topk"}
+# Convolutions however they are called (`nn.Conv2d` calls `F.conv2d` too): what they received.
+CONV_OPS = {"conv1d", "conv2d", "conv3d"}
+MAX_ROOTS = 64
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
 ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
 MAX_RECORDS = 400
@@ -255,10 +258,10 @@ def new_observations():
         "model_params_frozen_held": 0,  # the most frozen model params any step held
         "params_moved": {},         # model param name -> total |delta| from steps
         "params_rewritten": {},     # model param name -> total |delta| written between steps
-        "root_inputs": [],          # shapes/training/grad of what the model received
-        "conv_inputs": [],
+        "conv_inputs": {"training": {}, "eval": {}},  # ndim -> convolutions that received
+                                    # it, in training (train mode, grad) or evaluation forwards
+        "eval_forwards": 0,         # top-level forwards out of train mode or without grad
         "eval_argmax": 0,           # argmax/max on the model's eval-mode outputs
-        "eval_threshold": 0,        # comparisons on them (sigmoid > 0.5, logits > 0)
         "graph_kept": 0,            # a loss backward ran on, added into a total with grad
         "val_train_distances": [],  # eval-mode input rows -> nearest training input row
         "crashed": False,
@@ -281,6 +284,8 @@ class Recorder:
         self.init = None
         self.final = None
         self.example = None
+        self.first_inputs = {}  # id of a root -> (weakref, its first input rows, train mode)
+        self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
         self.depth = 0
         self.before = {}
@@ -494,13 +499,16 @@ class Recorder:
         if tainted:
             if name in ARGMAX_OPS and name != "max" or (name == "max" and (len(args) > 1 or "dim" in kwargs)):
                 obs["eval_argmax"] += 1
-            elif name in THRESHOLD_OPS:
-                obs["eval_threshold"] += 1
-            elif _T.is_tensor(out):
+            elif name not in THRESHOLD_OPS and _T.is_tensor(out):
+                # thresholded outputs are predictions: what follows scores them
                 self.remember(self.tainted, out)
         if name in ADD_OPS and _T.is_tensor(out) and out.requires_grad:
             if any(self.known(self.backwarded, t) for t in ins):
                 obs["graph_kept"] += 1
+        if name in CONV_OPS and ins:
+            training = self.training_forward if self.depth else _T.is_grad_enabled()
+            dims = obs["conv_inputs"]["training" if training else "eval"]
+            dims[str(ins[0].dim())] = dims.get(str(ins[0].dim()), 0) + 1
         if any(op in name for op in LOSS_OPS) and len(ins) >= 2 and ins[0].requires_grad:
             self.loss_call(name, ins[0], ins[1])
 
@@ -615,18 +623,24 @@ class Recorder:
         obs = self.obs
         self.depth += 1
         x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
-        if isinstance(module, nn.Conv2d) and x is not None and len(obs["conv_inputs"]) < MAX_RECORDS:
-            obs["conv_inputs"].append({"shape": list(x.shape), "training": module.training})
         if self.depth != 1 or isinstance(module, nn.modules.loss._Loss):
             return
+        self.training_forward = module.training and _T.is_grad_enabled()
+        obs["eval_forwards"] += not self.training_forward
         self.roots.setdefault(id(module), weakref.ref(module))
+        self.first_input(module, x)
         if x is not None and x.is_floating_point() and x.dim() >= 2:
-            self.leak_probe(x.detach(), module.training and _T.is_grad_enabled())
-        if x is not None and len(obs["root_inputs"]) < MAX_RECORDS:
-            obs["root_inputs"].append({"shape": list(x.shape), "training": module.training,
-                                       "grad": _T.is_grad_enabled()})
-        if x is not None and module is self.model and self.example is None and module.training:
-            self.example = x.detach()[:4].clone()
+            self.leak_probe(x.detach(), self.training_forward)
+
+    def first_input(self, module, x):
+        """An input for tracing each root, a train-mode one when there is one: the model
+        exported may be one no optimizer stepped (updates written by hand)."""
+        seen = self.first_inputs.get(id(module))
+        if x is None or seen is not None and (seen[0]() is module and (seen[2] or not module.training)):
+            return
+        if seen is None and len(self.first_inputs) >= MAX_ROOTS:
+            return
+        self.first_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone(), module.training)
 
     def leak_probe(self, x, training):
         """Training inputs are banked; a few rows of each eval-mode batch are matched to
@@ -657,8 +671,6 @@ class Recorder:
             return
         self.depth = max(0, self.depth - 1)
         if self.depth == 0 and _T.is_tensor(output) and module is self.model:
-            if self.example is None and inputs and _T.is_tensor(inputs[0]):
-                self.example = inputs[0].detach()[:4].clone()
             if not module.training or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
 
@@ -710,6 +722,8 @@ class Recorder:
         model = self.model
         if model is None and isinstance(named, nn.Module):
             model = named  # never stepped: evaluated as it is, it earns what it earns
+        seen = self.first_inputs.get(id(model))
+        self.example = seen[1] if seen is not None and seen[0]() is model else None
         if model is None or self.example is None:
             self.obs["export"] = {"error": "no_model" if model is None else
                                   "no_model: the model never received an input"}

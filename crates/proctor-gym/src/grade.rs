@@ -540,11 +540,17 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     let verdict = if !e.tampered.is_empty() {
         Some(("tampered", format!("tampered: {}", e.tampered.join("; "))))
     } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
+        // A model no optimizer stepped is evaluated as it ended: its weights were written by
+        // hand (or by an update torch.optim never saw), which is no evidence of training.
+        let when = if e.obs["export"]["stepped"] == Value::Bool(false) {
+            "and no optimizer step was seen"
+        } else {
+            "with the weights at the first optimizer step"
+        };
         Some((
             "not_learned",
             format!(
-                "held-out {name} was already {:.3} with the weights at the first optimizer step: \
-             the model was not learned by training",
+                "held-out {name} was already {:.3} {when}: the model was not learned by training",
                 e.init_metric.unwrap_or(0.0)
             ),
         ))

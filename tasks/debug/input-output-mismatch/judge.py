@@ -26,13 +26,15 @@ def judge(obs):
     else:
         ran = trained(obs)
         losses = [c for c in obs["loss_calls"] if "cross_entropy" in c["op"] or "nll" in c["op"]]
-        evals = [c for c in obs["conv_inputs"] if not c["training"]]
+        # what the convolutions received (nn.Conv2d or F.conv2d), in evaluation too
+        convs = obs["conv_inputs"]
+        dims = set(convs["training"]) | set(convs["eval"])
         bugs = {
             "image_size": ran,
             "channel_order": ran,
             # a cross-entropy written by hand (log_softmax times float targets) calls no
             # loss op: the one-hot encoding is wrong only for the loss ops that got it
             "label_encoding": ran and all(_targets_fit(c) for c in losses),
-            "batch_dim": bool(evals) and all(len(c["shape"]) == 4 for c in obs["conv_inputs"]),
+            "batch_dim": bool(convs["eval"]) and dims == {"4"},
         }
     return {"bugs": bugs, "metrics": {}}
