@@ -56,7 +56,10 @@ def _setup(fds):
     confine.seccomp(filters)
     os.chdir(req["cwd"])
     os.environ.clear()
-    os.environ.update(req["env"])
+    # Popped, not read: `req` stays a local of main() while the run's code executes, and a
+    # job's environment may carry a secret its harness takes out of os.environ before the
+    # run's code starts (the gym's run key); the frames must not keep a copy.
+    os.environ.update(req.pop("env"))
     return ctl, req
 
 

@@ -441,3 +441,40 @@ fn a_cold_run_cannot_read_its_sandbox_spec_from_init() {
     assert_eq!(util::status(&r), "ok", "{r}");
     assert_eq!(r["stdout"], "b''\n", "{r}");
 }
+
+/// Searches every live frame of the run (its own and its harness's, up to the bottom of
+/// the stack) for a local holding `needle`, directly or as a value of a dict.
+const FRAMES_HOLDING: &str = r#"
+import os, sys
+
+def holders():
+    needle = os.environ.pop("PROCTOR_TEST_SECRET")
+    found = []
+    frame = sys._getframe(1).f_back  # below the run's own module
+    while frame is not None:
+        for name, value in frame.f_locals.items():
+            for v in value.values() if isinstance(value, dict) else [value]:
+                inner = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else [v]
+                if any(x == needle or (isinstance(x, (list, tuple)) and needle in x) for x in inner):
+                    found.append(f"{frame.f_code.co_name}:{name}")
+        frame = frame.f_back
+    return found
+
+print(holders())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_run_s_frames_keep_no_copy_of_its_environment() {
+    // A harness may take a secret out of os.environ before the run's own code starts (the
+    // gym's run key); a copy of the job's environment left in a frame of the warm child
+    // (its request) would hand it back to that code.
+    let backend = util::backend().await;
+    let secret = format!("secret-{}", util::marker());
+    let mut job = Job::new(Command::Code {
+        code: FRAMES_HOLDING.into(),
+    });
+    job.env.push(("PROCTOR_TEST_SECRET".into(), secret));
+    let r = backend.run(job).await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    assert_eq!(r.stdout, "[]\n", "frames holding the secret: {r:?}");
+}
