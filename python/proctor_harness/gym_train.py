@@ -88,6 +88,24 @@ def trace(model, example, final, out_dir, jit_trace=torch.jit.trace, no_grad=tor
         return {"error": f"no_model: tracing failed: {type(e).__name__}: {e}"[:2000]}
 
 
+def take_key():
+    """The run key, out of the environment and out of the process's initial environment
+    block too: a cold run's interpreter was started with the key in it, and
+    /proc/self/environ reads that block from memory whatever os.environ says now."""
+    key = os.environ.pop(KEY_ENV, "")
+    if key:
+        import ctypes  # before the recorder is installed: afterwards, ctypes is tampering
+
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end: proc(5) fields 50, 51
+        entry = f"{KEY_ENV}={key}".encode()
+        at = ctypes.string_at(start, end - start).find(entry)
+        if at >= 0:
+            ctypes.memset(start + at, 0, len(entry))
+    return key.encode()
+
+
 def main(fix, out_dir, model_name):
     """Everything main uses after the fix ran is bound here first, as locals."""
     signal = functools.partial(sys.audit, "proctor-gym/main")
@@ -95,7 +113,7 @@ def main(fix, out_dir, model_name):
     run, export, clock, flush = run_script, trace, time.perf_counter, (sys.stdout.flush, sys.stderr.flush)
     tolerant = private("gym_tolerant")
     rerun = tolerant["rerun"]
-    decoy = private("gym_record")["install"](os.environ.pop(KEY_ENV, "").encode(), out_dir, main.__code__, tolerant)
+    decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant)
     globals().update(OBS=decoy, STATE=decoy)
     del tolerant, decoy
     started = clock()

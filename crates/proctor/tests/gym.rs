@@ -267,3 +267,24 @@ async fn heldout_data_is_reproducible_from_the_server_secret() {
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{}", secret.display());
 }
+
+/// A cold train run (the fallback when the warm pool cannot serve) starts its interpreter
+/// with the run key in its environment block, which /proc/self/environ reads from memory
+/// whatever os.environ says: the harness wipes the block before the fix runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_train_run_s_key_is_gone_from_its_initial_environment() {
+    let backend = util::backend().await;
+    let key = format!("key-{}", util::marker());
+    let code = format!(
+        "from proctor_harness.gym_train import take_key\n\
+         before = open('/proc/self/environ', 'rb').read().count({key:?}.encode())\n\
+         assert take_key() == {key:?}.encode()\n\
+         after = open('/proc/self/environ', 'rb').read().count({key:?}.encode())\n\
+         print(before, after)\n"
+    );
+    let mut job = proctor_core::Job::new(proctor_core::Command::Code { code });
+    job.env.push(("PROCTOR_GYM_RUN_KEY".into(), key));
+    job.cold = true;
+    let r = proctor_engine::Backend::run(&backend, job).await.unwrap();
+    assert_eq!(r.stdout, "1 0\n", "{r:?}");
+}
