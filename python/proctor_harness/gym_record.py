@@ -29,6 +29,7 @@ import builtins
 import hashlib
 import json
 import math
+import _thread
 import os
 import sys
 import time
@@ -142,6 +143,7 @@ OBS = STATE = Decoy()
 # Primitives taken when this namespace is loaded (before the fix runs): replacing them in
 # torch, os, math or hashlib afterwards blinds nothing here.
 _getframe = sys._getframe
+_thread_id = _thread.get_ident
 _exit = os._exit
 _write = os.write
 _dup = os.dup
@@ -295,8 +297,11 @@ class Recorder:
         self.bank_sq = None
         self.tainted = {}      # id -> weakref of tensors derived from eval-mode model outputs
         self.backwarded = {}   # id -> weakref of tensors backward ran on
-        self.busy = 0          # handling an event: the fix's code may run inside
-        self.peeking = False   # the recorder itself reads a frame
+        # Per thread: the fix's code may run inside an event's handler, but only in the
+        # thread handling it. Other threads (a DataLoader's queue feeder, say) may look at
+        # their own frames meanwhile: the recorder's are not on their stacks.
+        self.busy = {}         # thread id -> events being handled in it
+        self.peeking = None    # the thread in which the recorder itself reads a frame
         self.exporting = False
         self.ran = False
         self.tolerant_counts = None
@@ -339,7 +344,8 @@ class Recorder:
         if not event.startswith(EVENT):
             handler(args)
             return
-        self.busy += 1
+        thread = _thread_id()
+        self.busy[thread] = self.busy.get(thread, 0) + 1
         try:
             handler(*args)
         except TamperError:
@@ -347,7 +353,9 @@ class Recorder:
         except Exception:
             pass
         finally:
-            self.busy -= 1
+            self.busy[thread] -= 1
+            if not self.busy[thread]:
+                del self.busy[thread]
 
     def tamper(self, what):
         """Evidence, reported at once: a stderr mark and the key gone (no seal any more)."""
@@ -366,12 +374,17 @@ class Recorder:
     def on_decoy(self, what):
         self.deny(f"the run searched the harness's internals (touched a decoy record: {what})")
 
+    def recording_here(self):
+        """This thread is handling an event, and the recorder is not reading a frame itself."""
+        thread = _thread_id()
+        return thread in self.busy and self.peeking != thread
+
     def on_frame_access(self, args):
-        if self.busy and not self.peeking:
+        if self.recording_here():
             self.deny("the run looked at frames while the harness recorded")
 
     def on_getattr(self, args):
-        if len(args) >= 2 and args[1] in FRAME_ATTRIBUTES and self.busy and not self.peeking:
+        if len(args) >= 2 and args[1] in FRAME_ATTRIBUTES and self.recording_here():
             self.deny(f"the run read {args[1]} while the harness recorded")
 
     def on_setattr(self, args):
@@ -391,7 +404,7 @@ class Recorder:
     def caller(self, stub, callers=None):
         """The stub that raised this event and, if `callers` is given, the code that called
         it; raising the event by hand or calling a stub directly is evidence."""
-        self.peeking = True
+        self.peeking = _thread_id()
         try:
             frame = _getframe(1)
             while frame is not None and frame.f_code in OWN_CODES:
@@ -401,7 +414,7 @@ class Recorder:
                 outer = frame.f_back
                 ok = outer is not None and outer.f_code in callers
         finally:
-            self.peeking = False
+            self.peeking = None
         if not ok:
             self.tamper("a harness event was raised outside the harness's hooks")
         return ok
