@@ -8,9 +8,12 @@
 //! statistics of `torch.nn` normalization layers and per-feature statistics (1-D module
 //! buffers up to a per-model allowance, e.g. an input mean and standard deviation, see
 //! [`Allowance`]). Values kept in the pickled structure itself count too (bytes of
-//! strings and bytes objects, numbers), past what a module tree's names and settings need,
-//! and a pickled structure larger than [`PICKLE_ALLOWANCE`] is refused: capacity cannot
-//! hide in lists, bytes or strings. Marshalled code of classes defined inside `solve()`
+//! strings, bytes objects and huge ints, numbers per 32 bits, items of lists and tuples),
+//! wherever the pickle leaves them (reachable from the root or not: the real unpickler
+//! may keep anything it built), past per-model allowances for what a module tree's names
+//! and settings need, and a pickled structure larger than [`PICKLE_ALLOWANCE`] is
+//! refused: capacity cannot hide in lists, bytes or strings, nor be multiplied by
+//! spreading it over many objects. Marshalled code of classes defined inside `solve()`
 //! counts only past 16 KiB (its module-level twin keeps its code outside the archive, but
 //! code constants could carry data).
 //! Finally the archive is rewritten to hold exactly what was counted, so that inference
@@ -30,8 +33,9 @@ pub const PICKLE_ALLOWANCE: u64 = 64 << 10;
 /// Bytes of strings and bytes objects a module tree may keep uncounted: names of
 /// attributes, submodules and classes (a 64-module residual network holds about 1.2 KB).
 const FREE_LITERAL_BYTES: u64 = 4096;
-/// Numbers a module tree may keep uncounted: its settings (sizes, flags, eps, momentum;
-/// a 64-module residual network holds about 1,000).
+/// Numbers (per 32 bits) and items of lists, tuples and constructor calls a module tree
+/// may keep uncounted: its settings (sizes, flags, eps, momentum; a 64-module residual
+/// network holds about 1,000).
 const FREE_NUMBERS: u64 = 2048;
 /// Bytes of marshalled code (of classes and functions defined inside `solve()`, exported
 /// by value) kept uncounted: a model class's methods take a few KB.
@@ -177,7 +181,8 @@ enum V {
     Int(i64),
     Float,
     Str(Rc<str>),
-    /// A bytes or bytearray literal: its length (the Rc is its identity).
+    /// A bytes or bytearray literal, or an integer wider than 64 bits: its length in
+    /// bytes (the Rc is its identity).
     Bytes(Rc<u64>),
     List(Rc<RefCell<Vec<V>>>),
     Tuple(Rc<Vec<V>>),
@@ -281,6 +286,12 @@ struct Machine<'a> {
     /// Every mutable container built: a pickle can make them reference each other (a
     /// list appended to itself), and such Rc cycles would leak on every submission.
     containers: Vec<V>,
+    /// Values the pickle built and then set aside (popped, left on the stack, passed
+    /// as arguments the tensor rebuilds do not keep, state set on a non-object): the
+    /// real unpickler may still keep them (a reduce with side effects, a class attribute
+    /// set by `set_class_state` then popped, a parameter's state), so they are walked
+    /// and counted like the root.
+    dropped: Vec<V>,
 }
 
 impl Drop for Machine<'_> {
@@ -392,13 +403,21 @@ impl<'a> Machine<'a> {
                 0x95 => {
                     self.u64()?;
                 } // FRAME
-                b'.' => return self.pop(), // STOP
+                b'.' => {
+                    let root = self.pop()?;
+                    let rest = std::mem::take(&mut self.stack);
+                    self.dropped
+                        .extend(rest.into_iter().filter(|v| !matches!(v, V::Mark)));
+                    return Ok(root);
+                }
                 b'(' => self.stack.push(V::Mark),
                 b'0' => {
-                    self.pop()?;
+                    let v = self.pop()?;
+                    self.dropped.push(v);
                 }
                 b'1' => {
-                    self.pop_mark()?;
+                    let items = self.pop_mark()?;
+                    self.dropped.extend(items);
                 }
                 b'2' => {
                     let v = self.pop()?;
@@ -423,25 +442,14 @@ impl<'a> Machine<'a> {
                 0x8a => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?;
-                    let v = if n == 0 {
-                        0
-                    } else if n <= 8 {
-                        let mut buf = if b[n - 1] & 0x80 != 0 {
-                            [0xff; 8]
-                        } else {
-                            [0; 8]
-                        };
-                        buf[..n].copy_from_slice(b);
-                        i64::from_le_bytes(buf)
-                    } else {
-                        i64::MAX // a huge integer: only its magnitude could matter
-                    };
-                    self.stack.push(V::Int(v))
+                    let v = long(b);
+                    self.stack.push(v)
                 }
                 0x8b => {
                     let n = self.u32()? as usize;
-                    self.take(n)?;
-                    self.stack.push(V::Int(i64::MAX))
+                    let b = self.take(n)?;
+                    let v = long(b);
+                    self.stack.push(v)
                 }
                 b'G' => {
                     self.take(8)?;
@@ -585,14 +593,16 @@ impl<'a> Machine<'a> {
                 0x81 => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self.new_obj(cls, args);
+                    let v = self.new_obj(cls, spread(args));
                     self.stack.push(v)
                 }
                 0x92 => {
                     let kwargs = self.pop()?;
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self.new_obj(cls, V::Tuple(Rc::new(vec![args, kwargs])));
+                    let mut items = spread(args);
+                    items.push(kwargs);
+                    let v = self.new_obj(cls, items);
                     self.stack.push(v)
                 }
                 b'b' => {
@@ -602,6 +612,8 @@ impl<'a> Machine<'a> {
                         o.borrow_mut().state.push(state);
                     } else if let V::Dict(d) = &target {
                         d.borrow_mut().push((V::Str(Rc::from("__state__")), state));
+                    } else {
+                        self.dropped.push(state);
                     }
                     self.stack.push(target)
                 }
@@ -699,7 +711,9 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn new_obj(&mut self, cls: V, _args: V) -> V {
+    /// An object of `cls`; its constructor's arguments are kept as its items (a custom
+    /// `__new__` or a reduce function can keep them).
+    fn new_obj(&mut self, cls: V, args: Vec<V>) -> V {
         let class = match cls {
             V::Global(g) => g.to_string(),
             V::Obj(o) => local_class_name(&o.borrow()).unwrap_or_else(|| "<dynamic>".into()),
@@ -708,13 +722,14 @@ impl<'a> Machine<'a> {
         self.classes.insert(class.clone());
         self.container(V::Obj(Rc::new(RefCell::new(Obj {
             class,
+            items: args,
             ..Obj::default()
         }))))
     }
 
     fn reduce(&mut self, func: V, args: V) -> R<V> {
         let V::Global(name) = &func else {
-            return Ok(self.new_obj(func, args));
+            return Ok(self.new_obj(func, spread(args)));
         };
         let args: Vec<V> = match &args {
             V::Tuple(t) => t.as_ref().clone(),
@@ -733,6 +748,8 @@ impl<'a> Machine<'a> {
                     return bad("malformed tensor");
                 };
                 let requires_grad = matches!(args.get(4), Some(V::Bool(true)));
+                // Backward hooks and metadata: torch.load keeps them on the tensor.
+                self.dropped.extend(args.iter().skip(5).cloned());
                 let dims = |t: &[V]| -> R<Vec<u64>> {
                     t.iter()
                         .map(|d| match d {
@@ -774,6 +791,8 @@ impl<'a> Machine<'a> {
                     return bad("malformed parameter");
                 };
                 let requires_grad = matches!(args.get(1), Some(V::Bool(true)));
+                // Hooks and state (any attributes) are kept on the parameter.
+                self.dropped.extend(args.iter().skip(2).cloned());
                 Ok(V::Tensor(Rc::new(Tensor {
                     key: t.key.clone(),
                     offset: t.offset,
@@ -784,7 +803,9 @@ impl<'a> Machine<'a> {
                 })))
             }
             "torch._tensor._rebuild_from_type_v2" => {
-                // (func, type, args, state): a tensor subclass around a rebuilt tensor.
+                // (func, type, args, state): a tensor subclass around a rebuilt tensor,
+                // the state set as its attributes.
+                self.dropped.extend(args.iter().skip(3).cloned());
                 match (args.first(), args.get(2)) {
                     (Some(f), Some(a)) => self.reduce(f.clone(), a.clone()),
                     _ => bad("malformed tensor subclass"),
@@ -792,21 +813,34 @@ impl<'a> Machine<'a> {
             }
             "collections.OrderedDict" | "builtins.dict" => {
                 let dict = self.container(V::Dict(Rc::default()));
-                if let Some(V::List(pairs)) = args.first() {
-                    for pair in pairs.borrow().iter() {
-                        if let V::Tuple(kv) = pair {
-                            if kv.len() == 2 {
-                                self.set_items(&dict, vec![kv[0].clone(), kv[1].clone()])?;
+                // What is not a list of pairs is still built by the real call (or makes
+                // it fail): it is walked as well.
+                self.dropped.extend(args.iter().skip(1).cloned());
+                match args.first() {
+                    Some(V::List(pairs)) => {
+                        for pair in pairs.borrow().iter() {
+                            match pair {
+                                V::Tuple(kv) if kv.len() == 2 => {
+                                    self.set_items(&dict, vec![kv[0].clone(), kv[1].clone()])?
+                                }
+                                other => self.dropped.push(other.clone()),
                             }
                         }
                     }
+                    Some(other) => self.dropped.push(other.clone()),
+                    None => {}
                 }
                 Ok(dict)
             }
             "builtins.set" | "builtins.frozenset" | "builtins.list" => {
+                self.dropped.extend(args.iter().skip(1).cloned());
                 let items = match args.first() {
                     Some(V::List(l)) => l.borrow().clone(),
-                    _ => Vec::new(),
+                    Some(other) => {
+                        self.dropped.push(other.clone());
+                        Vec::new()
+                    }
+                    None => Vec::new(),
                 };
                 self.charge(items.len())?;
                 Ok(self.container(V::List(Rc::new(RefCell::new(items)))))
@@ -832,14 +866,37 @@ impl<'a> Machine<'a> {
                         }
                     }
                 }
-                let obj = self.new_obj(func, V::None);
-                if let V::Obj(o) = &obj {
-                    // Arguments are kept so that tensors passed to a constructor stay reachable.
-                    o.borrow_mut().items.extend(args);
-                }
-                Ok(obj)
+                // Arguments are kept so that what is passed to a constructor stays reachable.
+                Ok(self.new_obj(func, args))
             }
         }
+    }
+}
+
+/// The items of an argument tuple (anything else as one item).
+fn spread(args: V) -> Vec<V> {
+    match args {
+        V::Tuple(t) => t.as_ref().clone(),
+        other => vec![other],
+    }
+}
+
+/// A `LONG1`/`LONG4` integer (little-endian two's complement). Wider than 64 bits its
+/// bytes are data (one 60 KB integer could carry a weight matrix): counted like a bytes
+/// literal of that length.
+fn long(b: &[u8]) -> V {
+    match b.len() {
+        0 => V::Int(0),
+        n @ 1..=8 => {
+            let mut buf = if b[n - 1] & 0x80 != 0 {
+                [0xff; 8]
+            } else {
+                [0; 8]
+            };
+            buf[..n].copy_from_slice(b);
+            V::Int(i64::from_le_bytes(buf))
+        }
+        n => V::Bytes(Rc::new(n as u64)),
     }
 }
 
@@ -883,7 +940,8 @@ struct Walk {
     literals: HashSet<usize>,
     /// Bytes of the distinct strings and bytes literals reached.
     literal_bytes: u64,
-    /// Numbers (ints, floats, bools) reached, each occurrence in a container.
+    /// Numbers (ints, floats, bools) reached, each occurrence in a container, per 32
+    /// bits; and the other items of lists, tuples, sets and constructor calls.
     numbers: u64,
 }
 
@@ -948,7 +1006,16 @@ impl Walk {
                 }
                 return false;
             }
-            V::Int(_) | V::Float | V::Bool(_) => {
+            // Per 32 bits, as tensor elements: a float64 could carry two float32 weights.
+            V::Int(i) if i32::try_from(*i).is_err() => {
+                self.numbers += 2;
+                return false;
+            }
+            V::Float => {
+                self.numbers += 2;
+                return false;
+            }
+            V::Int(_) | V::Bool(_) => {
                 self.numbers += 1;
                 return false;
             }
@@ -959,8 +1026,8 @@ impl Walk {
 
     fn children(&mut self, v: &V, todo: &mut Vec<V>, meter: &mut Meter) -> R<()> {
         match v {
-            V::List(l) => todo.extend(l.borrow().iter().cloned()),
-            V::Tuple(t) => todo.extend(t.iter().cloned()),
+            V::List(l) => self.items(&l.borrow(), todo),
+            V::Tuple(t) => self.items(t, todo),
             V::Dict(d) => {
                 for (k, x) in d.borrow().iter() {
                     todo.push(k.clone());
@@ -975,11 +1042,24 @@ impl Walk {
                     }
                     todo.push(state.clone());
                 }
-                todo.extend(o.items.iter().cloned());
+                self.items(&o.items, todo);
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Items of a list, tuple, set or constructor call count 1 each (numbers by their
+    /// width when entered): one item can pick one of many memoized values, 8 bits for a
+    /// 2-byte memo reference, so a list of references is data as much as a list of ints.
+    /// A module tree keeps its structure in dicts, whose keys must differ (and count).
+    fn items(&mut self, items: &[V], todo: &mut Vec<V>) {
+        for item in items {
+            if !matches!(item, V::Int(_) | V::Float | V::Bool(_)) {
+                self.numbers += 1;
+            }
+            todo.push(item.clone());
+        }
     }
 
     /// Roles from a module's `__dict__`: `_parameters`, `_buffers`, normalization stats.
@@ -1047,10 +1127,18 @@ fn count_pickle(
         code: HashSet::new(),
         code_bytes: 0,
         containers: Vec::new(),
+        dropped: Vec::new(),
     };
     let root = m.run()?;
-    let mut walk = Walk::default();
+    // Bytes that are marshalled code count as code (once), never again as a literal.
+    let mut walk = Walk {
+        literals: m.code.clone(),
+        ..Walk::default()
+    };
     walk.visit(&root, &mut m.meter)?;
+    for v in std::mem::take(&mut m.dropped) {
+        walk.visit(&v, &mut m.meter)?;
+    }
 
     // Per storage: the roles of the reachable tensors on it; exempt only when every
     // reference is a statistic of one kind that spans its whole storage.
@@ -1120,7 +1208,8 @@ fn count_pickle(
     count.exempt_running_stats = stats;
     count.exempt_feature_stats = features;
     // Capacity can live in the structure itself (class means as a bytes attribute, weights
-    // as a list of numbers): past what names and settings need, every byte and number counts.
+    // as a list of numbers or of memo references): past what names and settings need,
+    // every byte, number and item counts.
     count.pickled_values = walk.literal_bytes.saturating_sub(FREE_LITERAL_BYTES)
         + walk.numbers.saturating_sub(FREE_NUMBERS)
         + m.code_bytes.saturating_sub(FREE_CODE_BYTES);

@@ -403,7 +403,7 @@ pub(crate) fn int(v: Option<i64>) -> String {
 }
 
 /// Why a row's two counts can differ, in one line (shown beside the rankings).
-const PARAMS_EXPLAINED: &str = "params: every tensor element the saved model stores (parameters, frozen weights, buffers, closed-form heads), except normalization running statistics and per-feature 1-D statistics up to 2 × input_dim, plus values kept outside tensors (bytes, strings, numbers) past what names and settings need; trainable: the original rule, parameters with requires_grad only. The budget applies to params.";
+const PARAMS_EXPLAINED: &str = "params: every tensor element the saved model stores (parameters, frozen weights, buffers, closed-form heads), except normalization running statistics and per-feature 1-D statistics up to 2 × input_dim, plus values kept outside tensors (bytes, strings, numbers, list items) past per-model allowances for names and settings (4,096 bytes, 2,048 numbers and items, 16 KiB of code of classes defined in solve()); trainable: the original rule, parameters with requires_grad only. The budget applies to params.";
 
 fn submission_rows(rows: &[Submission], rank: bool) -> String {
     let mut s = String::from("<table><tr>");

@@ -208,13 +208,13 @@ fn values_kept_in_the_pickled_structure_count_past_a_module_tree_s_needs() {
     text.extend([b'a'; 10_000]);
     assert_eq!(params(&text).params, 5_904);
     // 5,000 numbers in a list, one memoized int referenced again and again: 1 per
-    // number past 2,048.
+    // number past 2,048 (and the int itself, built then popped, 1).
     let mut list = vec![b'K', 9, b'q', 0, b'0', b']', b'('];
     for _ in 0..5_000 {
         list.extend([b'h', 0]);
     }
     list.push(b'e');
-    assert_eq!(params(&list).params, 2_952);
+    assert_eq!(params(&list).params, 2_953);
     // Marshalled code of a function exported by value is free up to 16 KiB in all (its
     // constants could carry data past that), counted once however often it is used.
     let code = |len: u32| {
@@ -233,6 +233,188 @@ fn values_kept_in_the_pickled_structure_count_past_a_module_tree_s_needs() {
     assert_eq!(params(&code(20_000)).params, 20_000 - (16 << 10));
     // What a module tree needs (a few names and settings) stays free.
     assert_eq!(params(b"(X\x08\0\0\0trainingK\x01d").params, 0);
+}
+
+/// `BINBYTES` of `n` bytes.
+fn blob(n: u32) -> Vec<u8> {
+    let mut b = vec![b'B'];
+    b.extend(n.to_le_bytes());
+    b.extend(std::iter::repeat_n(7u8, n as usize));
+    b
+}
+
+/// `BINUNICODE` of `s`.
+fn text(s: &str) -> Vec<u8> {
+    let mut b = vec![b'X'];
+    b.extend((s.len() as u32).to_le_bytes());
+    b.extend(s.as_bytes());
+    b
+}
+
+/// Ways to hide a weight matrix outside the counted tensors, one row each: the values
+/// count (1 per byte of data, per number — per 32 bits, like tensor elements — and per list
+/// or tuple item) however they are spread, wherever the pickle leaves them. Allowances
+/// are per model: 4,096 bytes of strings and bytes, 2,048 numbers and items.
+#[test]
+fn hidden_capacity_counts_however_it_is_spread() {
+    let concat = |parts: &[&[u8]]| parts.concat();
+    let repeat = |n: usize, part: &[u8]| part.repeat(n);
+    // One module holding `attrs` bytes attributes of `len` bytes each.
+    let module = |attrs: usize, len: u32| {
+        let mut p = b"cmod\nM\n)\x81}(".to_vec();
+        for i in 0..attrs {
+            p.extend(text(&format!("a{i:03}")));
+            p.extend(blob(len));
+        }
+        p.extend(b"ub");
+        p
+    };
+    let numpy_array = concat(&[
+        b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\nK\x00\x85C\x01bt",
+        b"R(K\x01M\xc4\x09\x85cnumpy\ndtype\n(X\x02\x00\x00\x00f4K\x00K\x01tR\x89",
+        &blob(10_000),
+        b"tb",
+    ]);
+    // 256 one-byte bytes objects memoized, then a list of 10,000 references to them:
+    // 8 bits per 2-byte reference.
+    let mut memo_refs = Vec::new();
+    for i in 0..=255u8 {
+        memo_refs.extend([b'C', 1, i, b'q', i, b'0']);
+    }
+    memo_refs.extend(b"](");
+    for i in 0..10_000 {
+        memo_refs.extend([b'h', (i * 7 % 256) as u8]);
+    }
+    memo_refs.push(b'e');
+    let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+        (
+            "many bytes attributes, each small",
+            module(100, 100),
+            10_400 - 4_096,
+        ),
+        (
+            "ten modules each under the allowance",
+            concat(&[b"]", &repeat(10, &[&module(1, 1_000)[..], b"a"].concat())]),
+            10 * 1_004 - 4_096,
+        ),
+        (
+            "a tuple of floats (float64: 2 each)",
+            concat(&[
+                b"(",
+                &repeat(3_000, b"G\x3f\xf0\x00\x00\x00\x00\x00\x00"),
+                b"t",
+            ]),
+            6_000 - 2_048,
+        ),
+        (
+            "a dict of numbers",
+            concat(&[b"}(", &repeat(1_500, b"M\x01\x02M\x03\x04"), b"u"]),
+            3_000 - 2_048,
+        ),
+        (
+            "ints wider than 32 bits (2 each)",
+            concat(&[b"(", &repeat(3_000, b"\x8a\x05\x01\x02\x03\x04\x05"), b"l"]),
+            6_000 - 2_048,
+        ),
+        (
+            "one 20,000-byte integer",
+            concat(&[b"\x8b\x20\x4e\x00\x00", &[1u8; 20_000]]),
+            20_000 - 4_096,
+        ),
+        (
+            "integers of 255 bytes in a list",
+            concat(&[
+                b"(",
+                &repeat(100, &[&[0x8a, 255][..], &[1u8; 255]].concat()),
+                b"l",
+            ]),
+            25_500 - 4_096,
+        ),
+        (
+            "a numpy array pickled via reduce",
+            numpy_array,
+            10_000 + 3 - 4_096,
+        ),
+        (
+            "a list of references to 256 memoized values",
+            memo_refs,
+            10_000 - 2_048,
+        ),
+    ];
+    // 10,000 bytes of data between `before` and `after`, with `names` bytes of strings.
+    let around_blob: [(&str, &[u8], &[u8], u64); 7] = [
+        (
+            "a class attribute set by set_class_state, then popped",
+            b"cproctor_export\nset_class_state\ncmod\nC\n}X\x05\x00\x00\x00table",
+            b"s\x86R0N",
+            5,
+        ),
+        (
+            "arguments of an object's constructor",
+            b"cmod\nC\n",
+            b"\x85\x81",
+            0,
+        ),
+        (
+            "arguments of a callable that is not a global",
+            b"cmod\nC\n)\x81",
+            b"\x85R",
+            0,
+        ),
+        ("left on the stack under the root", b"", b"N", 0),
+        (
+            "popped after a reduce",
+            b"cbuiltins\nsetattr\n(cmod\nC\nX\x01\x00\x00\x00w",
+            b"tR0N",
+            1,
+        ),
+        ("state of a non-object", b")", b"bN", 0),
+        (
+            "the second argument of dict()",
+            b"cbuiltins\ndict\n]",
+            b"\x86R",
+            0,
+        ),
+    ];
+    let cases = cases
+        .into_iter()
+        .chain(around_blob.map(|(name, before, after, names)| {
+            (
+                name,
+                concat(&[before, &blob(10_000), after]),
+                10_000 + names - 4_096,
+            )
+        }));
+    for (name, body, expected) in cases {
+        let pickle = op(&body);
+        assert!(pickle.len() <= 64 << 10, "{name}: {} bytes", pickle.len());
+        let c = count_pickle_bytes(&pickle, COUNT_TIME_BUDGET)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (c.pickled_values, c.params),
+            (expected, expected),
+            "{name}: {}",
+            c.note
+        );
+    }
+}
+
+/// A tensor's state and a parameter's hooks and state are kept by torch.load on the
+/// tensor (attributes): values there count like anywhere else.
+#[test]
+fn state_kept_on_a_parameter_counts() {
+    let tensor = one_storage(16);
+    let tensor = &tensor[2..tensor.len() - 1];
+    let mut p = vec![0x80, 2];
+    p.extend(b"ctorch._utils\n_rebuild_parameter_with_state\n(");
+    p.extend(tensor);
+    p.extend(b"\x88ccollections\nOrderedDict\n)R}");
+    p.extend(text("blob"));
+    p.extend(blob(10_000));
+    p.extend(b"stR.");
+    let r = count(p, vec![("archive/data/0".into(), vec![0; 64])]).unwrap();
+    assert!(r.contains("pickled_values: 5908,"), "{r}");
+    assert!(r.contains("params: 5924,"), "{r}");
 }
 
 /// `PROTO 2`, `body`, `STOP`.
