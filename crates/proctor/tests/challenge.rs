@@ -871,3 +871,87 @@ async fn the_declared_cpu_profile_hides_the_host() {
     assert!(a.accuracy.unwrap() > 0.1, "{:?}", a.accuracy);
     assert_eq!(a.accuracy, b.accuracy);
 }
+
+/// A solve() that replaces the export and writes its own `model.pt`: KIND picks one of the
+/// issue's bombs for the trusted counter.
+const HOSTILE_ARTIFACT: &str = r#"
+import struct, zipfile, torch.nn as nn, proctor_export
+
+def nested():
+    # 60,000 levels of nesting in 60 KB.
+    return b"\x80\x02]" + b"\x85" * 60000 + b"."
+
+def copies():
+    # A 32,000-item list memoized, then builtins.list of it 4,000 times.
+    return (b"\x80\x02(" + b"N" * 32000 + b"lq\x00cbuiltins\nlist\nq\x010"
+            + b"h\x01h\x00\x85R0" * 4000 + b"N.")
+
+def declared():
+    # One storage declaring 2 GiB, backed by 64 bytes.
+    n = struct.pack("<I", 512 << 20)
+    return (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage"
+            b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuJ" + n
+            + b"tQK\x00J" + n + b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.")
+
+def write(path):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", globals()[KIND]())
+        z.writestr("archive/data/0", b"\0" * 64)
+
+class Solution:
+    def solve(self, train_loader, val_loader, metadata):
+        proctor_export.save = lambda model, path: write(path)
+        return nn.Linear(384, 128)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_artifacts_written_by_solve_end_as_statuses_and_the_platform_goes_on() {
+    let db = tempfile::tempdir().unwrap();
+    let p = platform(&db, EvalOptions::default()).await;
+    let code = |kind: &str| format!("KIND = {kind:?}\n{HOSTILE_ARTIFACT}");
+    let nested = submit_py(&p, &code("nested")).await;
+    let copies = submit_py(&p, &code("copies")).await;
+    let declared = submit_py(&p, &code("declared")).await;
+    let (nested, copies, declared) = tokio::join!(
+        p.evaluate_now(&nested.id),
+        p.evaluate_now(&copies.id),
+        p.evaluate_now(&declared.id)
+    );
+    let (nested, copies, declared) = (nested.unwrap(), copies.unwrap(), declared.unwrap());
+    for s in [&nested, &copies, &declared] {
+        eprintln!("{}", serde_json::to_string(&p.view(s)).unwrap());
+    }
+    // The nesting is counted (its 60,000 tuples are values kept outside tensors) and is
+    // no module: inference cannot use it.
+    assert_eq!(nested.status, "error", "{:?}", nested.error);
+    assert!(nested.params.is_some_and(|n| n > 50_000), "{nested:?}");
+    assert_eq!(copies.status, "rejected");
+    assert!(
+        copies
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("more than 4000000 items"),
+        "{:?}",
+        copies.error
+    );
+    assert_eq!(declared.status, "rejected");
+    assert!(
+        declared
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("storage 0 holds 64 bytes, expected 2147483648"),
+        "{:?}",
+        declared.error
+    );
+    // The platform goes on: the next submission is evaluated as usual.
+    let plain = submit_py(
+        &p,
+        "import torch.nn as nn\nclass Solution:\n    def solve(self, a, b, m):\n        return nn.Linear(384, 128)\n",
+    )
+    .await;
+    let plain = p.evaluate_now(&plain.id).await.unwrap();
+    assert_eq!(plain.status, "scored", "{:?}", plain.error);
+    assert_eq!(plain.params, Some(384 * 128 + 128));
+}
