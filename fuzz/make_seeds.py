@@ -1,11 +1,13 @@
-"""Seed corpus for the `pickle` fuzz target: pickles shaped like torch.save(model)
+"""Seed corpora for the fuzz targets: pickles shaped like torch.save(model)
 (protocol 2, persistent storage ids; stand-in classes under torch's module names, so torch
 is not needed) and the counting paths' attack shapes (values popped, left on the stack,
-passed to constructors, kept on parameters; memo references; wide and huge ints).
+passed to constructors, kept on parameters; memo references; wide and huge ints); for
+`archive`, small models and attacks as whole model.pt zips.
 
-    python3 make_seeds.py corpus/pickle && cargo +nightly fuzz run pickle corpus/pickle
+    python3 make_seeds.py corpus/pickle corpus/archive
+    cargo +nightly fuzz run pickle corpus/pickle
 """
-import collections, marshal, os, pickle, struct, sys, types
+import collections, io, marshal, os, pickle, struct, sys, types, zipfile
 
 OD = collections.OrderedDict
 
@@ -99,17 +101,31 @@ def sequential(*ms):
 
 
 def torch_save(obj):
-    keys = {}
+    """The pickle, and the numel of each storage key."""
+    keys, sizes = {}, {}
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, o):
             if isinstance(o, Storage):
                 key = keys.setdefault(id(o), str(len(keys)))
+                sizes[key] = o.numel
                 return ("storage", sys.modules["torch"].FloatStorage, key, "cpu", o.numel)
             return None
 
-    out = __import__("io").BytesIO()
+    out = io.BytesIO()
     Pickler(out, protocol=2).dump(obj)
+    return out.getvalue(), sizes
+
+
+def archive(pickle_bytes, sizes):
+    """A model.pt as torch.save lays it out (float32 storages of zeros)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("archive/data.pkl", pickle_bytes)
+        z.writestr("archive/byteorder", b"little")
+        for key, numel in sizes.items():
+            z.writestr(f"archive/data/{key}", b"\0" * (4 * numel))
+        z.writestr("archive/version", b"3\n")
     return out.getvalue()
 
 
@@ -154,8 +170,15 @@ ATTACKS = {
 }
 
 
-def main(out):
+def write(out, seeds):
     os.makedirs(out, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print(f"{len(seeds)} seeds in {out}")
+
+
+def main(pickles, archives=None):
     with_attrs = sequential(linear(384, 128))
     with_attrs.__dict__.update(means=b"\x01" * 300, table=[1, 2.5, 3] * 20,
                                cfg={"a": 1, "b": (2, 3)}, big=2**300, code=marshal.dumps(main.__code__))
@@ -165,13 +188,19 @@ def main(out):
         "deep_res": sequential(*[sequential(linear(64, 64), batchnorm(64), relu()) for _ in range(24)]),
         "attrs": with_attrs,
     }
-    seeds = {name: torch_save(m) for name, m in models.items()}
-    seeds.update({name: b"\x80\x02" + body + b"." for name, body in ATTACKS.items()})
-    for name, data in seeds.items():
-        with open(os.path.join(out, name + ".pkl"), "wb") as f:
-            f.write(data)
-    print(f"{len(seeds)} seeds in {out}")
+    seeds = {name + ".pkl": torch_save(m)[0] for name, m in models.items()}
+    seeds.update({name + ".pkl": b"\x80\x02" + body + b"." for name, body in ATTACKS.items()})
+    write(pickles, seeds)
+    if archives:
+        small = {
+            "mlp": sequential(linear(8, 4), relu(), linear(4, 2)),
+            "bn": sequential(linear(8, 4), batchnorm(4), relu(), linear(4, 2)),
+        }
+        zips = {name + ".pt": archive(*torch_save(m)) for name, m in small.items()}
+        zips.update({name + ".pt": archive(b"\x80\x02" + body + b".", {"0": 16})
+                     for name, body in ATTACKS.items()})
+        write(archives, zips)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
