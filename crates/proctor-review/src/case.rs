@@ -9,6 +9,9 @@ use serde_json::Value;
 pub const MAX_FILE_BYTES: usize = 8 << 20;
 /// Most files read from a project directory.
 const MAX_FILES: usize = 500;
+/// Most bytes of project files one case brings: the files unpacked from a zip archive, and
+/// the body of `POST /api/review` that carries the archive or the JSON case.
+pub const MAX_CASE_BYTES: usize = 32 << 20;
 
 /// Why a case could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +329,7 @@ impl Case {
     /// A case from a zip archive holding `base/` and `derived/` project directories,
     /// `variations.txt` (names separated by commas or lines) and optionally `method.md`,
     /// at its root or inside one top-level folder. Only `.py`, `.yaml`, `.yml` and
-    /// `.toml` files are read (each at most [`MAX_FILE_BYTES`], 32 MiB in all); entries
+    /// `.toml` files are read (each at most [`MAX_FILE_BYTES`], [`MAX_CASE_BYTES`] in all); entries
     /// with `..` or absolute paths are skipped.
     pub fn from_zip(bytes: &[u8]) -> Result<Case, CaseError> {
         use std::io::Read;
@@ -334,7 +337,7 @@ impl Case {
         let mut zip =
             zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut budget: u64 = 32 << 20;
+        let mut budget = MAX_CASE_BYTES as u64;
         for i in 0..zip.len().min(4 * MAX_FILES) {
             let file = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
             let name = file.name().replace('\\', "/");
@@ -352,7 +355,10 @@ impl Case {
                 .map_err(|e| bad(e.to_string()))?;
             budget = budget.saturating_sub(data.len() as u64);
             if budget == 0 {
-                return Err(bad("it holds more than 32 MiB of project files".into()));
+                return Err(bad(format!(
+                    "it holds more than {} MiB of project files",
+                    MAX_CASE_BYTES >> 20
+                )));
             }
             entries.push((name, data));
         }

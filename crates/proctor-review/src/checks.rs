@@ -579,11 +579,9 @@ pub fn find_variation<'a>(root: &'a Yaml, name: &str, all: &[String]) -> Option<
         .iter()
         .filter(|o| words(o).len() > words(name).len())
         .collect();
-    let named = |v: &Yaml| {
-        v.as_str().is_some_and(|s| {
-            names_variation(s, name) && !longer.iter().any(|o| names_variation(s, o))
-        })
-    };
+    let named_str =
+        |s: &str| names_variation(s, name) && !longer.iter().any(|o| names_variation(s, o));
+    let named = |v: &Yaml| v.as_str().is_some_and(named_str);
     while let Some(v) = stack.pop() {
         depth += 1;
         if depth > 10_000 {
@@ -601,23 +599,64 @@ pub fn find_variation<'a>(root: &'a Yaml, name: &str, all: &[String]) -> Option<
                 }
             }
             Yaml::Sequence(s) => {
-                for item in s {
-                    match item {
-                        Yaml::String(_) if named(item) => return Some(None),
-                        Yaml::Mapping(m)
-                            if RUN_NAME_KEYS.iter().any(|k| m.get(*k).is_some_and(named)) =>
-                        {
-                            return Some(Some(item))
+                // Run names as written, then without the words all of them share.
+                let names: Vec<&str> = s.iter().filter_map(run_name).collect();
+                let stripped = |v: &Yaml| {
+                    v.as_str()
+                        .and_then(|w| without_shared_words(w, &names))
+                        .is_some_and(|w| named_str(&w))
+                };
+                for hit in [&named as &dyn Fn(&Yaml) -> bool, &stripped] {
+                    for item in s {
+                        match item {
+                            Yaml::String(_) if hit(item) => return Some(None),
+                            Yaml::Mapping(m)
+                                if RUN_NAME_KEYS.iter().any(|k| m.get(*k).is_some_and(hit)) =>
+                            {
+                                return Some(Some(item))
+                            }
+                            _ => {}
                         }
-                        _ => stack.push(item),
                     }
                 }
+                stack.extend(s);
             }
             Yaml::String(_) if named(v) => return Some(None),
             _ => {}
         }
     }
     None
+}
+
+/// The name of a run in a list of runs: the item itself, or its first run-name key.
+fn run_name(item: &Yaml) -> Option<&str> {
+    match item {
+        Yaml::String(s) => Some(s),
+        Yaml::Mapping(m) => RUN_NAME_KEYS
+            .iter()
+            .find_map(|k| m.get(*k).and_then(Yaml::as_str)),
+        _ => None,
+    }
+}
+
+/// `written` without the leading and trailing words that every run name of its list has
+/// (a dataset or model tag: `tin_c_mnv2_zorro`, `tin_c_mnv2_no_fisher`), when there are
+/// such words, at least two names, and a word left of each.
+fn without_shared_words(written: &str, names: &[&str]) -> Option<String> {
+    let lists: Vec<Vec<String>> = names.iter().map(|n| words(n)).collect();
+    let shortest = lists.iter().map(Vec::len).min()?;
+    let shared = |at: &dyn Fn(&Vec<String>, usize) -> &String| {
+        (0..shortest)
+            .take_while(|&i| lists.iter().all(|l| at(l, i) == at(&lists[0], i)))
+            .count()
+    };
+    let lead = shared(&|l, i| &l[i]);
+    let trail = shared(&|l, i| &l[l.len() - 1 - i]);
+    let w = words(written);
+    if names.len() < 2 || lead + trail == 0 || lead + trail >= shortest || w.len() <= lead + trail {
+        return None;
+    }
+    Some(w[lead..w.len() - trail].join("-"))
 }
 
 /// Keys whose value names a run.
@@ -939,6 +978,26 @@ mod tests {
         assert!(find_variation(&root, "ohgw-full-3", &all).is_some());
         let text = "runs:\n  smoke_ohgw:\n    steps: 1\n";
         assert_eq!(line_naming(text, "ohgw"), Some(2));
+    }
+
+    #[test]
+    fn run_names_sharing_a_dataset_or_model_tag_name_their_variations() {
+        let all: Vec<String> = ["zorro", "no-fisher", "fisher"].map(String::from).into();
+        let root: Yaml = serde_yaml::from_str(
+            "experiments:\n  - run_id: tin_c_mnv2_zorro\n    lr: 1\n  - run_id: tin_c_mnv2_no_fisher\n    lr: 2\n",
+        )
+        .unwrap();
+        let lr = |name: &str| {
+            find_variation(&root, name, &all)
+                .flatten()
+                .and_then(|run| run.get("lr").and_then(Yaml::as_i64))
+        };
+        assert_eq!(lr("zorro"), Some(1));
+        assert_eq!(lr("no-fisher"), Some(2));
+        assert!(find_variation(&root, "fisher", &all).is_none());
+        // A single run keeps its whole name: nothing is shared with another.
+        let one: Yaml = serde_yaml::from_str("runs:\n  - name: my-asha-ohgw-1step\n").unwrap();
+        assert!(find_variation(&one, "asha-ohgw-1step", &all).is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Who may act: a review runs for a signed-in account only (401 otherwise, like a
 //! challenge submission: a review spends sandbox time), at most [`RUNNING_PER_ACCOUNT`]
-//! at once per account (429 beyond), and is stored as that account's.
+//! at once per account (429 beyond), and is stored as that account's. Its body, a zip
+//! archive or the JSON case, is read only then, up to 32 MiB (413 beyond).
 //! An account lists and reads its own reviews; admins every review; anyone else gets the
 //! same 404 as for a review that does not exist.
 
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,6 +23,7 @@ use proctor_engine::LocalBackend;
 use proctor_store::{ReviewScope, StoredReview};
 use serde_json::{json, Value};
 
+use crate::case::MAX_CASE_BYTES;
 use crate::{pages, review, store_review, Case, ReviewOptions};
 
 /// The header a cookie-authenticated page sends its session's CSRF token in.
@@ -141,11 +144,47 @@ async fn parse_case(body: axum::body::Bytes) -> Result<Case, String> {
     Case::from_json(&value).map_err(|e| e.to_string())
 }
 
+/// The 413 answer: the body is larger than a case may be.
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is larger than {} MiB, the most a review accepts: send the projects' source and config files only (no data sets, checkpoints or results)",
+            MAX_CASE_BYTES >> 20
+        ),
+    )
+}
+
+/// The whole body, at most [`MAX_CASE_BYTES`]; `Err` is the answer to give instead (413
+/// as soon as the body passes the limit, whatever its `Content-Length` said).
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if bytes.len() + chunk.len() > MAX_CASE_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.into())
+}
+
+/// `POST /api/review`. Who asks is checked before the body is read (an anonymous client,
+/// a forged page or an account at its limit is refused without uploading anything); the
+/// body is then read up to [`MAX_CASE_BYTES`] (413 beyond, at once when its
+/// `Content-Length` says so).
 async fn api_review(
     State(state): State<ReviewState>,
     caller: Caller,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
     let account = match caller.signed_in() {
         Ok(a) => a,
@@ -158,10 +197,12 @@ async fn api_review(
             format!("the page's CSRF token is missing or wrong ({CSRF_HEADER}): reload the page and try again"),
         );
     }
-    let case = match parse_case(body).await {
-        Ok(c) => c,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_CASE_BYTES as u64) {
+        return too_large();
+    }
     let Some(_slot) = state.start(&account.id) else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -169,6 +210,14 @@ async fn api_review(
                 "{RUNNING_PER_ACCOUNT} of your reviews are running already: wait for one to finish"
             ),
         );
+    };
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let case = match parse_case(body).await {
+        Ok(c) => c,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let started = Instant::now();
     let options = ReviewOptions::for_backend(&state.backend);

@@ -42,7 +42,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use budget::Budget;
-pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile};
+pub use case::{key_to_path, Case, CaseError, Experiment, Project, SourceFile, MAX_CASE_BYTES};
 pub use env::{install_research, EnvOptions};
 pub use http::{router, ReviewState, RUNNING_PER_ACCOUNT};
 pub use report::{Finding, Review, RunStatus, Severity, SmokeRun};

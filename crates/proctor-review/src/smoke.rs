@@ -340,9 +340,15 @@ fn losses_by_variation(
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        // An argument or one component of a path argument (`results/smoke_<variation>/
+        // config.yaml`, the per-run config a `main.py` writes and passes on).
         let named: Vec<&String> = variations
             .iter()
-            .filter(|v| argv.iter().any(|a| names_variation(a, v)))
+            .filter(|v| {
+                argv.iter()
+                    .flat_map(|a| std::iter::once(*a).chain(a.split('/')))
+                    .any(|a| names_variation(a, v))
+            })
             .collect();
         // `ohgw-3` also names `ohgw`: the longer name is the one meant.
         let meant: Vec<&&String> = named
@@ -877,6 +883,17 @@ mod tests {
                 &["python", "-m", "src.train", "--runs", "ohgw", "baseline"],
             ),
             process(5, &["python", "-m", "src.evaluate", "--run", "smoke_ohgw"]),
+            process(
+                6,
+                &[
+                    "python",
+                    "-m",
+                    "src.train",
+                    "--config-path",
+                    "results/smoke_ohgw/config.yaml",
+                ],
+            ),
+            loss(6, 3.0),
             loss(2, 1.5),
             loss(3, 2.5),
             loss(2, 1.25),
@@ -887,13 +904,14 @@ mod tests {
             losses_by_variation(&planned("*"), &events, &names),
             [
                 ("ohgw-3".to_string(), vec![1.5, 1.25]),
-                ("baseline".to_string(), vec![2.5])
+                ("baseline".to_string(), vec![2.5]),
+                ("ohgw".to_string(), vec![3.0])
             ],
             "a process naming two variations (pid 4), the parent (1) and a process without losses (5) give none"
         );
         assert_eq!(
             losses_by_variation(&planned("ohgw"), &events, &names),
-            [("ohgw".to_string(), vec![1.5, 2.5, 1.25, 9.0, 7.0])]
+            [("ohgw".to_string(), vec![3.0, 1.5, 2.5, 1.25, 9.0, 7.0])]
         );
         assert!(losses_by_variation(&planned("ohgw"), &[], &names).is_empty());
     }

@@ -520,7 +520,7 @@ async fn declared_dependencies_are_installed_and_an_unknown_one_is_one_finding()
 }
 
 /// A project that tokenizes with `AutoTokenizer` / `BertTokenizer.from_pretrained` of
-/// well-known names (offline in the sandbox): each is a stand-in with the real vocabulary
+/// well-known names, T5's included (offline in the sandbox): each is a stand-in with the real vocabulary
 /// size whose ids fit the model, the run passes and says its data was a stand-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn well_known_tokenizers_are_served_offline() {
@@ -538,14 +538,15 @@ async fn well_known_tokenizers_are_served_offline() {
         src.join("main.py"),
         r#"import argparse, json, os
 import torch
-from transformers import AutoTokenizer, BertTokenizer
+from transformers import AutoTokenizer, BertTokenizer, T5TokenizerFast
 p = argparse.ArgumentParser()
 p.add_argument("--smoke-test", action="store_true")
 p.add_argument("--results-dir")
 p.add_argument("--variation")
 a = p.parse_args()
 sizes = {}
-for name, size in [("bert-base-uncased", 30522), ("gpt2", 50257), ("roberta-base", 50265)]:
+for name, size in [("bert-base-uncased", 30522), ("gpt2", 50257), ("roberta-base", 50265),
+                   ("t5-small", 32100)]:
     tok = AutoTokenizer.from_pretrained(name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -559,6 +560,13 @@ for name, size in [("bert-base-uncased", 30522), ("gpt2", 50257), ("roberta-base
     sizes[name] = len(tok)
 slow = BertTokenizer.from_pretrained("bert-base-uncased")
 assert slow.convert_tokens_to_ids("[CLS]") == 101 and slow.cls_token_id == 101
+# T5: the SentencePiece-free stand-in also when the slow tokenizer is asked for.
+for t5 in (T5TokenizerFast.from_pretrained("google-t5/t5-small"),
+           AutoTokenizer.from_pretrained("t5-small", use_fast=False)):
+    ids = t5("summarize: the model learns").input_ids
+    assert ids[-1] == t5.eos_token_id == 1 and t5.pad_token_id == 0, ids
+    assert t5.convert_tokens_to_ids("<extra_id_0>") == 32099, t5
+    assert t5.decode(ids, skip_special_tokens=True) == "summarize: the model learns"
 os.makedirs(a.results_dir, exist_ok=True)
 json.dump(sizes, open(os.path.join(a.results_dir, "metrics.json"), "w"))
 "#,

@@ -182,6 +182,85 @@ fn a_zip_of_the_two_directories_is_reviewed_like_the_json() {
     assert!(bad_text.contains("zip archive"), "{bad_text}");
 }
 
+/// The status line and body of the answer to a request that announces `length` bytes of
+/// body and sends none of them: the server must answer from the head alone.
+fn announce_body(port: u16, token: Option<&str>, length: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /api/review HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/zip\r\nContent-Length: {length}\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    client
+        .read_to_end(&mut answer)
+        .expect("no answer before the body was sent");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let code = text[9..12].parse().unwrap();
+    (
+        code,
+        text.split_once("\r\n\r\n")
+            .unwrap_or(("", ""))
+            .1
+            .to_string(),
+    )
+}
+
+/// One limit for the body and the project files it carries: a case past 2 MB (axum's
+/// default body limit, which refused zips the archive reader would take) is reviewed; a
+/// body announced past 32 MiB is refused with a 413 that says the limit, before any of it
+/// is read, and only once the caller is known (an anonymous one gets its 401 first).
+#[test]
+fn the_body_limit_matches_the_case_limit_and_is_checked_after_the_caller() {
+    let port = util::free_port();
+    let db = tempfile::tempdir().unwrap();
+    let db_path = db.path().join("db.sqlite");
+    let store = [std::ffi::OsStr::new("--database"), db_path.as_os_str()];
+    let token = account_token(&store, "alice");
+    let mut server = serve(port, &store);
+    let start = Instant::now();
+    while http(port, "GET", "/health", "text/plain", b"").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no /health");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let big = 40 << 20;
+    let anonymous = announce_body(port, None, big);
+    let too_large = announce_body(port, Some(&token), big);
+    // 3 MB of real source (a long table): static pass only, no main.py.
+    let mut train = String::from("TABLE = [\n");
+    while train.len() < 3 << 20 {
+        train.push_str("    (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),\n");
+    }
+    train.push_str("]\n");
+    let (code, text) = http_as(
+        port,
+        Some(&token),
+        "POST",
+        "/api/review",
+        "application/json",
+        &case(json!({ "train_py": train })),
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(anonymous.0, 401, "{}", anonymous.1);
+    assert_eq!(too_large.0, 413, "{}", too_large.1);
+    let error: Value = serde_json::from_str(&too_large.1).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("32 MiB"),
+        "{}",
+        too_large.1
+    );
+    assert_eq!(code, 200, "{}", &text[..text.len().min(2000)]);
+    let review: Value = serde_json::from_str(&text).unwrap();
+    assert!(review["findings"].is_array(), "{text}");
+}
+
 /// A project whose entry point starts a long sleep whose command line carries `marker`
 /// (a fresh `exec`, so the host's `/proc` shows it).
 fn sleeping_case(marker: &str) -> Vec<u8> {

@@ -273,52 +273,51 @@ class _RandomInit(dict):
 
 
 def install():
-    """Installs the stand-ins, the loader cap and the probes (idempotent)."""
+    """Installs the stand-ins, the loader cap and the probes (idempotent). torch and
+    torchvision are patched when (and if) the process imports them: an orchestrating
+    `main.py` or an `evaluate.py` that never touches torch does not pay its import."""
     if _installed[0]:
         return
     _installed[0] = True
-    import importlib
-
-    import torch
-    import torch.utils.data
-
-    here = {__file__, __file__.replace(".pyc", ".py")}
-
     try:
-        import torchvision.datasets as tvd
-        for name, (cls, module) in _make_datasets().items():
-            cls.__name__ = cls.__qualname__ = name
-            setattr(tvd, name, cls)
-            try:
-                setattr(importlib.import_module(f"torchvision.datasets.{module}"), name, cls)
-            except Exception:
-                pass
-    except Exception as e:  # torchvision missing: nothing to stand in for
-        emit("standin_error", message=repr(e))
-
-    try:  # datasets / timm / transformers: patched when (and if) the project imports them
         from . import hub
+        hub.PATCHES.update({"torch": _patch_torch, "torchvision": _patch_torchvision})
         hub.install()
     except Exception as e:
         emit("standin_error", message=repr(e))
+    _patch_argparse()
 
-    def fake_weights(*args, **kwargs):
-        emit("standin", weights=str(args[0]) if args else "pretrained")
-        return _RandomInit()
 
+def _patch_torchvision(torchvision):
+    """Well-known datasets become synthetic ones; pretrained weights a random init."""
+    import importlib
+
+    tvd = torchvision.datasets
+    for name, (cls, module) in _make_datasets().items():
+        cls.__name__ = cls.__qualname__ = name
+        setattr(tvd, name, cls)
+        try:
+            setattr(importlib.import_module(f"torchvision.datasets.{module}"), name, cls)
+        except Exception:
+            pass
     try:
         from torchvision.models import _api
-        _api.WeightsEnum.get_state_dict = lambda self, *a, **k: fake_weights(self)
-    except Exception:
-        pass
-    torch.hub.load_state_dict_from_url = fake_weights
-    try:
-        import torchvision.models._utils  # noqa: F401
-        import torch.hub as hub
-        hub.load_state_dict_from_url = fake_weights
+        _api.WeightsEnum.get_state_dict = lambda self, *a, **k: _fake_weights(self)
     except Exception:
         pass
 
+
+def _fake_weights(*args, **kwargs):
+    emit("standin", weights=str(args[0]) if args else "pretrained")
+    return _RandomInit()
+
+
+def _patch_torch(torch):
+    """Weight downloads, the DataLoader cap, and the loss and hyper-gradient probes."""
+    import torch.hub
+    import torch.utils.data
+
+    torch.hub.load_state_dict_from_url = _fake_weights
     original_load = torch.nn.Module.load_state_dict
 
     def load_state_dict(self, state_dict, *args, **kwargs):
@@ -328,8 +327,11 @@ def install():
         return original_load(self, state_dict, *args, **kwargs)
 
     torch.nn.Module.load_state_dict = load_state_dict
+    _cap_loaders(torch.utils.data.DataLoader)
+    _probe_losses(torch)
 
-    loader = torch.utils.data.DataLoader
+
+def _cap_loaders(loader):
     original_iter = loader.__iter__
     original_len = loader.__len__
     capped = [False]
@@ -352,6 +354,9 @@ def install():
     loader.__iter__ = capped_iter
     loader.__len__ = capped_len
 
+
+def _probe_losses(torch):
+    here = {__file__, __file__.replace(".pyc", ".py")}
     # Losses (scalar backward calls): two variations with identical losses ran the same code.
     original_backward = torch.Tensor.backward
     seen = [0]
@@ -385,6 +390,8 @@ def install():
 
     torch.autograd.grad = grad
 
+
+def _patch_argparse():
     import argparse
     original_error = argparse.ArgumentParser.error
 

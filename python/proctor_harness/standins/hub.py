@@ -1,7 +1,8 @@
 """Offline stand-ins for Hugging Face and timm downloads (part of `proctor_review_standins`).
 
-`datasets`, `timm` and `transformers` are patched right after they are first imported (a
-meta-path hook, so a process that never imports them pays nothing):
+`datasets`, `timm` and `transformers` (and, from the package's `install()`, torch and
+torchvision) are patched right after they are first imported (a meta-path hook, so a
+process that never imports them pays nothing):
 - `datasets.load_dataset` of a well-known dataset returns synthetic data with the real
   splits, lengths, features and label names;
 - `timm.create_model(..., pretrained=True)` builds the model with random weights;
@@ -9,7 +10,8 @@ meta-path hook, so a process that never imports them pays nothing):
   with random weights;
 - `AutoTokenizer.from_pretrained` (or a tokenizer class's) of a well-known model name loads
   a tokenizer written locally with the real vocabulary size and special tokens (WordPiece
-  over characters, byte-level BPE without merges): any text tokenizes, ids fit the model.
+  over characters, byte-level BPE without merges, T5's unigram layout with its sentinel
+  ids): any text tokenizes, ids fit the model.
 Every substitution is recorded as a `standin` event, so the run says "data": "stand-in".
 """
 
@@ -53,13 +55,16 @@ ALIASES = {"fashionmnist": "fashion_mnist", "glue/sst2": "sst2", "glue/mrpc": "m
            "sst-2": "sst2", "wikitext/wikitext-2-raw-v1": "wikitext-2-raw-v1",
            "wikitext/wikitext-2-v1": "wikitext-2-raw-v1",
            "wikitext/wikitext-103-raw-v1": "wikitext-103-raw-v1"}
-# Longest split actually materialised: longer ones keep their real length by repetition.
+# Longest split actually materialised: longer ones keep their real length by repetition
+# (an index mapping over the materialised rows, so CIFAR-10's 50,000 images cost 2,048).
+MATERIALISED = 2048
 WORDS = ("the model learns a small set of useful features from data and the result is "
          "good bad neutral movie film story plot actor great terrible").split()
 
 # Well-known model names → (model_type, configuration) with the real architecture sizes.
 BERT = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
             intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+T5 = dict(vocab_size=32128, d_kv=64, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 MODELS = {
     "bert-base-uncased": ("bert", BERT),
     "bert-base-cased": ("bert", dict(BERT, vocab_size=28996)),
@@ -71,8 +76,8 @@ MODELS = {
     "gpt2": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)),
     "distilgpt2": ("gpt2", dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=6,
                                 n_head=12)),
-    "t5-small": ("t5", dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6,
-                            num_heads=8)),
+    "t5-small": ("t5", dict(T5, d_model=512, d_ff=2048, num_layers=6, num_heads=8)),
+    "t5-base": ("t5", dict(T5, d_model=768, d_ff=3072, num_layers=12, num_heads=12)),
     "google/vit-base-patch16-224": ("vit", dict(hidden_size=768, num_hidden_layers=12,
                                                 num_attention_heads=12, intermediate_size=3072,
                                                 image_size=224, patch_size=16)),
@@ -118,6 +123,7 @@ def _column(kind, n, seed, features):
 
 def _split(module, key, split_name, n):
     sizes, columns = DATASETS[key]
+    rows = min(n, MATERIALISED)
     features = {}
     data = {}
     seed = sorted(sizes).index(split_name) if split_name in sizes else 0
@@ -130,9 +136,13 @@ def _split(module, key, split_name, n):
             features[col] = module.Value("int32")
         else:
             features[col] = module.Value("string")
-        data[col] = _column(kind, n, seed * 31 + len(col), features)
-    return module.Dataset.from_dict(data, features=module.Features(features),
-                                    split=module.NamedSplit(split_name))
+        data[col] = _column(kind, rows, seed * 31 + len(col), features)
+    ds = module.Dataset.from_dict(data, features=module.Features(features),
+                                  split=module.NamedSplit(split_name))
+    if n > rows:
+        import numpy as np
+        ds = ds.select(np.arange(n) % rows)
+    return ds
 
 
 def _parse_split(split, sizes):
@@ -240,7 +250,8 @@ def _bytes_to_unicode():
 def _tokenizer_files(model_type, values, directory):
     """Writes a tokenizer of the real vocabulary size and special tokens for `model_type`
     into `directory`: WordPiece over single characters (BERT), or byte-level BPE without
-    merges (GPT-2, RoBERTa). Any text tokenizes; ids stay below the model's vocabulary."""
+    merges (GPT-2, RoBERTa), T5's unigram layout (see `_t5_tokenizer`). Any text tokenizes;
+    ids stay below the model's vocabulary."""
     import json
     size = values["vocab_size"]
     config = {"model_type": model_type, **values}
@@ -269,6 +280,10 @@ def _tokenizer_files(model_type, values, directory):
                                                      values.get("n_positions", 1024))}
         if model_type == "gpt2":
             tokenizer.update(bos_token=last[0], eos_token=last[0], unk_token=last[0])
+    elif model_type == "t5":
+        _t5_tokenizer(directory)
+        tokenizer = {"model_max_length": 512, "extra_ids": T5_EXTRA_IDS, "eos_token": "</s>",
+                     "unk_token": "<unk>", "pad_token": "<pad>"}
     else:
         return False
     config.pop("_name", None)
@@ -277,6 +292,59 @@ def _tokenizer_files(model_type, values, directory):
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
         json.dump(tokenizer, f)
     return True
+
+
+T5_PIECES = 32_000
+T5_EXTRA_IDS = 100
+
+
+def _t5_tokenizer(directory):
+    """T5's SentencePiece layout as a `tokenizer.json` (no `spiece.model`: the fast
+    tokenizer loads it): <pad> 0, </s> 1, <unk> 2, unigram pieces over characters and a
+    few words up to 32,000, then <extra_id_99> … <extra_id_0> (32,099); an </s> after every
+    sequence, as T5's tokenizer adds it."""
+    import json
+    chars = [chr(c) for c in range(33, 127)]
+    pieces = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["\u2581", -2.0]]
+    pieces += [[c, -5.0] for c in chars] + [["\u2581" + c, -4.0] for c in chars]
+    pieces += [["\u2581" + w, -1.0] for w in sorted(set(WORDS)) if len(w) > 1]
+    pieces += [[f"<filler{i}>", -30.0] for i in range(T5_PIECES - len(pieces))]
+    extra = [f"<extra_id_{i}>" for i in reversed(range(T5_EXTRA_IDS))]
+    pieces += [[t, 0.0] for t in extra]
+
+    def added(i, content):
+        return {"id": i, "content": content, "single_word": False, "lstrip": False,
+                "rstrip": False, "normalized": False, "special": True}
+
+    metaspace = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                 "split": True}
+    eos = [{"SpecialToken": {"id": "</s>", "type_id": 0}}]
+    seq = [{"Sequence": {"id": "A", "type_id": 0}}]
+    spec = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [added(i, t) for i, t in enumerate(["<pad>", "</s>", "<unk>"])]
+        + [added(T5_PIECES + i, t) for i, t in enumerate(extra)],
+        "normalizer": None, "pre_tokenizer": metaspace, "decoder": metaspace,
+        "post_processor": {
+            "type": "TemplateProcessing", "single": seq + eos,
+            "pair": seq + eos + [{"Sequence": {"id": "B", "type_id": 0}}] + eos,
+            "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+        "model": {"type": "Unigram", "unk_id": 2, "vocab": pieces, "byte_fallback": False},
+    }
+    with open(os.path.join(directory, "tokenizer.json"), "w") as f:
+        json.dump(spec, f)
+
+
+def _fast_only(cls, model_type, kwargs):
+    """The class to load a stand-in with: T5's slow tokenizer needs a SentencePiece model
+    that is not written, so it (or `use_fast=False`) gets the fast one, same interface."""
+    if model_type != "t5":
+        return cls
+    kwargs.pop("use_fast", None)
+    if cls.__name__ == "AutoTokenizer" or cls.__name__.endswith("Fast"):
+        return cls
+    from transformers import T5TokenizerFast
+    return T5TokenizerFast
 
 
 _tokenizer_dirs = {}
@@ -303,7 +371,7 @@ def _tokenizer_standin(owner):
                 return real(cls, name, *args, **kwargs)
             _tokenizer_dirs[str(name)] = directory
         emit("standin", tokenizer=f"transformers:{name}")
-        return real(cls, directory, *args, **kwargs)
+        return real(_fast_only(cls, known[0], kwargs), directory, *args, **kwargs)
 
     setattr(owner, "from_pretrained", classmethod(from_pretrained))
 
@@ -337,6 +405,11 @@ _busy = set()
 class _Loader(importlib.abc.Loader):
     def __init__(self, inner, name):
         self.inner, self.name = inner, name
+
+    def __getattr__(self, name):  # get_source, get_resource_reader, is_package, …
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def create_module(self, spec):
         return self.inner.create_module(spec)
