@@ -286,6 +286,21 @@ fn hidden_capacity_counts_however_it_is_spread() {
         memo_refs.extend([b'h', (i * 7 % 256) as u8]);
     }
     memo_refs.push(b'e');
+    // The same as dict values under 5,000 int keys (each key counts too).
+    let mut dict_refs = memo_refs[..256 * 6].to_vec();
+    dict_refs.extend(b"}(");
+    for i in 0..5_000u16 {
+        dict_refs.push(b'M');
+        dict_refs.extend(i.to_le_bytes());
+        dict_refs.extend([b'h', (i * 7 % 256) as u8]);
+    }
+    dict_refs.push(b'u');
+    // ... and to 256 memoized empty lists: each reference after a list's first counts.
+    let mut list_refs = Vec::new();
+    for i in 0..=255u8 {
+        list_refs.extend([b']', b'q', i, b'0']);
+    }
+    list_refs.extend(&dict_refs[256 * 6..]);
     let cases: Vec<(&str, Vec<u8>, u64)> = vec![
         (
             "many bytes attributes, each small",
@@ -339,6 +354,16 @@ fn hidden_capacity_counts_however_it_is_spread() {
             "a list of references to 256 memoized values",
             memo_refs,
             10_000 - 2_048,
+        ),
+        (
+            "a dict of numbers to references to 256 memoized values",
+            dict_refs,
+            2 * 5_000 - 2_048,
+        ),
+        (
+            "a dict of numbers to references to 256 memoized lists",
+            list_refs,
+            2 * 5_000 - 256 - 2_048,
         ),
     ];
     // 10,000 bytes of data between `before` and `after`, with `names` bytes of strings.
