@@ -506,7 +506,24 @@ async fn searching_for_test_labels_or_official_data_finds_nothing() {
     // Inference reads the official test inputs, so what it prints never comes back
     // (it could print the inputs); that it found no labels shows in the score.
     assert!(!s.logs.contains("CHEAT at inference"), "{}", s.logs);
-    assert!(s.logs.contains("output withheld"), "{}", s.logs);
+    assert!(
+        s.logs.contains("output, time and memory withheld"),
+        "{}",
+        s.logs
+    );
+    // Nor its peak memory or wall time, which a forward() could make proportional to a
+    // test input: its section is its status alone, and the total is in whole minutes.
+    let infer = &s.logs[s.logs.find("== infer").expect("an inference section")..];
+    assert!(infer.starts_with("== infer: status ok ==\n"), "{}", s.logs);
+    assert!(!infer.chars().any(|c| c.is_ascii_digit()), "{}", s.logs);
+    let view = p.view(&s);
+    let total = view.total_s.expect("a total time");
+    assert!(total > 0.0 && total % 60.0 == 0.0, "{total}");
+    assert_eq!(view.overhead_s, None);
+    assert_eq!(
+        s.result.as_ref().unwrap()["overhead_s"],
+        serde_json::Value::Null
+    );
     // An untrained linear layer: chance level on labels it cannot see.
     assert!(s.accuracy.unwrap() < 0.05, "{:?}", s.accuracy);
     assert_eq!(s.score, Some(0.0));
