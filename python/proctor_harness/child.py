@@ -41,14 +41,25 @@ def _setup(fds):
     ctl = socket.socket(fileno=control_fd)
     if not ctl.recv(MAX_FRAME):
         os._exit(111)  # retired before proctor placed it in a cgroup
-    confine.own_pid_namespace()  # from here on: pid 1 of the run's own pid namespace
+    confine.own_pid_namespace()  # from here on: the run, pid 2 of its own pid namespace
     go = ctl.recv(MAX_FRAME)
     if not go:
         os._exit(111)  # proctor retired this child before giving it a job
     req = json.loads(go)
     root = confine.scratch(req["cwd"], req["scratch"], req["uid"])
+    try:
+        _confine(req, filters)
+    except BaseException as e:
+        # Proctor is waiting for the scratch: tell it why there is none.
+        ctl.send(f"the forked child could not confine itself: {e!r}".encode()[:1000])
+        raise
+    # The last step before the run's code: proctor starts the run's clock when it gets this.
     socket.send_fds(ctl, [b"scratch"], [root])
     os.close(root)
+    return ctl, req
+
+
+def _confine(req, filters):
     confine.drop_privileges(req["uid"])
     # Its /proc shows only its own pid namespace; of the processes, it may read its own entry.
     read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
@@ -60,7 +71,6 @@ def _setup(fds):
     # job's environment may carry a secret its harness takes out of os.environ before the
     # run's code starts (the gym's run key); the frames must not keep a copy.
     os.environ.update(req.pop("env"))
-    return ctl, req
 
 
 def _disown_zygote_finalizers():

@@ -30,6 +30,19 @@ use crate::Inner;
 /// gets it from the zygote's environment (`PROCTOR_MAX_FRAME_BYTES`); nothing else defines it.
 pub const MAX_FRAME_BYTES: usize = 200_000;
 
+/// How long a forked child may take to be ready, from the fork to the moment its run's
+/// code starts. Start-up, not the run's time: the run's clock starts when the child is
+/// ready, so a slow start-up (a loaded machine) never eats into a run's time limit.
+const CHILD_READY: Duration = Duration::from_secs(60);
+
+/// The error of a child not ready within [`CHILD_READY`].
+fn not_ready(step: &str) -> JobError {
+    JobError::Engine(format!(
+        "the warm pool's forked child {step} within {} s (start-up, before the run's code and its time limit; the machine may be overloaded)",
+        CHILD_READY.as_secs()
+    ))
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked: one panic must
 /// not poison every later run.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -469,9 +482,9 @@ impl Zygote {
             }
         }
         drop((out_w, err_w, ctl_theirs));
-        let ns_pid = tokio::time::timeout(Duration::from_secs(30), forked_rx)
+        let ns_pid = tokio::time::timeout(CHILD_READY, forked_rx)
             .await
-            .map_err(|_| JobError::Engine("the warm zygote did not fork in time".into()))?
+            .map_err(|_| not_ready("was not forked"))?
             .map_err(|_| JobError::Engine("the warm zygote died while forking".into()))?;
         let host = host_child(self.host_pid, Some(ns_pid)).ok_or_else(|| {
             JobError::Engine("the forked child vanished before it started".into())
@@ -495,8 +508,9 @@ impl Zygote {
 
 impl Forked {
     /// Gives the child its job: what to run, where, and what it may touch. The child
-    /// mounts its scratch (a tmpfs of the run's disk quota, owned by its id) and hands
-    /// back its root, returned here; the run's files live as long as it is held.
+    /// mounts its scratch (a tmpfs of the run's disk quota, owned by its id), confines
+    /// itself and, as the last step before the run's code, hands back the scratch's root,
+    /// returned here; the run's files live as long as it is held.
     async fn start(
         &self,
         inner: &Inner,
@@ -538,18 +552,18 @@ impl Forked {
     }
 }
 
-/// Waits (at most 30 s) for the child's scratch root on its control socket.
+/// Waits (at most [`CHILD_READY`]) for the child's scratch root on its control socket,
+/// or for its word on why it could not confine itself.
 fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{recvmsg, ControlMessageOwned};
     use std::os::fd::{AsFd, FromRawFd};
     let mut fds = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
-    if !matches!(poll(&mut fds, PollTimeout::from(30_000u16)), Ok(n) if n > 0) {
-        return Err(JobError::Engine(
-            "the forked child did not set up its scratch in time".into(),
-        ));
+    let ms = PollTimeout::try_from(CHILD_READY.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+    if !matches!(poll(&mut fds, ms), Ok(n) if n > 0) {
+        return Err(not_ready("did not set up its scratch and confinement"));
     }
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 1024];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(
@@ -559,6 +573,7 @@ fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(|e| engine_err("cannot reach the child", e))?;
+    let len = msg.bytes.min(1024);
     for cmsg in msg.cmsgs().into_iter().flatten() {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel just installed these descriptors for us.
@@ -570,9 +585,12 @@ fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
             }
         }
     }
-    Err(JobError::Engine(
-        "the forked child could not set up its scratch (see the zygote's log)".into(),
-    ))
+    let said = String::from_utf8_lossy(&buf[..len]).into_owned();
+    Err(JobError::Engine(if said.is_empty() {
+        "the forked child could not set up its scratch (see the zygote's log)".into()
+    } else {
+        said
+    }))
 }
 
 /// A child forked ahead of demand, already in its own cgroup.
@@ -714,6 +732,9 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
             &job.env,
         )
         .await?;
+    // The run's code starts now: its time limit and wall time count from here, not from
+    // the zygote's or the child's start-up (their own deadlines are above).
+    let running = Instant::now();
     drop(forked.ctl);
     let _child_id = forked.id;
     tracing::debug!(
@@ -729,7 +750,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         exit,
         &job,
         killer,
-        started,
+        running,
     )
     .await;
     tracing::debug!(

@@ -75,10 +75,12 @@ pub(crate) struct Observed {
     pub exit: Option<ExitReport>,
     pub timed_out: bool,
     pub output_exceeded: bool,
-    pub started: Instant,
+    /// The run's own time: from its start to its main process's end (or its kill).
+    pub wall: Duration,
 }
 
-/// Captures both streams and waits for `exit`, within `limits.timeout_ms`.
+/// Captures both streams and waits for `exit`, within `limits.timeout_ms` counted from
+/// `started`, the moment the run's code started.
 pub(crate) async fn supervise<O, E, X>(
     stdout: O,
     stderr: E,
@@ -100,8 +102,9 @@ where
     let reaper = killer.clone();
     let exit = async move {
         let report = exit.await;
+        let ended = Instant::now();
         reaper.kill().await;
-        report
+        (report, ended)
     };
     let work = async {
         tokio::join!(
@@ -125,12 +128,14 @@ where
     tokio::pin!(work);
     let deadline = Duration::from_millis(limits.timeout_ms);
     let mut timed_out = false;
-    let (stdout, stderr, exit) = tokio::select! {
+    let (stdout, stderr, (exit, ended)) = tokio::select! {
         r = &mut work => r,
         _ = tokio::time::sleep(deadline.saturating_sub(started.elapsed())) => {
             timed_out = true;
+            let killed = Instant::now();
             killer.kill().await;
-            (&mut work).await
+            let (stdout, stderr, (exit, _)) = (&mut work).await;
+            (stdout, stderr, (exit, killed))
         }
     };
     Observed {
@@ -139,7 +144,7 @@ where
         exit,
         timed_out,
         output_exceeded: exceeded.load(Ordering::SeqCst),
-        started,
+        wall: ended.saturating_duration_since(started),
     }
 }
 
@@ -214,7 +219,7 @@ pub(crate) fn classify(
         exit_code: exit.exit_code,
         stdout: String::from_utf8_lossy(&obs.stdout).into_owned(),
         stderr,
-        wall_ms: obs.started.elapsed().as_secs_f64() * 1000.0,
+        wall_ms: obs.wall.as_secs_f64() * 1000.0,
         peak_rss_mb,
         output_truncated: obs.output_exceeded,
         memory_peak_mb: cgroup

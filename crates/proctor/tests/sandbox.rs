@@ -244,6 +244,27 @@ fn infinite_loop_times_out_and_leaves_no_process() {
     }
 }
 
+/// A warm run's time limit and wall time count from its code's start: the warm pool's
+/// start-up before a fresh `proctor exec`'s run (the zygote imports torch: seconds, more on
+/// a loaded machine) is not the run's time (red team SBX-2: such runs were `timeout`).
+#[test]
+fn a_warm_run_s_clock_starts_with_its_code_not_the_pool_s_start_up() {
+    let began = std::time::Instant::now();
+    let r = exec("print('quick')\n", &["--timeout-s", "1.5"]);
+    let took = began.elapsed().as_secs_f64();
+    assert!(
+        took > 1.5,
+        "start-up took only {took:.2} s: this test shows nothing"
+    );
+    assert_eq!(status(&r), "ok", "{r}");
+    assert_eq!(r["stdout"], "quick\n");
+    let wall_s = r["wall_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        wall_s < 1.5,
+        "wall {wall_s:.2} s of {took:.2} s in all: {r}"
+    );
+}
+
 #[test]
 fn sigterm_ignoring_double_forked_child_is_killed() {
     for mode in MODES {
