@@ -102,19 +102,27 @@ def isolate(shm_bytes):
 
 
 def own_pid_namespace():
-    """Moves the run into a pid namespace of its own, as its pid 1: `kill(-1)` reaches only
-    the run's own processes (never a sibling or the zygote, whatever the ids or the kernel's
-    landlock), its /proc lists only them, and when it ends the kernel kills what it left.
-    This process stays outside as the run's reaper: it waits for pid 1 and ends the same
-    way, so the zygote sees the run's end. Only pid 1 returns."""
+    """Moves the run into a pid namespace of its own, under a tiny init: `kill(-1)` reaches
+    only the run's own processes (never a sibling or the zygote, whatever the ids or the
+    kernel's landlock), its /proc lists only them, and when the run ends its init is killed
+    and with it whatever the run left. The run is pid 2, not 1: signals keep their default
+    actions (pid 1 ignores those it has no handler for) and its orphans are reaped by init,
+    not left as its zombies. This process stays outside as the run's reaper: both are its
+    children (after unshare, its first child is the namespace's pid 1, the next pid 2); it
+    waits for the run and ends the same way, so the zygote sees the run's end. Only the
+    run returns."""
     _sys(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    init = _spawn_init()
     pid = os.fork()
     if pid == 0:
         flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
         _sys(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mounting /proc")
         return
-    os.closerange(0, 1 << 30)  # the run's pipes and control socket are pid 1's alone
+    os.closerange(0, 1 << 30)  # the run's pipes and control socket are the run's alone
     _, status = os.waitpid(pid, 0)
+    # Init's end kills what the run left; not waited for (proctor kills the run's cgroup
+    # and waits for it to empty), so the run's end is reported at once.
+    os.kill(init, signal.SIGKILL)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -123,6 +131,25 @@ def own_pid_namespace():
             pass  # SIGKILL, SIGSTOP: default already
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _spawn_init():
+    """Starts pid 1 of the new namespace: `sleep`, spawned without copying the zygote's
+    memory (vfork and exec: a fork of this process would cost milliseconds of page tables),
+    with SIGCHLD ignored, so that the kernel reaps the orphans it is handed; it has no signal
+    handler, so nothing in the namespace can signal it, and none of the run's descriptors."""
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    actions = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
+    actions += [(os.POSIX_SPAWN_CLOSE, int(fd)) for fd in os.listdir("/proc/self/fd") if int(fd) > 2]
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kept across exec
+    try:
+        return os.posix_spawn(_SLEEP, [_SLEEP, "infinity"], {}, file_actions=actions)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        os.close(null)
+
+
+_SLEEP = next(p for p in ("/usr/bin/sleep", "/bin/sleep") if os.path.exists(p))
 
 
 def scratch(path, options, uid):

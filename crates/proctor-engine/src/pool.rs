@@ -169,25 +169,30 @@ fn send(fd: &OwnedFd, msg: &serde_json::Value, fds: &[i32]) -> Result<(), JobErr
         .map_err(|e| engine_err("cannot reach the warm pool", e))
 }
 
-/// Host pid of `pid`'s child whose pid in its own namespace is `ns_pid`.
-fn host_child(pid: i32, ns_pid: Option<i32>) -> Option<i32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children
+/// Host pids of `pid`'s children.
+fn host_children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
-        .find(|child: &i32| {
-            let Some(want) = ns_pid else { return true };
-            std::fs::read_to_string(format!("/proc/{child}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| {
-                        l.split_whitespace()
-                            .last()
-                            .and_then(|p| p.parse::<i32>().ok())
-                    })
+        .collect()
+}
+
+/// Host pid of `pid`'s child whose pid in its own namespace is `ns_pid`.
+fn host_child(pid: i32, ns_pid: Option<i32>) -> Option<i32> {
+    host_children(pid).into_iter().find(|child: &i32| {
+        let Some(want) = ns_pid else { return true };
+        std::fs::read_to_string(format!("/proc/{child}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| {
+                    l.split_whitespace()
+                        .last()
+                        .and_then(|p| p.parse::<i32>().ok())
                 })
-                == Some(want)
-        })
+            })
+            == Some(want)
+    })
 }
 
 impl Pool {
@@ -808,9 +813,9 @@ struct ChildReply {
 }
 
 struct SessionState {
-    /// Host pids of the session's processes: its reaper and the session itself (pid 1 of
-    /// its own pid namespace), which live on between calls.
-    pids: [i32; 2],
+    /// Host pids of the session's processes, which live on between calls: its reaper, and
+    /// the reaper's children, the init of the session's pid namespace and the session itself.
+    pids: Vec<i32>,
     ctl: Arc<OwnedFd>,
     cgroup: Arc<Cgroup>,
     _ws: Workspace,
@@ -865,11 +870,16 @@ pub(crate) async fn open_session(
         .await?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
     drop((forked.stdout, forked.stderr, forked.exited));
-    // The scratch came from the session's process, so it is alive: the reaper's one child.
-    let session_pid = host_child(forked.pid, None)
-        .ok_or_else(|| JobError::Engine("the session's process vanished as it started".into()))?;
+    // The scratch came from the session's process, so it is alive, and so is its init.
+    let mut pids = host_children(forked.pid);
+    if pids.len() != 2 {
+        return Err(JobError::Engine(
+            "the session's processes vanished as it started".into(),
+        ));
+    }
+    pids.push(forked.pid);
     let state = Arc::new(SessionState {
-        pids: [forked.pid, session_pid],
+        pids,
         ctl: Arc::new(forked.ctl),
         cgroup,
         _ws: ws,

@@ -409,10 +409,10 @@ async fn siblings_stay_apart_without_landlock_scoping() {
     let (a, b) = (open().await.unwrap(), open().await.unwrap());
     let r = a.exec("x = 41", Duration::from_secs(30)).await.unwrap();
     assert_eq!(r.status, Status::Ok, "{r:?}");
-    // kill(-1): everything the run may signal; it is pid 1 of its own namespace.
+    // kill(-1): everything the run may signal; it is pid 2 of its own namespace, under init.
     let kill_all = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nos.getpid()";
     let r = b.exec(kill_all, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(r.value.as_deref(), Some("1"), "{r:?}");
+    assert_eq!(r.value.as_deref(), Some("2"), "{r:?}");
     let job = Job::new(Command::Code {
         code: format!("{kill_all}\nprint('survived')"),
     });

@@ -292,6 +292,42 @@ print("parent done")
     }
 }
 
+/// A run is not the init of its pid namespace: signals keep their default actions (pid 1
+/// ignores those it has no handler for) and the orphans of its children are not its own.
+#[test]
+fn a_run_dies_of_its_own_signals_and_adopts_no_orphans() {
+    let die = |sig: &str| {
+        format!("import os, signal, time\nsignal.signal(signal.{sig}, signal.SIG_DFL)\nos.kill(os.getpid(), signal.{sig})\ntime.sleep(5)\nprint('survived')\n")
+    };
+    let orphans = r#"
+import os, time
+child = os.fork()
+if child == 0:
+    if os.fork() == 0:
+        time.sleep(0.3)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(child, 0)
+time.sleep(1.5)
+try:
+    print("adopted", os.waitpid(-1, os.WNOHANG))
+except ChildProcessError:
+    print("no orphans")
+"#;
+    for mode in MODES {
+        for sig in ["SIGTERM", "SIGINT", "SIGUSR1"] {
+            let r = exec(&die(sig), mode);
+            assert_eq!(
+                (status(&r), &r["stdout"]),
+                ("killed", &serde_json::json!("")),
+                "{sig} {mode:?}: {r}"
+            );
+        }
+        let r = exec(orphans, mode);
+        assert_eq!(r["stdout"], "no orphans\n", "{mode:?}: {r}");
+    }
+}
+
 #[test]
 fn fork_bomb_is_contained() {
     let code =
