@@ -47,19 +47,27 @@ def _setup(fds):
         os._exit(111)  # proctor retired this child before giving it a job
     req = json.loads(go)
     root = confine.scratch(req["cwd"], req["scratch"], req["uid"])
+    shm = os.open("/dev/shm", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _confine(req, filters)
     except BaseException as e:
         # Proctor is waiting for the scratch: tell it why there is none.
-        ctl.send(f"the forked child could not confine itself: {e!r}".encode()[:1000])
+        try:
+            ctl.send(f"the forked child could not confine itself: {e!r}".encode()[:1000])
+        except OSError:
+            pass
         raise
-    # The last step before the run's code: proctor starts the run's clock when it gets this.
-    socket.send_fds(ctl, [b"scratch"], [root])
+    # The last step before the run's code: proctor starts the run's clock when it gets this,
+    # and watches both filesystems for fullness while the run lives.
+    socket.send_fds(ctl, [b"scratch"], [root, shm])
     os.close(root)
+    os.close(shm)
     return ctl, req
 
 
 def _confine(req, filters):
+    """Becomes the run: its own id without capabilities, landlock, seccomp, its directory
+    and its environment."""
     confine.drop_privileges(req["uid"])
     # Its /proc shows only its own pid namespace; of the processes, it may read its own entry.
     read_only = [f"/proc/{os.getpid()}" if p == "/proc/self" else p for p in req["read_only"]]
@@ -143,8 +151,9 @@ def _run(req):
 # Largest message either way, JSON-encoded: defined once by proctor (MAX_FRAME_BYTES in
 # the engine's pool.rs) and passed in the zygote's environment.
 MAX_FRAME = int(os.environ["PROCTOR_MAX_FRAME_BYTES"])
-# Size of a child's own /dev/shm (its pages count against the run's memory limit).
-SHM_BYTES = 1 << 30
+# Size of a child's own /dev/shm (its pages count against the run's memory limit), defined
+# once by proctor (SHM_BYTES in the sandbox crate) and passed in the zygote's environment.
+SHM_BYTES = int(os.environ["PROCTOR_SHM_BYTES"])
 
 
 class CallTimeout(BaseException):

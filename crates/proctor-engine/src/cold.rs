@@ -8,6 +8,7 @@ use std::time::Instant;
 use proctor_core::{Job, JobError, RunResult};
 use proctor_sandbox::{ExitReport, Reports, Spec};
 
+use crate::scratch::{DiskWatch, Filled};
 use crate::supervise::{classify, supervise, Killer};
 use crate::workspace::{job_args, Workspace};
 use crate::Inner;
@@ -59,7 +60,14 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
     let status_fd = prepared.status;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let reports = tokio::task::spawn_blocking(move || proctor_sandbox::read_reports(status_fd));
+    let disk = Arc::new(DiskWatch::default());
+    let watch = disk.clone();
+    let reports = tokio::task::spawn_blocking(move || {
+        proctor_sandbox::read_reports(status_fd, |scratch, shm| {
+            watch.watch(Filled::Scratch, scratch);
+            watch.watch(Filled::Shm, shm);
+        })
+    });
     let scratch = std::sync::Mutex::new(None);
     let setup_error = std::sync::Mutex::new(None);
     let exit = async {
@@ -77,13 +85,12 @@ pub(crate) async fn run(inner: &Inner, job: Job) -> Result<RunResult, JobError> 
         }
     };
     let killer = Killer::new(Some(cgroup.clone()), None);
-    let observed = supervise(stdout, stderr, exit, &job, killer, started).await;
+    let observed = supervise(stdout, stderr, exit, &job, killer, started, &disk).await;
     if let Some(err) = setup_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(JobError::Sandbox(err));
     }
     let scratch = scratch.into_inner().unwrap_or_else(|e| e.into_inner());
-    let full = scratch.as_ref().is_some_and(crate::scratch::filled);
-    let result = classify(observed, Some(&cgroup), &job.limits, full);
+    let result = classify(observed, Some(&cgroup), &job.limits, disk.sample());
     // The copy first: the scratch's pages are charged to the run's cgroup until it closes.
     collect(&ws, &job, scratch).await?;
     let cg = cgroup.clone();
@@ -156,7 +163,9 @@ async fn run_unsandboxed(
             ..ExitReport::default()
         })
     };
-    let observed = supervise(stdout, stderr, exit, job, Killer::new(None, pgid), started).await;
+    let killer = Killer::new(None, pgid);
+    let unwatched = DiskWatch::default();
+    let observed = supervise(stdout, stderr, exit, job, killer, started, &unwatched).await;
     collect(ws, job, None).await?;
-    Ok(classify(observed, None, &job.limits, false))
+    Ok(classify(observed, None, &job.limits, None))
 }

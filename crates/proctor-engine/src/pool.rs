@@ -16,11 +16,12 @@ use nix::sys::socket::{
 };
 use proctor_core::{Job, JobError, Limits, RunResult, Status};
 use proctor_sandbox::cgroup::Cgroup;
-use proctor_sandbox::{ExitReport, Spec, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
+use proctor_sandbox::{ExitReport, Spec, SHM_BYTES, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::scratch::{DiskWatch, Filled};
 use crate::supervise::{classify, supervise, Killer};
 use crate::workspace::{job_args, Target, Workspace};
 use crate::Inner;
@@ -251,10 +252,13 @@ static POOL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// What the zygote's harness reads from its environment.
 fn zygote_env(config: &crate::EngineConfig) -> Vec<(String, String)> {
-    let mut env = vec![(
-        "PROCTOR_MAX_FRAME_BYTES".into(),
-        MAX_FRAME_BYTES.to_string(),
-    )];
+    let mut env = vec![
+        (
+            "PROCTOR_MAX_FRAME_BYTES".into(),
+            MAX_FRAME_BYTES.to_string(),
+        ),
+        ("PROCTOR_SHM_BYTES".into(), SHM_BYTES.to_string()),
+    ];
     if config.test_without_landlock_scoping {
         env.push((crate::WITHOUT_LANDLOCK_SCOPING_ENV.into(), "1".into()));
     }
@@ -514,8 +518,9 @@ impl Zygote {
 impl Forked {
     /// Gives the child its job: what to run, where, and what it may touch. The child
     /// mounts its scratch (a tmpfs of the run's disk quota, owned by its id), confines
-    /// itself and, as the last step before the run's code, hands back the scratch's root,
-    /// returned here; the run's files live as long as it is held.
+    /// itself and, as the last step before the run's code, hands back the roots of the
+    /// scratch and of its `/dev/shm`: the first is returned here (the run's files live as
+    /// long as it is held), both are watched for fullness by the returned [`DiskWatch`].
     async fn start(
         &self,
         inner: &Inner,
@@ -523,7 +528,7 @@ impl Forked {
         mut request: serde_json::Value,
         limits: &Limits,
         extra_env: &[(String, String)],
-    ) -> Result<OwnedFd, JobError> {
+    ) -> Result<(OwnedFd, DiskWatch), JobError> {
         let mut read_only: Vec<PathBuf> = SYSTEM_READ_ONLY
             .iter()
             .filter(|p| **p != "/proc")
@@ -551,15 +556,19 @@ impl Forked {
             .ctl
             .try_clone()
             .map_err(|e| engine_err("cannot reach the child", e))?;
-        tokio::task::spawn_blocking(move || receive_scratch(&ctl))
+        let [scratch, shm] = tokio::task::spawn_blocking(move || receive_scratch(&ctl))
             .await
-            .map_err(|e| engine_err("cannot reach the child", e))?
+            .map_err(|e| engine_err("cannot reach the child", e))??;
+        let disk = DiskWatch::default();
+        disk.watch(Filled::Scratch, &scratch);
+        disk.watch(Filled::Shm, &shm);
+        Ok((scratch, disk))
     }
 }
 
 /// Waits (at most [`CHILD_READY`]) for the child's scratch root on its control socket,
 /// or for its word on why it could not confine itself.
-fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
+fn receive_scratch(ctl: &OwnedFd) -> Result<[OwnedFd; 2], JobError> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::socket::{recvmsg, ControlMessageOwned};
     use std::os::fd::{AsFd, FromRawFd};
@@ -570,7 +579,7 @@ fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
     }
     let mut buf = [0u8; 1024];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
     let msg = recvmsg::<()>(
         ctl.as_raw_fd(),
         &mut iov,
@@ -585,8 +594,8 @@ fn receive_scratch(ctl: &OwnedFd) -> Result<OwnedFd, JobError> {
             let mut owned = fds
                 .into_iter()
                 .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-            if let Some(fd) = owned.next() {
-                return Ok(fd);
+            if let (Some(scratch), Some(shm)) = (owned.next(), owned.next()) {
+                return Ok([scratch, shm]);
             }
         }
     }
@@ -728,7 +737,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child and workspace ready"
     );
-    let scratch = forked
+    let (scratch, disk) = forked
         .start(
             inner,
             &ws,
@@ -756,14 +765,14 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
         &job,
         killer,
         running,
+        &disk,
     )
     .await;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: ended"
     );
-    let full = crate::scratch::filled(&scratch);
-    let result = classify(observed, Some(&cgroup), &job.limits, full);
+    let result = classify(observed, Some(&cgroup), &job.limits, disk.sample());
     // The copy first: the scratch's pages are charged to the run's cgroup until it closes.
     crate::cold::collect(&ws, &job, Some(scratch)).await?;
     let cg = cgroup.clone();
@@ -779,8 +788,10 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
 /// What one snippet in a session did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionReply {
-    /// `ok`, `error` (an exception), `timeout`, `oom` or `killed` (the last three end the session
-    /// unless the snippet could be interrupted in Python, in which case the session lives on).
+    /// `ok`, `error` (an exception), `disk_limit` (this call filled the session's disk quota
+    /// or `/dev/shm`; the session lives on), `timeout`, `oom` or `killed` (the last three end
+    /// the session unless the snippet could be interrupted in Python, in which case the
+    /// session lives on).
     pub status: Status,
     /// Captured standard output (file-descriptor level).
     pub stdout: String,
@@ -825,6 +836,8 @@ struct SessionState {
     alive: AtomicBool,
     call_lock: tokio::sync::Mutex<()>,
     _zygote: Arc<Zygote>,
+    /// Its scratch and `/dev/shm`, watched during each call.
+    disk: DiskWatch,
 }
 
 impl SessionState {
@@ -865,7 +878,7 @@ pub(crate) async fn open_session(
     });
     let (ws, _) = zygote.workspace(&job)?;
     // The session's scratch lives in its own mount namespace as long as it does.
-    let _scratch = forked
+    let (_scratch, disk) = forked
         .start(inner, &ws, json!({"kind": "session"}), &limits, &[])
         .await?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
@@ -889,6 +902,7 @@ pub(crate) async fn open_session(
         alive: AtomicBool::new(true),
         call_lock: tokio::sync::Mutex::new(()),
         _zygote: zygote,
+        disk,
     });
     spawn_idle_reaper(Arc::downgrade(&state), idle);
     Ok(Session { state })
@@ -944,6 +958,10 @@ impl Session {
                 code.len()
             )));
         }
+        // A call fills the disk if it found room and was seen without any (a snippet may
+        // free it after its ENOSPC); one that found it full already may never have written.
+        let was_full = state.disk.full_now();
+        state.disk.reset();
         send(&state.ctl, &request, &[])?;
         let ctl = state.ctl.clone();
         let hard = timeout + Duration::from_secs(2);
@@ -955,7 +973,7 @@ impl Session {
             /// The child is gone (OOM kill, crash).
             Closed,
         }
-        let answer = tokio::task::spawn_blocking(move || {
+        let reading = tokio::task::spawn_blocking(move || {
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
             use std::os::fd::AsFd;
             let mut fds = [PollFd::new(ctl.as_fd(), PollFlags::POLLIN)];
@@ -971,9 +989,11 @@ impl Session {
                 Ok(n) if n > 0 => Answer::Reply(buf[..n].to_vec()),
                 _ => Answer::Closed,
             }
-        })
-        .await
-        .map_err(|e| engine_err("session reader failed", e))?;
+        });
+        let answer = tokio::select! {
+            answer = reading => answer.map_err(|e| engine_err("session reader failed", e))?,
+            _ = state.disk.keep_sampling() => unreachable!("sampling never ends"),
+        };
         *lock(&state.last_used) = Instant::now();
         let parsed = match &answer {
             Answer::Reply(bytes) => serde_json::from_slice::<ChildReply>(bytes).ok(),
@@ -986,16 +1006,20 @@ impl Session {
                 s.cgroup.kill_all_but(&s.pids, Duration::from_secs(5))
             })
             .await;
+            let filled = state.disk.sample().filter(|_| !was_full);
+            let (status, stderr) = match filled {
+                Some(_) if !r.timed_out => (
+                    Status::DiskLimit,
+                    r.stderr + &crate::supervise::filled_note(filled, &state.limits),
+                ),
+                _ if r.timed_out => (Status::Timeout, r.stderr),
+                _ if r.ok => (Status::Ok, r.stderr),
+                _ => (Status::Error, r.stderr),
+            };
             return Ok(SessionReply {
-                status: if r.timed_out {
-                    Status::Timeout
-                } else if r.ok {
-                    Status::Ok
-                } else {
-                    Status::Error
-                },
+                status,
                 stdout: r.stdout,
-                stderr: r.stderr,
+                stderr,
                 value: r.value,
                 error: r.error,
                 timed_out: r.timed_out,

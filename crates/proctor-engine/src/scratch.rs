@@ -1,10 +1,11 @@
-//! A run's scratch seen from the trusted side once the run has ended: whether it filled
-//! its disk quota, and a bounded copy of what trusted code collects from it.
+//! A run's bounded filesystems seen from the trusted side: whether it filled them (watched
+//! while it runs and checked at its end), and a bounded copy of what trusted code collects
+//! from its scratch once it has ended.
 //!
 //! With the sandbox the scratch is a size-limited tmpfs (see `proctor_sandbox::Spec::
 //! scratch_bytes`) that proctor holds by a descriptor of its root; it is freed when that
 //! descriptor is closed, so nothing a run writes ever reaches the host's disk unless it is
-//! copied out here, within bounds.
+//! copied out here, within bounds. Its `/dev/shm` is a tmpfs of its own too.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -13,6 +14,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use nix::dir::Dir;
 use nix::fcntl::{openat, OFlag};
@@ -22,12 +25,76 @@ use nix::sys::stat::{fstat, Mode};
 const MAX_DEPTH: usize = 32;
 /// How many files and directories a collection copies at most.
 const MAX_ENTRIES: u64 = 100_000;
+/// How often a running run's filesystems are looked at.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
-/// Whether the run filled its scratch: no block or no inode left. A write past the quota
-/// failed with `ENOSPC` then; a run that stayed below it cannot look full.
-pub(crate) fn filled(scratch: &OwnedFd) -> bool {
-    nix::sys::statvfs::fstatvfs(scratch)
-        .is_ok_and(|st| st.blocks_free() == 0 || st.files_free() == 0)
+/// Whether a tmpfs is full: no block or no inode left. A write past its size failed with
+/// `ENOSPC` then; a run that stayed below it cannot look full.
+fn full(fs: &OwnedFd) -> bool {
+    nix::sys::statvfs::fstatvfs(fs).is_ok_and(|st| st.blocks_free() == 0 || st.files_free() == 0)
+}
+
+/// Which of a run's bounded filesystems it filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// Its scratch: the disk quota.
+    Scratch,
+    /// Its own `/dev/shm`.
+    Shm,
+}
+
+/// A run's scratch and `/dev/shm`, watched for fullness: sampled every [`SAMPLE_EVERY`]
+/// while the run is alive and once at its end, and remembered, so that a run that filled
+/// its quota, got `ENOSPC` and deleted its files before it ended is still seen to have
+/// filled it (unless it did both within one sampling period). Tmpfs keeps no high-water
+/// mark; a file system that was full is the kernel's own account that a write past it failed.
+#[derive(Default)]
+pub(crate) struct DiskWatch {
+    /// The watched filesystems' roots (the scratch first).
+    mounts: Mutex<Vec<(Filled, OwnedFd)>>,
+    filled: Mutex<Option<Filled>>,
+}
+
+impl DiskWatch {
+    /// Watches `fs` from now on.
+    pub fn watch(&self, which: Filled, fs: &OwnedFd) {
+        if let Ok(fd) = fs.try_clone() {
+            crate::pool::lock(&self.mounts).push((which, fd));
+        }
+    }
+
+    /// Looks at the filesystems now; returns what was ever seen full (the first one).
+    pub fn sample(&self) -> Option<Filled> {
+        let now = crate::pool::lock(&self.mounts)
+            .iter()
+            .find(|(_, fd)| full(fd))
+            .map(|(which, _)| *which);
+        let mut filled = crate::pool::lock(&self.filled);
+        if filled.is_none() {
+            *filled = now;
+        }
+        *filled
+    }
+
+    /// Whether one of them is full right now (whatever was seen before).
+    pub fn full_now(&self) -> bool {
+        crate::pool::lock(&self.mounts)
+            .iter()
+            .any(|(_, fd)| full(fd))
+    }
+
+    /// Forgets what was seen (a session's next call starts afresh).
+    pub fn reset(&self) {
+        *crate::pool::lock(&self.filled) = None;
+    }
+
+    /// Samples until dropped.
+    pub async fn keep_sampling(&self) {
+        loop {
+            self.sample();
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    }
 }
 
 /// What a collection left behind.

@@ -11,6 +11,8 @@ use proctor_sandbox::cgroup::Cgroup;
 use proctor_sandbox::ExitReport;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::scratch::{DiskWatch, Filled};
+
 /// Kills a run's whole tree. Cheap to clone into readers and timers.
 #[derive(Clone)]
 pub(crate) struct Killer {
@@ -80,7 +82,7 @@ pub(crate) struct Observed {
 }
 
 /// Captures both streams and waits for `exit`, within `limits.timeout_ms` counted from
-/// `started`, the moment the run's code started.
+/// `started`, the moment the run's code started; meanwhile samples `disk`.
 pub(crate) async fn supervise<O, E, X>(
     stdout: O,
     stderr: E,
@@ -88,6 +90,7 @@ pub(crate) async fn supervise<O, E, X>(
     job: &Job,
     killer: Killer,
     started: Instant,
+    disk: &DiskWatch,
 ) -> Observed
 where
     O: AsyncRead + Unpin,
@@ -126,10 +129,13 @@ where
         )
     };
     tokio::pin!(work);
+    let sampling = disk.keep_sampling();
+    tokio::pin!(sampling);
     let deadline = Duration::from_millis(limits.timeout_ms);
     let mut timed_out = false;
     let (stdout, stderr, (exit, ended)) = tokio::select! {
         r = &mut work => r,
+        _ = &mut sampling => unreachable!("sampling never ends"),
         _ = tokio::time::sleep(deadline.saturating_sub(started.elapsed())) => {
             timed_out = true;
             let killed = Instant::now();
@@ -151,13 +157,13 @@ where
 /// Turns observations into a result. Memory is judged by the kernel's counters, with
 /// one textual sign accepted: a failed run whose last line is Python's `MemoryError`
 /// (an allocation refused outright, e.g. 50 GB on a 24 GB machine, never reaches the
-/// cgroup limit). A run can only make its own result worse by faking it. `disk_full`: the
-/// run's scratch had no room left when it ended (see `scratch::filled`).
+/// cgroup limit). A run can only make its own result worse by faking it. `disk`: what the
+/// run filled, if it filled its scratch or its `/dev/shm` (see [`DiskWatch`]).
 pub(crate) fn classify(
     obs: Observed,
     cgroup: Option<&Cgroup>,
     limits: &Limits,
-    disk_full: bool,
+    disk: Option<Filled>,
 ) -> RunResult {
     let exit = obs.exit.unwrap_or_default();
     let stderr = String::from_utf8_lossy(&obs.stderr).into_owned();
@@ -174,7 +180,7 @@ pub(crate) fn classify(
         Status::Timeout
     } else if oom {
         Status::Oom
-    } else if disk_full {
+    } else if disk.is_some() {
         Status::DiskLimit
     } else {
         match (exit.exit_code, exit.signal) {
@@ -197,10 +203,7 @@ pub(crate) fn classify(
         ));
     }
     if status == Status::DiskLimit {
-        stderr.push_str(&format!(
-            "\n[proctor] the run filled its disk quota of {} MiB (its scratch directory); writes past it failed with ENOSPC\n",
-            limits.disk_mb
-        ));
+        stderr.push_str(&filled_note(disk, limits));
     }
     if status == Status::OutputLimit {
         stderr.push_str(&format!(
@@ -225,5 +228,19 @@ pub(crate) fn classify(
         memory_peak_mb: cgroup
             .and_then(Cgroup::peak_bytes)
             .map(|b| b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// What proctor says of a filled filesystem.
+pub(crate) fn filled_note(disk: Option<Filled>, limits: &Limits) -> String {
+    match disk {
+        Some(Filled::Shm) => format!(
+            "\n[proctor] the run filled its /dev/shm ({} MiB); writes past it failed with ENOSPC\n",
+            proctor_sandbox::SHM_BYTES >> 20
+        ),
+        _ => format!(
+            "\n[proctor] the run filled its disk quota of {} MiB (its scratch directory); writes past it failed with ENOSPC\n",
+            limits.disk_mb
+        ),
     }
 }

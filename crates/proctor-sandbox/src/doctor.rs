@@ -120,8 +120,8 @@ fn isolation(root: bool, abi: i64) -> Vec<String> {
     let mut said = vec![
         "private root: a run sees only the system libraries, the runtime, the harness and its inputs (read-only binds) and its scratch, with its own /proc, /tmp, /dev/shm and a minimal /dev; host sockets, /root and other runs are not in it".to_string(),
         "private IPC: every run, warm or cold, has its own IPC namespace and /dev/shm".to_string(),
-        "own pid namespace: every run, warm or cold, runs in a pid namespace of its own: kill(-1) reaches only its own processes, /proc lists only them, and what it leaves is killed when it ends".to_string(),
-        "disk quota: a run's scratch is a tmpfs of its disk_mb (--disk-mb; /tmp and /dev/shm 1 GiB each), in its own mount namespace, whose pages count against its memory limit; a write past it fails with ENOSPC and the run ends as disk_limit; nothing reaches the host's disk".to_string(),
+        "own pid namespace: every run, warm or cold, runs in a pid namespace of its own, under a tiny init (the run is not pid 1: signals keep their default actions, orphans are reaped): kill(-1) reaches only its own processes, /proc lists only them, and what it leaves is killed when it ends".to_string(),
+        "disk quota: a run's scratch is a tmpfs of its disk_mb (--disk-mb; /tmp and /dev/shm 1 GiB each), in its own mount namespace, whose pages count against its memory limit; a write past it (or past /dev/shm) fails with ENOSPC and the run ends as disk_limit (seen full while it runs or at its end); nothing reaches the host's disk".to_string(),
     ];
     if root {
         said.push(format!("identity: each cold run has a uid/gid of its own (from {FIRST_ID}), each warm zygote a block of {ID_BLOCK} mapped in its user namespace (one id per child); host files and other runs' files belong to ids a run does not have"));

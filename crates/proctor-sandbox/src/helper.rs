@@ -85,12 +85,13 @@ fn report(r: &ExitReport) {
     let _ = f.write_all(&line);
 }
 
-/// Sends the scratch tmpfs's root to the caller on [`STATUS_FD`]: it outlives the run's
-/// namespaces for as long as the caller holds it, and goes with the last descriptor.
-fn hand_scratch(scratch: &std::os::fd::OwnedFd) -> Result<(), SandboxError> {
+/// Sends the roots of the scratch tmpfs and of `/dev/shm` to the caller on [`STATUS_FD`]:
+/// they outlive the run's namespaces for as long as the caller holds them, and go with
+/// the last descriptor.
+fn hand_scratch(mounts: &[std::os::fd::OwnedFd; 2]) -> Result<(), SandboxError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::fd::AsRawFd;
-    let fds = [scratch.as_raw_fd()];
+    let fds = mounts.each_ref().map(|fd| fd.as_raw_fd());
     let iov = [std::io::IoSlice::new(SCRATCH_MESSAGE)];
     sendmsg::<()>(
         STATUS_FD,
@@ -103,7 +104,7 @@ fn hand_scratch(scratch: &std::os::fd::OwnedFd) -> Result<(), SandboxError> {
     .map_err(|e| setup("handing over the scratch", e))
 }
 
-/// The message that carries the scratch's descriptor on [`STATUS_FD`].
+/// The message that carries the scratch's and `/dev/shm`'s descriptors on [`STATUS_FD`].
 const SCRATCH_MESSAGE: &[u8] = b"scratch";
 
 /// What init reported: how the worker ended, and the scratch tmpfs's root when the run
@@ -117,14 +118,19 @@ pub struct Reports {
 }
 
 /// Reads init's reports from [`crate::Prepared::status`] until the sandbox has ended
-/// (blocking). A setup error (nothing untrusted ran) is returned as `Err`.
-pub fn read_reports(status: std::os::fd::OwnedFd) -> Result<Reports, String> {
+/// (blocking). A setup error (nothing untrusted ran) is returned as `Err`. As soon as init
+/// hands them over (before the run starts), `mounted` is shown the roots of the run's
+/// scratch tmpfs and of its `/dev/shm`, to be watched while it runs.
+pub fn read_reports(
+    status: std::os::fd::OwnedFd,
+    mut mounted: impl FnMut(&std::os::fd::OwnedFd, &std::os::fd::OwnedFd),
+) -> Result<Reports, String> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let mut reports = Reports::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let msg = match recvmsg::<()>(
             status.as_raw_fd(),
@@ -139,10 +145,13 @@ pub fn read_reports(status: std::os::fd::OwnedFd) -> Result<Reports, String> {
         let len = msg.bytes;
         for cmsg in msg.cmsgs().into_iter().flatten() {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
-                for fd in fds {
-                    // SAFETY: the kernel just installed this descriptor for us.
-                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                    reports.scratch.get_or_insert(fd);
+                // SAFETY: the kernel just installed these descriptors for us.
+                let mut fds = fds
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+                if let (Some(scratch), Some(shm)) = (fds.next(), fds.next()) {
+                    mounted(&scratch, &shm);
+                    reports.scratch.get_or_insert(scratch);
                 }
             }
         }
@@ -362,8 +371,8 @@ fn init(
             nix::unistd::getgid().as_raw(),
         ),
     };
-    if let Some(scratch) = crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)? {
-        hand_scratch(&scratch)?;
+    if let Some(mounts) = crate::root::enter(crate::root::plan(spec)?, uid, gid, &spec.cwd)? {
+        hand_scratch(&mounts)?;
     }
     // SAFETY: single-threaded.
     let block = match (spec.warm_parent, spec.run_id) {

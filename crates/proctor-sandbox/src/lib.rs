@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 pub use doctor::{doctor, Report};
 pub use helper::{helper_main, read_reports, ExitReport, Reports};
 pub use identity::{hand_over, RunId, ID_BLOCK};
-pub use root::scratch_options;
+pub use root::{scratch_options, SHM_BYTES};
 pub use seccomp::denied_syscalls;
 
 /// The hidden subcommand under which the `proctor` binary acts as the sandbox helper.

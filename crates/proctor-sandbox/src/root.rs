@@ -24,8 +24,9 @@ use crate::{SandboxError, Spec, SYSTEM_READ_ONLY, SYSTEM_READ_WRITE};
 const ASSEMBLY: &str = "/tmp";
 /// Paths the root gets fresh instead of from the host.
 const FRESH: &[&str] = &["/proc", "/dev/shm", "/etc/passwd", "/etc/group"];
-/// Size of the private `/tmp` and `/dev/shm` (each).
-const TMPFS_SIZE: &str = "size=1g";
+/// Size of a run's private `/tmp` and `/dev/shm` (each), in bytes; the warm pool's
+/// children get a `/dev/shm` of this size too.
+pub const SHM_BYTES: u64 = 1 << 30;
 
 /// One host path to show in the run's root.
 enum Source {
@@ -190,7 +191,8 @@ fn write_identity(uid: u32, gid: u32, home: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn make_dev() -> Result<(), SandboxError> {
+/// Populates `/dev`; returns the root of its fresh `/dev/shm`.
+fn make_dev() -> Result<OwnedFd, SandboxError> {
     let dev = inside(Path::new("/dev"));
     make_dirs(&dev)?;
     for (name, target) in [
@@ -202,7 +204,20 @@ fn make_dev() -> Result<(), SandboxError> {
         std::os::unix::fs::symlink(target, dev.join(name))
             .map_err(|e| setup("populating /dev", e))?;
     }
-    mount_tmpfs(&dev.join("shm"), &format!("{TMPFS_SIZE},mode=1777"))
+    let shm = dev.join("shm");
+    mount_tmpfs(&shm, &format!("size={SHM_BYTES},mode=1777"))?;
+    open_dir(&shm)
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, SandboxError> {
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| setup(&format!("opening {}", path.display()), e))?;
+    // SAFETY: a fresh descriptor this process owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Options of a scratch tmpfs of `bytes` owned by `uid`/`gid`: one inode per 4 KiB of
@@ -224,31 +239,24 @@ fn scratch(at: &Path, bytes: u64, uid: u32, gid: u32) -> Result<OwnedFd, Sandbox
         .map_err(|e| setup("creating the scratch's .tmp", e))?;
     std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
         .map_err(|e| setup("handing the scratch's .tmp over", e))?;
-    let fd = open(
-        &target,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| setup("opening the scratch", e))?;
-    // SAFETY: a fresh descriptor this process owns.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    open_dir(&target)
 }
 
 /// Builds the root from `plan` and pivots into it. Runs in init (pid 1 of the run's pid
 /// namespace, with mount rights in its mount namespace); `uid`/`gid` name the worker.
-/// Returns the root of the scratch tmpfs, when the plan has one.
+/// Returns the roots of the scratch tmpfs and of `/dev/shm`, when the plan has a scratch.
 pub(crate) fn enter(
     plan: Plan,
     uid: u32,
     gid: u32,
     home: &Path,
-) -> Result<Option<OwnedFd>, SandboxError> {
+) -> Result<Option<[OwnedFd; 2]>, SandboxError> {
     mount_tmpfs(Path::new(ASSEMBLY), "size=4m,mode=0755")?;
     // Fresh filesystems first: a bind under /tmp (a PROCTOR_HOME there) lands on top.
-    make_dev()?;
+    let shm = make_dev()?;
     mount_tmpfs(
         &inside(Path::new("/tmp")),
-        &format!("{TMPFS_SIZE},mode=1777"),
+        &format!("size={SHM_BYTES},mode=1777"),
     )?;
     let mut sealed = Vec::new();
     for (path, source) in &plan.sources {
@@ -265,7 +273,7 @@ pub(crate) fn enter(
         }
     }
     let scratch = match &plan.scratch {
-        Some((at, bytes)) => Some(scratch(at, *bytes, uid, gid)?),
+        Some((at, bytes)) => Some([scratch(at, *bytes, uid, gid)?, shm]),
         None => None,
     };
     for (path, target, writable) in sealed {

@@ -393,6 +393,108 @@ fn a_write_past_the_disk_quota_ends_as_disk_limit_and_leaves_nothing() {
     }
 }
 
+/// Writes 1 MiB chunks into `path` until ENOSPC; then, after `linger` s, deletes it and exits 0.
+fn fill_then_clean(path: &str, linger: f64) -> String {
+    format!(
+        r#"
+import errno, os, time
+f = open({path:?}, "wb")
+try:
+    while True:
+        f.write(b"x" * (1 << 20))
+        f.flush()
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+time.sleep({linger})
+try:
+    f.close()
+except OSError:
+    pass
+os.remove({path:?})
+print("cleaned")
+"#
+    )
+}
+
+/// The disk-quota status does not rest on what is left at the end: a run that filled its
+/// scratch or its /dev/shm, caught ENOSPC and cleaned up is `disk_limit` (both ended `ok`),
+/// and a run that filled neither is not.
+#[test]
+fn a_full_scratch_or_dev_shm_is_disk_limit_even_when_cleaned_up() {
+    let limits = ["--disk-mb", "64", "--memory-mb", "2048"];
+    for mode in MODES {
+        let r = util::exec(
+            &fill_then_clean("fill.bin", 0.3),
+            &[&limits, *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "disk_limit", "{mode:?}: {r}");
+        assert!(
+            r["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("disk quota of 64 MiB"),
+            "{mode:?}: {r}"
+        );
+        let r = util::exec(
+            &fill_then_clean("/dev/shm/fill", 0.3),
+            &[&limits, *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "disk_limit", "{mode:?}: {r}");
+        assert!(
+            r["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("filled its /dev/shm"),
+            "{mode:?}: {r}"
+        );
+        // Most of both, deleted: no limit was hit.
+        let r = util::exec(
+            "import os\nfor p in ['f', '/dev/shm/f']:\n    with open(p, 'wb') as f:\n        f.write(b'x' * (60 << 20))\nos.remove('f')\nprint('ok')\n",
+            &[&limits, *mode].concat(),
+        );
+        assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
+    }
+}
+
+/// In a session each call has its own disk status: the call that filled the quota is
+/// `disk_limit` (cleaned up or not), a later call that writes nothing is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_call_that_fills_the_quota_is_disk_limit_and_only_that_call() {
+    let backend = util::backend().await;
+    let limits = Limits {
+        disk_mb: 32,
+        ..Limits::default()
+    };
+    let session = backend
+        .open_session(limits, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let call = |code: String| {
+        let session = session.clone();
+        async move { session.exec(&code, Duration::from_secs(30)).await.unwrap() }
+    };
+    let r = call(fill_then_clean("fill.bin", 0.3)).await;
+    assert_eq!(r.status, Status::DiskLimit, "{r:?}");
+    assert!(r.stderr.contains("disk quota of 32 MiB"), "{r:?}");
+    let r = call("1 + 1".into()).await;
+    assert_eq!(
+        (r.status, r.value.as_deref()),
+        (Status::Ok, Some("2")),
+        "{r:?}"
+    );
+    // Filled and left full: that call is disk_limit, the next one (writing nothing) is not.
+    let keep = "f = open('keep.bin', 'wb')\ntry:\n    while True:\n        f.write(b'x' * (1 << 20)); f.flush()\nexcept OSError:\n    pass\n";
+    let r = call(keep.into()).await;
+    assert_eq!(r.status, Status::DiskLimit, "{r:?}");
+    let r = call("2 + 2".into()).await;
+    assert_eq!(
+        (r.status, r.value.as_deref()),
+        (Status::Ok, Some("4")),
+        "{r:?}"
+    );
+    session.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn siblings_stay_apart_without_landlock_scoping() {
     // As on kernels before landlock ABI 6: no signal scoping, only the run's own pid namespace.
