@@ -2,7 +2,7 @@
 
 mod util;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proctor_core::{Command, Job, Limits, Status};
 use proctor_engine::Backend;
@@ -266,7 +266,17 @@ async fn the_pool_restarts_a_dead_zygote() {
     let zygote = backend.zygote_pid().await.expect("a zygote runs");
     // SAFETY: kill(2) of the zygote this test's backend started.
     unsafe { libc_kill(zygote) };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pool learns of the death when the zygote's socket closes, after the kernel has torn
+    // down its memory: on a loaded machine that takes longer than any fixed pause (300 ms
+    // failed at loadavg 15); a run sent before then goes to the dying zygote's spare.
+    let noticed = Instant::now();
+    while backend.zygote_pid().await == Some(zygote) {
+        assert!(
+            noticed.elapsed() < Duration::from_secs(60),
+            "the death went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = backend.run(code("print('after restart')")).await.unwrap();
     assert_eq!(r.stdout, "after restart\n", "{r:?}");
     let restarted = backend.zygote_pid().await.expect("a new zygote runs");
