@@ -776,6 +776,12 @@ fn from_exception(failure: &Failure, which: &str) -> (RunStatus, Finding) {
             "a method or attribute is used on an object whose class does not have it",
             "define the method in the class (as the base does) or call one that exists",
         )
+    } else if ty == "TypeError" && message.contains("is not JSON serializable") {
+        (
+            "bad-argument-type",
+            "json was given a value it cannot write (a numpy or torch number or array)",
+            "convert the value to a Python number or list before writing it (`float(x)`, `x.item()`, `x.tolist()`)",
+        )
     } else if ty == "TypeError" {
         ("bad-argument-type", "a function was called with an argument of a type (or a number of arguments) it rejects", "pass the argument the callee expects")
     } else if ty == "NameError" {
@@ -862,6 +868,33 @@ mod tests {
             args: Vec::new(),
             lighten: None,
         }
+    }
+
+    #[test]
+    fn a_value_json_cannot_write_is_named_with_its_conversion() {
+        let error = json!({"kind": "error", "type": "TypeError", "module": "builtins",
+            "message": "Object of type float32 is not JSON serializable",
+            "frames": [{"file": "src/evaluate.py", "line": 76, "function": "evaluate_run"},
+                       {"file": "/usr/lib/python3.11/json/encoder.py", "line": 180}]});
+        let failure = Failure {
+            error: &error,
+            chain: Vec::new(),
+            in_child: false,
+            later: Vec::new(),
+        };
+        let (_, finding) = from_exception(&failure, "`*` (smoke_test)");
+        assert_eq!(finding.id, "bad-argument-type");
+        assert_eq!(
+            (finding.file.as_deref(), finding.line),
+            (Some("src/evaluate.py"), Some(76))
+        );
+        assert!(
+            finding
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.contains("float(x)")),
+            "{finding:?}"
+        );
     }
 
     #[test]

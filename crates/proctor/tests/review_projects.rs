@@ -4,7 +4,9 @@
 //! in `config/runs/` with prefixed ids, Hugging Face `datasets` loading, PEP 621
 //! dependencies installed for the runs; `mixtext`, a `main.py` launching one `src.train`
 //! child per configured run (`smoke_<variation>`, `<variation>-full`) with `check=False`
-//! and then `src.evaluate`, on AG News. The ready version has no blocker and runs on
+//! and then `src.evaluate`, on AG News; `cgtent`, the shape of a real generated repository
+//! (per-run configs written by `main.py`, logs tee'd, a per-run `src.evaluate` grandchild,
+//! CIFAR-10 images from the hub). The ready version has no blocker and runs on
 //! stand-in data; each mutant is named by exactly its finding at its file (and line).
 
 mod util;
@@ -159,4 +161,16 @@ async fn the_hydra_subprocess_project_is_ready_and_each_mutant_is_named_exactly(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_main_launches_children_project_is_ready_and_each_mutant_is_named_exactly() {
     ready_and_each_mutant_named_exactly("mixtext", 2).await;
+}
+
+/// The shape of a real generated repository: `main.py` writes each run's configuration to
+/// `results/<run_id>/config.yaml` and launches `src.train --config-path …` with its logs
+/// tee'd (raising "Run X failed" on a non-zero exit); `src.train` launches `src.evaluate
+/// --run-dir` for its metrics with `check=False`; `src.evaluate --results-dir` aggregates
+/// (pandas, seaborn). CIFAR-10 from the hub (`uoft-cs/cifar10`, image column), runs named
+/// `smoke_<variation>` with `_` for `-` and `<variation>-full`. The grandchild mutant's
+/// crash is named in `src/evaluate.py`, not in the wrappers that fail after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_generated_repository_shape_is_ready_and_each_mutant_is_named_exactly() {
+    ready_and_each_mutant_named_exactly("cgtent", 2).await;
 }
