@@ -232,12 +232,13 @@ fn unprivileged_runs_cannot_change_reach_or_watch_the_users_world() {
 fn unprivileged_warm_runs_cannot_signal_the_zygote_or_siblings_without_landlock_scoping() {
     let Some(user) = user() else { return };
     // All warm runs share the user's id here: only the run's own pid namespace keeps its
-    // kill(-1) from the zygote (which would end the run unreported) and the spare child.
+    // kill(-1) from the zygote (which would end the run unreported) and the spare child;
+    // the run is pid 2 of that namespace, under its init.
     let code = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nprint('survived', os.getpid())\n";
     let env = [(proctor_engine::WITHOUT_LANDLOCK_SCOPING_ENV, "1")];
     let (_, r) = user.exec_with_env(code, &[], true, &env);
     assert_eq!(util::status(&r), "ok", "{r}");
-    assert_eq!(r["stdout"], "survived 1\n", "{r}");
+    assert_eq!(r["stdout"], "survived 2\n", "{r}");
 }
 
 #[test]
