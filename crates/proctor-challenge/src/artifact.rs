@@ -29,7 +29,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// Largest accepted pickled structure (the module tree without tensor data).
-pub const PICKLE_ALLOWANCE: u64 = 64 << 10;
+pub const PICKLE_ALLOWANCE: u64 = 1 << 20;
+/// Deepest nesting of containers (lists, tuples, dicts, objects) in the pickle: a module
+/// tree nests three per level of submodules, while one opcode per level could otherwise
+/// nest as deep as the pickle is long (a million levels in 1 MiB).
+pub const MAX_NESTING: u32 = 4096;
 /// Bytes of strings and bytes objects a module tree may keep uncounted: names of
 /// attributes, submodules and classes (real torch pickles: 368 bytes for an MLP, 842 for
 /// a 260-module residual network, 1,468 with a class defined inside `solve()`).
@@ -61,9 +65,10 @@ pub const COUNT_TIME_BUDGET: Duration = Duration::from_secs(10);
 /// Most archive entries: a module's archive holds one per storage and four more; the
 /// directory of a 2 GiB file of empty entries would take gigabytes to index.
 const MAX_ENTRIES: u64 = 100_000;
-/// Stack of the counting thread. Nesting depth is bounded by the pickle's bytes (one
-/// opcode per level, at most [`PICKLE_ALLOWANCE`]), so dropping the deepest value fits
-/// in this (virtual, touched only as deep as it goes) stack, far from a tokio worker's.
+/// Stack of the counting thread. Nesting is refused past [`MAX_NESTING`] as it is built,
+/// and mutable containers are emptied one by one at the end, so dropping the deepest
+/// value needs a few frames per level; this (virtual, touched only as deep as it goes)
+/// stack keeps that far from a tokio worker's.
 const COUNT_STACK_BYTES: usize = 512 << 20;
 
 /// The torch.nn normalization layers whose running statistics are not counted.
@@ -294,6 +299,11 @@ struct Machine<'a> {
     /// set by `set_class_state` then popped, a parameter's state), so they are walked
     /// and counted like the root.
     dropped: Vec<V>,
+    /// Nesting depth of each container, as it was when something was put in it. A list
+    /// that grows after it was nested can hide depth from its parents, but mutable
+    /// containers are emptied one by one at the end; tuples, whose drop recurses, are
+    /// immutable and measured exactly.
+    depth: HashMap<usize, u32>,
 }
 
 impl Drop for Machine<'_> {
@@ -316,9 +326,45 @@ impl Drop for Machine<'_> {
 }
 
 impl<'a> Machine<'a> {
-    fn container(&mut self, v: V) -> V {
+    /// Registers a mutable container built with `v`'s contents.
+    fn container(&mut self, v: V) -> R<V> {
+        let id = container_id(&v).expect("a container");
+        self.depth.remove(&id);
+        match &v {
+            V::List(l) => self.nest(&v, &l.borrow())?,
+            V::Obj(o) => self.nest(&v, &o.borrow().items)?,
+            _ => {}
+        }
         self.containers.push(v.clone());
-        v
+        Ok(v)
+    }
+
+    /// Records that `parent` holds `children`, refusing nesting past [`MAX_NESTING`].
+    fn nest(&mut self, parent: &V, children: &[V]) -> R<()> {
+        let below = children
+            .iter()
+            .filter_map(|c| container_id(c).map(|id| self.depth.get(&id).copied().unwrap_or(1)))
+            .max()
+            .unwrap_or(0);
+        if below >= MAX_NESTING {
+            return bad(format!(
+                "the pickle nests containers more than {MAX_NESTING} levels deep: not a plain module tree"
+            ));
+        }
+        let id = container_id(parent).expect("a container");
+        let depth = self.depth.entry(id).or_insert(1);
+        *depth = (*depth).max(below + 1);
+        Ok(())
+    }
+
+    /// A new tuple of `items`, within [`MAX_NESTING`].
+    fn tuple(&mut self, items: Vec<V>) -> R<V> {
+        let t = V::Tuple(Rc::new(items));
+        self.depth.remove(&container_id(&t).expect("a container"));
+        if let V::Tuple(items) = &t {
+            self.nest(&t, items)?;
+        }
+        Ok(t)
     }
     fn charge(&mut self, items: usize) -> R<()> {
         self.meter.charge(items)
@@ -498,12 +544,12 @@ impl<'a> Machine<'a> {
                     self.stack.push(V::Bytes(Rc::new(n as u64)))
                 }
                 b']' => {
-                    let v = self.container(V::List(Rc::default()));
+                    let v = self.container(V::List(Rc::default()))?;
                     self.stack.push(v)
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    let v = self.container(V::List(Rc::new(RefCell::new(items))));
+                    let v = self.container(V::List(Rc::new(RefCell::new(items))))?;
                     self.stack.push(v)
                 }
                 b'a' => {
@@ -518,10 +564,14 @@ impl<'a> Machine<'a> {
                     self.append(&target, items)?;
                     self.stack.push(target);
                 }
-                b')' => self.stack.push(V::Tuple(Rc::new(Vec::new()))),
+                b')' => {
+                    let t = self.tuple(Vec::new())?;
+                    self.stack.push(t)
+                }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(V::Tuple(Rc::new(items)))
+                    let t = self.tuple(items)?;
+                    self.stack.push(t)
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -533,15 +583,16 @@ impl<'a> Machine<'a> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    self.stack.push(V::Tuple(Rc::new(items)))
+                    let t = self.tuple(items)?;
+                    self.stack.push(t)
                 }
                 b'}' => {
-                    let v = self.container(V::Dict(Rc::default()));
+                    let v = self.container(V::Dict(Rc::default()))?;
                     self.stack.push(v)
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let dict = self.container(V::Dict(Rc::default()));
+                    let dict = self.container(V::Dict(Rc::default()))?;
                     self.set_items(&dict, items)?;
                     self.stack.push(dict)
                 }
@@ -559,7 +610,7 @@ impl<'a> Machine<'a> {
                     self.stack.push(target);
                 }
                 0x8f => {
-                    let v = self.container(V::List(Rc::default())); // EMPTY_SET
+                    let v = self.container(V::List(Rc::default()))?; // EMPTY_SET
                     self.stack.push(v)
                 }
                 0x90 => {
@@ -570,7 +621,7 @@ impl<'a> Machine<'a> {
                 }
                 0x91 => {
                     let items = self.pop_mark()?;
-                    let v = self.container(V::List(Rc::new(RefCell::new(items))));
+                    let v = self.container(V::List(Rc::new(RefCell::new(items))))?;
                     self.stack.push(v)
                 }
                 b'c' => {
@@ -595,7 +646,7 @@ impl<'a> Machine<'a> {
                 0x81 => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
-                    let v = self.new_obj(cls, spread(args));
+                    let v = self.new_obj(cls, spread(args))?;
                     self.stack.push(v)
                 }
                 0x92 => {
@@ -604,12 +655,15 @@ impl<'a> Machine<'a> {
                     let cls = self.pop()?;
                     let mut items = spread(args);
                     items.push(kwargs);
-                    let v = self.new_obj(cls, items);
+                    let v = self.new_obj(cls, items)?;
                     self.stack.push(v)
                 }
                 b'b' => {
                     let state = self.pop()?;
                     let target = self.pop()?;
+                    if matches!(target, V::Obj(_) | V::Dict(_)) {
+                        self.nest(&target, std::slice::from_ref(&state))?;
+                    }
                     if let V::Obj(o) = &target {
                         o.borrow_mut().state.push(state);
                     } else if let V::Dict(d) = &target {
@@ -660,6 +714,9 @@ impl<'a> Machine<'a> {
     }
 
     fn append(&mut self, target: &V, items: Vec<V>) -> R<()> {
+        if matches!(target, V::List(_) | V::Obj(_)) {
+            self.nest(target, &items)?;
+        }
         match target {
             V::List(l) => l.borrow_mut().extend(items),
             V::Obj(o) => o.borrow_mut().items.extend(items),
@@ -671,6 +728,9 @@ impl<'a> Machine<'a> {
     fn set_items(&mut self, target: &V, items: Vec<V>) -> R<()> {
         if !items.len().is_multiple_of(2) {
             return bad("odd number of dict items");
+        }
+        if matches!(target, V::Dict(_) | V::Obj(_)) {
+            self.nest(target, &items)?;
         }
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -715,7 +775,7 @@ impl<'a> Machine<'a> {
 
     /// An object of `cls`; its constructor's arguments are kept as its items (a custom
     /// `__new__` or a reduce function can keep them).
-    fn new_obj(&mut self, cls: V, args: Vec<V>) -> V {
+    fn new_obj(&mut self, cls: V, args: Vec<V>) -> R<V> {
         let class = match cls {
             V::Global(g) => g.to_string(),
             V::Obj(o) => local_class_name(&o.borrow()).unwrap_or_else(|| "<dynamic>".into()),
@@ -731,7 +791,7 @@ impl<'a> Machine<'a> {
 
     fn reduce(&mut self, func: V, args: V) -> R<V> {
         let V::Global(name) = &func else {
-            return Ok(self.new_obj(func, spread(args)));
+            return self.new_obj(func, spread(args));
         };
         let args: Vec<V> = match &args {
             V::Tuple(t) => t.as_ref().clone(),
@@ -814,7 +874,7 @@ impl<'a> Machine<'a> {
                 }
             }
             "collections.OrderedDict" | "builtins.dict" => {
-                let dict = self.container(V::Dict(Rc::default()));
+                let dict = self.container(V::Dict(Rc::default()))?;
                 // What is not a list of pairs is still built by the real call (or makes
                 // it fail): it is walked as well.
                 self.dropped.extend(args.iter().skip(1).cloned());
@@ -845,7 +905,7 @@ impl<'a> Machine<'a> {
                     None => Vec::new(),
                 };
                 self.charge(items.len())?;
-                Ok(self.container(V::List(Rc::new(RefCell::new(items)))))
+                self.container(V::List(Rc::new(RefCell::new(items))))
             }
             n if n.starts_with("torch._utils._rebuild")
                 || n.starts_with("torch._tensor._rebuild") =>
@@ -869,7 +929,7 @@ impl<'a> Machine<'a> {
                     }
                 }
                 // Arguments are kept so that what is passed to a constructor stays reachable.
-                Ok(self.new_obj(func, args))
+                self.new_obj(func, args)
             }
         }
     }
@@ -1152,6 +1212,7 @@ fn count_pickle(
         code: HashSet::new(),
         code_bytes: 0,
         containers: Vec::new(),
+        depth: HashMap::new(),
         dropped: Vec::new(),
     };
     let root = m.run()?;

@@ -46,14 +46,43 @@ fn count_within(
         .map_err(|e| e.to_string())
 }
 
-#[test]
-fn deep_nesting_does_not_overflow_the_stack() {
-    // EMPTY_LIST, then TUPLE1 65,000 times: 65,000 levels of nesting in 65 KB.
+/// EMPTY_LIST, then TUPLE1 `n` times: `n + 1` levels of nesting in `n` bytes.
+fn tuples_around_a_list(n: usize) -> Vec<u8> {
     let mut p = vec![0x80, 2, b']'];
-    p.extend(std::iter::repeat_n(0x85u8, 60_000));
+    p.extend(std::iter::repeat_n(0x85u8, n));
     p.push(b'.');
-    let r = count(p, vec![]);
-    assert!(r.is_ok(), "{r:?}");
+    p
+}
+
+#[test]
+fn deep_nesting_is_refused_at_the_cap_without_overflowing_the_stack() {
+    let at_cap = count(tuples_around_a_list(4095), vec![]);
+    assert!(at_cap.is_ok(), "{at_cap:?}");
+    for p in [
+        tuples_around_a_list(4096),
+        tuples_around_a_list(65_000),
+        // The pickle's whole allowance: 1 MiB of TUPLE1.
+        tuples_around_a_list((1 << 20) - 4),
+        // Lists: 65,000 EMPTY_LIST, then APPEND each into the one below.
+        [
+            vec![0x80, 2],
+            vec![b']'; 65_000],
+            vec![b'a'; 64_999],
+            vec![b'.'],
+        ]
+        .concat(),
+        // Dicts: {0: {0: ...}} built by SETITEM.
+        [
+            vec![0x80, 2, b'}'],
+            [b'K', 0, b'}'].repeat(64_999),
+            vec![b's'; 64_999],
+            vec![b'.'],
+        ]
+        .concat(),
+    ] {
+        let err = count(p, vec![]).unwrap_err();
+        assert!(err.contains("more than 4096 levels deep"), "{err}");
+    }
 }
 
 #[test]
