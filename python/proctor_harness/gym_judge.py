@@ -6,8 +6,15 @@ SOFTMAX_NODES = ("LogSoftmaxBackward0", "SoftmaxBackward0", "NllLossBackward0", 
 
 def trained(obs, share=0.9):
     """Optimizer steps happened, and (nearly) each one moved the model with gradients that
-    had reached its parameters: a throwaway backward or a step on stale grads is not one."""
-    return obs["steps"] > 0 and obs["effective_steps"] >= share * obs["steps"]
+    had reached its parameters: a throwaway backward or a step on stale grads is not one.
+    Steps that moved nothing are left out (LBFGS stops moving once it has converged).
+    Without an optimizer, (nearly) every in-place update of the parameters was a gradient
+    step on autograd's gradients (manual SGD)."""
+    if obs["steps"] > 0:
+        moving = obs["steps"] - obs.get("idle_steps", 0)
+        return obs["effective_steps"] > 0 and obs["effective_steps"] >= share * moving
+    manual = obs.get("manual_updates", 0)
+    return manual > 0 and obs.get("manual_proven", 0) >= share * manual
 
 
 def finite_training(obs):

@@ -75,7 +75,17 @@ FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
 STUBS = '''
 def backward(tensors, *args, **kwargs):
     _audit("proctor-gym/backward", tensors)
-    return _original(tensors, *args, **kwargs)
+    try:
+        return _original(tensors, *args, **kwargs)
+    finally:
+        _audit("proctor-gym/backward_done", tensors)
+
+
+def edge_hook(key):
+    """A hook for one autograd node of a loss's graph: the gradients it sends on."""
+    def hook(grad_inputs, grad_outputs):
+        _audit("proctor-gym/edge", key, grad_inputs)
+    return hook
 
 
 def step_pre(optimizer, args, kwargs):
@@ -252,6 +262,7 @@ def new_observations():
         "loss_calls": [],           # functional losses with grad: name, input/target facts
         "steps": 0,
         "effective_steps": 0,       # steps where grads reached the model and it moved
+        "idle_steps": 0,            # steps that moved nothing (no grads; converged, as LBFGS)
         "finite_grad_steps": 0,
         "lrs": [],
         "optimizer_params": [],     # per step (first 20): params held, frozen among them
@@ -265,6 +276,15 @@ def new_observations():
         "eval_forwards": 0,         # top-level forwards out of train mode or without grad
         "eval_argmax": 0,           # argmax/max on the model's eval-mode outputs
         "graph_kept": 0,            # a loss backward ran on, added into a total with grad
+        "graphs_accumulated": 0,    # most never-backwarded graph scalars summed into one total
+        "raw_log_inputs": 0,        # logs in a backward's graph taken of a raw sigmoid/softmax
+        "proven_updates": 0,        # updates made of the gradients autograd computed from the
+                                    # model's output (optimizer steps or in-place updates)
+        "unproven_updates": 0,      # updates that were not (grads set by hand, a loss on the
+                                    # weights themselves, weights written)
+        "unproven": [],             # why, the first few
+        "manual_updates": 0,        # parameters changed in place between backwards, no optimizer
+        "manual_proven": 0,
         "val_train_distances": [],  # eval-mode input rows -> nearest training input row
         "crashed": False,
         "error": None,
@@ -274,7 +294,407 @@ def new_observations():
     }
 
 
-class Recorder:
+# -- proof of training ---------------------------------------------------------------------
+# An update of the model (an optimizer step, or its parameters changed in place between two
+# backwards) is learned from the loss when what it applied is what autograd accumulated, and
+# autograd accumulated it through the model's forward output. An update that is not (grads
+# set by hand, a loss on the weights themselves, weights written) makes the weights after it
+# the start of training: the held-out metric there tells whether training learned anything.
+DIRECT_RATIO = 3.0    # gradient reaching the model's params around its output / through it
+UNEXPLAINED = 0.3     # share of an applied gradient or update that autograd does not explain
+OUTPUT_RING = 32      # recent train-mode forward outputs recognised in a loss's graph
+EVAL_OUTPUT_RING = 4  # grad-enabled eval-mode ones (they may hold a whole graph)
+WALK_CAP = 4000
+ANALYSED_MAX = 20000  # backwards analysed
+FINGERPRINTS_MAX = 20000
+RAW_PROBABILITIES = {"SigmoidBackward0", "SoftmaxBackward0"}
+# Between a probability and its log: 1 - p, -p and reshapes keep a zero a zero.
+TRANSPARENT_NODES = {"RsubBackward0", "RsubBackward1", "NegBackward0", "SubBackward0", "SqueezeBackward0",
+                     "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "ViewBackward0",
+                     "ReshapeAliasBackward0", "UnsafeViewBackward0", "ExpandBackward0", "SelectBackward0",
+                     "SliceBackward0", "IndexBackward0", "TBackward0", "PermuteBackward0", "CloneBackward0",
+                     "TransposeBackward0"}
+LOG_NODES = {"LogBackward0", "Log1pBackward0", "Log2Backward0", "Log10Backward0"}
+_no_torch_function = torch._C.DisableTorchFunction
+_lstsq = torch.linalg.lstsq
+_equal = torch.equal
+_stack = torch.stack
+
+
+def _flat(t):
+    return t.detach().reshape(-1).double()
+
+
+def _norm(t):
+    return float(t.double().norm())
+
+
+def _unexplained(target, columns):
+    """(norm of `target` outside the span of `columns`, coefficients): least squares, the
+    first column's coefficient required > 0 (a gradient applied, not reversed)."""
+    b = _flat(target)
+    cols = [_flat(c) for c in columns if c is not None and c.numel() == target.numel()]
+    if not cols or not _finite(b):
+        return _norm(b), None
+    a = _stack(cols, dim=1)
+    x = _lstsq(a, b.unsqueeze(1)).solution.squeeze(1)
+    if not bool(x[0] > 0):
+        return _norm(b), None
+    return _norm(a @ x - b), x
+
+
+def _parallel(x, y):
+    """x is y rescaled by a positive factor, up to rounding (the common case, checked
+    before any least squares)."""
+    x, y = _flat(x), _flat(y)
+    xy, xx, yy = float(x @ y), float(x @ x), float(y @ y)
+    return xy > 0 and xy * xy >= (1 - 1e-6) * xx * yy
+
+
+def _clamped(g, a):
+    """`g` is autograd's `a` rescaled and clamped elementwise (clip_grad_value_)."""
+    g, a = _flat(g), _flat(a)
+    v = float(g.abs().max())
+    inner = g.abs() < v * (1 - 1e-4)
+    edge = ~inner
+    if bool((g[edge].sign() != a[edge].sign()).any()):
+        return False
+    if not bool(inner.any()):
+        return True
+    gi, ai = g[inner], a[inner]
+    den = float((ai * ai).sum())
+    c = float((gi * ai).sum()) / den if den > 0 else 0.0
+    return (c > 0 and _norm(gi - c * ai) <= 0.01 * _norm(gi) + 1e-12
+            and bool((c * a[edge].abs() >= v * (1 - 1e-3)).all()))
+
+
+def _fingerprint(module):
+    """The exact weights of a module, hashed (a restored checkpoint has the same)."""
+    h = _sha256()
+    for p in _module_parameters(module):
+        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()
+
+
+def _new_interval():
+    # Since the last update: per param id, squared norms of the gradient autograd sent
+    # around the model's output (direct) and through it, and of grads found set by hand.
+    return {"direct": {}, "through": {}, "foreign": {}, "backwards": 0}
+
+
+class Provenance:
+    """What each update of the model was made of (mixed into the Recorder)."""
+
+    def init_provenance(self):
+        self.outputs = {}        # id of a node -> (node, root id): recent root forward outputs
+        self.output_ids = ([], [])  # train-mode, eval-mode ids, oldest first
+        self.bw = None           # the backward being analysed
+        self.edge_key = 0
+        self.auto = {}           # param id -> its grad as autograd left it
+        self.last = {}           # param id -> (weakref, value) after the last backward / update
+        self.prev_update = {}    # param id -> its last in-place update (momentum)
+        self.interval = _new_interval()
+        self.stepping = None     # backwards inside the optimizer step under way (closures)
+        self.pre_verdict = None
+        self.anchors = {}        # root id -> its weights after its last unproven update
+        self.first_states = {}   # root id -> its weights at its first backward
+        self.fingerprints = set()
+        self.chains = {}         # chain id -> [graph scalars summed in, consumed by a backward]
+        self.accumulators = {}   # id -> (weakref, chain id) of totals and what derives from them
+        self.members = {}        # id -> (weakref, chain id) of scalars summed into a chain
+
+    def remember_output(self, module, output):
+        if isinstance(output, dict):
+            output = list(output.values())
+        ring = self.output_ids[0 if module.training else 1]
+        for t in output if isinstance(output, (list, tuple)) else [output]:
+            if _T.is_tensor(t) and t.grad_fn is not None:
+                node = t.grad_fn
+                self.outputs[id(node)] = (node, id(module))
+                ring.append(id(node))
+        cap = OUTPUT_RING if module.training else EVAL_OUTPUT_RING
+        while len(ring) > cap:
+            self.outputs.pop(ring.pop(0), None)
+
+    def root_params(self):
+        """Parameters of the root modules: id -> (param, ids of the roots holding it)."""
+        out = {}
+        for rid, ref in self.roots.items():
+            m = ref()
+            for p in _module_parameters(m) if m is not None else ():
+                out.setdefault(id(p), (p, set()))[1].add(rid)
+        return out
+
+    def walk(self, node, params):
+        """Edges of the loss's graph into a root's parameter that do not pass through an
+        output of a root holding it: node id -> (node, [(edge index, param id)])."""
+        edges, seen, stack, keep = {}, set(), [(node, frozenset())], []
+        while stack and len(seen) < WALK_CAP:
+            node, crossed = stack.pop()
+            if node is None or (id(node), crossed) in seen:
+                continue
+            seen.add((id(node), crossed))
+            keep.append(node)  # alive while walking: ids of freed wrappers get reused
+            out = self.outputs.get(id(node))
+            if out is not None and out[0] is node:
+                crossed = crossed | {out[1]}
+            for i, (nx, _) in enumerate(node.next_functions):
+                var = getattr(nx, "variable", None) if nx is not None else None
+                if var is None:
+                    stack.append((nx, crossed))
+                elif id(var) in params and not crossed & params[id(var)][1]:
+                    edges.setdefault(id(node), (node, []))[1].append((i, id(var)))
+        return edges
+
+    def raw_logs(self, node):
+        """Logs in the graph taken of a sigmoid/softmax output as it is (its input not
+        clamped, no epsilon added): they reach -inf once the probability saturates."""
+        count, seen, stack = 0, {}, [node]
+        while stack and len(seen) < WALK_CAP:
+            n = stack.pop()
+            if n is None or id(n) in seen:
+                continue
+            seen[id(n)] = n
+            nexts = [nx for nx, _ in n.next_functions if nx is not None]
+            if type(n).__name__ in LOG_NODES and nexts:
+                x = nexts[0]
+                while type(x).__name__ in TRANSPARENT_NODES:
+                    inner = [nx for nx, _ in x.next_functions if nx is not None]
+                    if len(inner) != 1:
+                        break
+                    x = inner[0]
+                if type(x).__name__ in RAW_PROBABILITIES:
+                    inner = [nx for nx, _ in x.next_functions if nx is not None]
+                    count += not (inner and type(inner[0]).__name__.startswith("Clamp"))
+            stack.extend(nexts)
+        return count
+
+    # -- each backward ---------------------------------------------------------------
+
+    def backward_pre(self, t):
+        if self.stepping is None:
+            self.manual_check()
+        self.bw = None
+        self.consume_chain(t)
+        if self.obs["backward_calls"] > ANALYSED_MAX or t.grad_fn is None:
+            return
+        params = self.root_params()
+        for rid, ref in self.roots.items():
+            m = ref()
+            if rid not in self.first_states and m is not None:
+                self.first_states[rid] = _snapshot(m)
+                self.fingerprint(m)
+        edges = []
+        for node, pairs in self.walk(t.grad_fn, params).values():
+            self.edge_key += 1
+            node.register_hook(self.stub_ns["edge_hook"](self.edge_key))
+            edges.append((self.edge_key, pairs))
+        before = {}
+        for pid, (p, _) in params.items():
+            g = p.grad
+            before[pid] = None if g is None else g.detach().clone()
+            if g is not None and bool(g.detach().ne(0).any()):
+                # a grad already there is what autograd left (maybe rescaled), or was set by hand
+                un = self.grad_unexplained(g, self.auto.get(pid), p)
+                self.interval["foreign"][pid] = self.interval["foreign"].get(pid, 0.0) + un * un
+        self.bw = {"params": params, "before": before, "edges": dict(edges), "direct": {}}
+
+    def on_edge(self, key, grad_inputs):
+        if not self.caller({self.edge_code}) or self.bw is None:
+            return
+        with _no_torch_function():
+            direct = self.bw["direct"]
+            for i, pid in self.bw["edges"].get(key, ()):
+                g = grad_inputs[i] if i < len(grad_inputs) else None
+                if _T.is_tensor(g):
+                    direct[pid] = g.detach().clone() if pid not in direct else direct[pid] + g.detach()
+
+    def on_backward_done(self, tensors):
+        if not self.caller(self.stub_codes("backward")):
+            return
+        bw, self.bw = self.bw, None
+        if bw is None:
+            return
+        with _no_torch_function():
+            iv = self.interval
+            for pid, (p, _) in bw["params"].items():
+                g = p.grad
+                if g is None:
+                    continue
+                g = g.detach()
+                before = bw["before"].get(pid)
+                delta = g - before if before is not None and before.shape == g.shape else g
+                d = bw["direct"].get(pid)
+                through = delta - d if d is not None and d.shape == delta.shape else delta
+                iv["direct"][pid] = iv["direct"].get(pid, 0.0) + (_norm(d) ** 2 if d is not None else 0.0)
+                iv["through"][pid] = iv["through"].get(pid, 0.0) + _norm(through) ** 2
+                self.auto[pid] = g.clone()
+            iv["backwards"] += 1
+            if self.stepping is not None:
+                self.stepping += 1
+            self.last = {pid: (weakref.ref(p), p.detach().clone()) for pid, (p, _) in bw["params"].items()}
+
+    def grad_unexplained(self, g, a, p):
+        """The norm of a grad `g` autograd's `a` does not explain, rescaled (norm clipping, a
+        GradScaler's unscale_, accumulation) with weight decay added, or clamped."""
+        if a is None or a.shape != g.shape:
+            return _norm(g)
+        if _equal(g, a) or _parallel(g, a):
+            return 0.0
+        un, _ = _unexplained(g, [a, p])
+        if un > UNEXPLAINED * _norm(g) and _clamped(g, a):
+            return 0.0
+        return un
+
+    def direct_verdict(self, pids):
+        iv = self.interval
+        direct = sum(iv["direct"].get(pid, 0.0) for pid in pids)
+        through = sum(iv["through"].get(pid, 0.0) for pid in pids)
+        if direct > 0 and direct > DIRECT_RATIO ** 2 * through:
+            return ("the loss's gradient reached the model's parameters around its output, not "
+                    "through it (a loss on the weights themselves)")
+        return None
+
+    # -- each optimizer step ------------------------------------------------------------
+
+    def step_pre_check(self, held):
+        """Before a step: were the grads it is about to apply the ones autograd computed?"""
+        self.manual_check()
+        g_sq = un_sq = 0.0
+        with _no_torch_function():
+            for p in _module_parameters(self.model):
+                if id(p) not in held or p.grad is None:
+                    continue
+                g = p.grad.detach()
+                n = _norm(g)
+                if not _isfinite(n):
+                    continue
+                g_sq += n * n
+                un = self.grad_unexplained(g, self.auto.get(id(p)), p) if n > 0 else 0.0
+                un_sq += un * un + self.interval["foreign"].get(id(p), 0.0)
+        if g_sq > 0 and un_sq > UNEXPLAINED ** 2 * g_sq:
+            self.pre_verdict = ("the gradients the optimizer applied were not the ones autograd "
+                                "computed (set or changed by hand)")
+
+    def step_post_check(self, moved):
+        """After a step that moved the model: learned from the loss, or the new start."""
+        pids = [id(p) for p in _module_parameters(self.model)]
+        reason = self.pre_verdict or self.direct_verdict(pids)
+        self.stepping, self.pre_verdict = None, None
+        if moved:
+            self.judged(reason, [self.model])
+        self.interval = _new_interval()
+        self.last.update({id(p): (weakref.ref(p), p.detach().clone()) for p in _module_parameters(self.model)})
+
+    def judged(self, reason, modules):
+        obs = self.obs
+        if reason is None:
+            obs["proven_updates"] += 1
+            for m in modules:
+                self.fingerprint(m)
+            return
+        obs["unproven_updates"] += 1
+        if reason not in obs["unproven"] and len(obs["unproven"]) < 5:
+            obs["unproven"].append(reason)
+        for m in modules:
+            self.anchors[id(m)] = _snapshot(m)
+
+    def fingerprint(self, module):
+        if len(self.fingerprints) < FINGERPRINTS_MAX:
+            self.fingerprints.add(_fingerprint(module))
+
+    # -- parameters changed in place (manual SGD, weights written) ---------------------
+
+    def manual_check(self):
+        last, self.last = self.last, {}
+        moved = {}
+        with _no_torch_function():
+            for pid, (ref, old) in last.items():
+                p = ref()
+                if p is None or p.shape != old.shape or p.dtype != old.dtype:
+                    continue
+                now = p.detach()
+                if not _equal(now, old) and bool(((now != old) & ~(now.isnan() & old.isnan())).any()):
+                    moved[pid] = (p, now - old)
+            if moved:
+                self.manual_update(moved)
+
+    def manual_update(self, moved):
+        """Parameters changed between two backwards, outside any optimizer step: a gradient
+        step (SGD, with momentum or weight decay) when autograd's grads explain it; a return
+        to weights seen before (a restored checkpoint) is no update."""
+        obs = self.obs
+        params = self.root_params()
+        modules = {rid: self.roots[rid]() for pid in moved for rid in params.get(pid, (None, ()))[1]}
+        modules = [m for m in modules.values() if m is not None]
+        if modules and all(_fingerprint(m) in self.fingerprints for m in modules):
+            self.interval = _new_interval()
+            return
+        d_sq = un_sq = 0.0
+        lr = 0.0
+        for pid, (p, d) in moved.items():
+            n = _norm(d)
+            d_sq += n * n
+            g = self.auto.get(pid)
+            if g is not None and g.shape == d.shape and _parallel(-d, g):
+                lr = max(lr, n / max(_norm(g), 1e-30))  # plain SGD
+            else:
+                un, x = _unexplained(-d, [g, p, self.prev_update.get(pid)])
+                un_sq += un * un
+                if x is not None:
+                    lr = max(lr, float(x[0]))
+            self.prev_update[pid] = -d.clone()
+        reason = self.direct_verdict(list(moved))
+        if reason is None and un_sq > UNEXPLAINED ** 2 * d_sq:
+            reason = ("parameters were changed in place by something other than a gradient step "
+                      "on autograd's gradients (weights written or grads set by hand)")
+        obs["manual_updates"] += 1
+        obs["manual_proven"] += reason is None
+        if reason is None and lr > 0 and len(obs["lrs"]) < 20000:
+            obs["lrs"].append(lr)
+        self.judged(reason, modules)
+        self.interval = _new_interval()
+
+    # -- totals that keep graphs (graph accumulation) -------------------------------------
+
+    def chain_op(self, name, ins, out):
+        """A total of graph scalars (losses) that no backward consumes keeps every one of
+        their graphs alive: `total += loss` over batches with autograd on."""
+        chain = None
+        for t in ins:
+            entry = self.accumulators.get(id(t))
+            if entry is not None and entry[0]() is t:
+                chain = entry[1]
+        if name in ADD_OPS and out.requires_grad:
+            fresh = [t for t in ins if t.requires_grad and t.grad_fn is not None and t.numel() == 1
+                     and not self.known(self.backwarded, t) and self.accumulators.get(id(t)) is None]
+            if chain is None and fresh:
+                chain = len(self.chains)
+                self.chains[chain] = [0, False]
+            for t in fresh if chain is not None else ():
+                self.chains[chain][0] += 1
+                self.members[id(t)] = (weakref.ref(t), chain)
+        if chain is not None and out.requires_grad:
+            if len(self.accumulators) > 4096:
+                for k in [k for k, v in self.accumulators.items() if v[0]() is None]:
+                    del self.accumulators[k]
+            self.accumulators[id(out)] = (weakref.ref(out), chain)
+
+    def consume_chain(self, t):
+        for table, mark in ((self.accumulators, 1), (self.members, -1)):
+            entry = table.get(id(t))
+            if entry is not None and entry[0]() is t:
+                if mark > 0:
+                    self.chains[entry[1]][1] = True
+                else:
+                    self.chains[entry[1]][0] -= 1
+
+    def accumulated(self):
+        kept = [n for n, consumed in self.chains.values() if not consumed]
+        return max(kept, default=0)
+
+
+class Recorder(Provenance):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
     def __init__(self, key, out_dir, main_code, tolerant_ns):
@@ -282,6 +702,7 @@ class Recorder:
         self.out_dir = out_dir
         self.main_code = main_code
         self.obs = new_observations()
+        self.init_provenance()
         self.model = None
         self.init = None
         self.final = None
@@ -316,6 +737,8 @@ class Recorder:
         self.watching = True
         self.handlers = {
             EVENT + "backward": self.on_backward,
+            EVENT + "backward_done": self.on_backward_done,
+            EVENT + "edge": self.on_edge,
             EVENT + "op": self.on_op,
             EVENT + "step_pre": self.on_step_pre,
             EVENT + "step_post": self.on_step_post,
@@ -435,6 +858,8 @@ class Recorder:
         self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
         self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "forward_pre", "forward")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
+        self.stubs["edge_hook"] = ns["edge_hook"]
+        self.edge_code = ns["edge_hook"](0).__code__
         self.stub_ns_items = dict(ns)
         torch.autograd.backward = ns["backward"]
         self.handles = [
@@ -493,6 +918,10 @@ class Recorder:
             if t.grad_fn is not None and obs["backward_calls"] <= 50:
                 for k, c in _graph_ops(t).items():
                     obs["loss_graph_ops"][k] = obs["loss_graph_ops"].get(k, 0) + c
+                obs["raw_log_inputs"] += self.raw_logs(t.grad_fn)
+        if _T.is_tensor(t) and t.requires_grad:
+            with _no_torch_function():
+                self.backward_pre(t)
 
     def known(self, table, t):
         ref = table.get(id(t))
@@ -524,6 +953,8 @@ class Recorder:
             dims[str(ins[0].dim())] = dims.get(str(ins[0].dim()), 0) + 1
         if any(op in name for op in LOSS_OPS) and len(ins) >= 2 and ins[0].requires_grad:
             self.loss_call(name, ins[0], ins[1])
+        if _T.is_tensor(out) and out.requires_grad:
+            self.chain_op(name, ins, out)
 
     def remember(self, table, t):
         if len(table) > 4096:
@@ -592,6 +1023,10 @@ class Recorder:
                 if d > 0 and _isfinite(d):
                     obs["params_rewritten"][k] = obs["params_rewritten"].get(k, 0.0) + d
         self.after = {}
+        self.stepping, self.pre_verdict = 0, None
+        if self.model is not None:
+            with _no_torch_function():
+                self.step_pre_check(held)
 
     def membership(self, optimizer):
         """Which of the model's parameters this step holds, trainable or frozen: the worst
@@ -612,8 +1047,17 @@ class Recorder:
         obs["model_params_frozen_held"] = max(obs["model_params_frozen_held"], frozen)
 
     def on_step_post(self, optimizer):
-        if not self.caller(self.stub_codes("step_post"), {_step_wrapper}) or self.model is None:
+        if not self.caller(self.stub_codes("step_post"), {_step_wrapper}):
             return
+        if self.model is None:
+            # The model was first called inside this step (a closure, LBFGS): training
+            # started at its first backward.
+            self.model = self.pick_model(optimizer)
+            if self.model is None:
+                self.stepping = None
+                return
+            self.init = self.first_states.get(id(self.model)) or _snapshot(self.model)
+            self.membership(optimizer)
         obs = self.obs
         before, self.before = self.before, {}
         moved = 0
@@ -625,8 +1069,11 @@ class Recorder:
                 moved += d > 0
         if self.reached and moved:
             obs["effective_steps"] += 1
+        obs["idle_steps"] += not moved
         self.after = {k: p.detach().clone() for k, p in self.model_params().items() if k in before}
         self.final = _snapshot(self.model)
+        with _no_torch_function():
+            self.step_post_check(moved > 0)
 
     # -- module hooks ----------------------------------------------------------------
 
@@ -683,6 +1130,8 @@ class Recorder:
         if self.exporting or not self.caller(self.stub_codes("forward"), {_module_call}):
             return
         self.depth = max(0, self.depth - 1)
+        if self.depth == 0 and _T.is_grad_enabled() and not isinstance(module, nn.modules.loss._Loss):
+            self.remember_output(module, output)
         if self.depth == 0 and _T.is_tensor(output) and module is self.model:
             if not module.training or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
@@ -717,6 +1166,7 @@ class Recorder:
         self.check_intact()
         distances = sorted(obs["val_train_distances"])
         obs["val_train_nearest"] = distances[len(distances) // 2] if distances else None
+        obs["graphs_accumulated"] = self.accumulated()
         torch.set_grad_enabled(True)
         self.mode.__exit__(None, None, None)
         self.watching = False
@@ -741,8 +1191,16 @@ class Recorder:
             self.obs["export"] = {"error": "no_model" if model is None else
                                   "no_model: the model never received an input"}
             return
-        self.init = self.init or _snapshot(model)
-        self.final = self.final or self.init
+        # Training starts at the weights after the last update not made of the loss's
+        # gradients, else at the first step (the first backward when no optimizer stepped).
+        if self.model is None:
+            with _no_torch_function():
+                self.manual_check()  # weights written after the last backward are an update too
+            self.final = _snapshot(model)
+            self.init = self.anchors.get(id(model)) or self.first_states.get(id(model)) or self.final
+        else:
+            self.init = self.anchors.get(id(model)) or self.init or _snapshot(model)
+            self.final = self.final or self.init
         self.exporting = True
         reply.update(model=model, example=self.example.clone(),
                      final={k: v.clone() for k, v in self.final.items()})
@@ -776,7 +1234,7 @@ class TamperError(RuntimeError):
     pass
 
 
-OWN_CODES = {f.__code__ for f in list(vars(Recorder).values()) + list(globals().values())
+OWN_CODES = {f.__code__ for f in list(vars(Recorder).values()) + list(vars(Provenance).values()) + list(globals().values())
              if isinstance(f, types.FunctionType)}
 
 

@@ -542,10 +542,16 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
         // A model no optimizer stepped is evaluated as it ended: its weights were written by
         // hand (or by an update torch.optim never saw), which is no evidence of training.
-        let when = if e.obs["export"]["stepped"] == Value::Bool(false) {
-            "and no optimizer step was seen"
+        // The weights evaluated as the start of training: after the last update that was
+        // not learned from the loss's gradients (the recorder's proof of training), else
+        // at the first step.
+        let unproven = e.obs["unproven"][0].as_str().unwrap_or_default();
+        let when = if !unproven.is_empty() {
+            format!("after an update not learned from the loss ({unproven})")
+        } else if e.obs["export"]["stepped"] == Value::Bool(false) {
+            "and no optimizer step was seen".to_string()
         } else {
-            "with the weights at the first optimizer step"
+            "with the weights at the first optimizer step".to_string()
         };
         Some((
             "not_learned",
