@@ -175,10 +175,35 @@ pub async fn evaluate<B: Backend>(
     ev.total_s = start.elapsed().as_secs_f64();
     ev.overhead_s = ev.solve_s.map(|s| (ev.total_s - s).max(0.0));
     if split == Split::Official {
-        // The total includes the inference run, whose length a forward() can make depend
-        // on the official test inputs: show it only in whole minutes, and no overhead.
-        ev.total_s = (ev.total_s / OFFICIAL_TIME_GRAIN_S).ceil() * OFFICIAL_TIME_GRAIN_S;
+        // The runs' lengths can be made to depend on the official data: show them only
+        // in whole minutes, and no overhead.
+        ev.total_s = official_time(ev.total_s);
         ev.overhead_s = None;
+    }
+    ev
+}
+
+/// A time shown for an official evaluation: rounded up to whole minutes.
+fn official_time(seconds: f64) -> f64 {
+    (seconds / OFFICIAL_TIME_GRAIN_S).ceil() * OFFICIAL_TIME_GRAIN_S
+}
+
+/// The log section of a run on the official split: its status alone.
+fn withheld(name: &str, r: &RunResult, step: &str) -> String {
+    format!(
+        "== {name}: status {} ==\n-- output, time and memory withheld: {step} on the official split --\n",
+        r.status
+    )
+}
+
+/// An official run's error without its details: a message or traceback could carry the
+/// official data (`raise ValueError(str(x))`); the public split shows the same code's.
+fn withhold_error(mut ev: Evaluation, step: &str) -> Evaluation {
+    if ev.status == Outcome::Error {
+        ev.error = Some(format!(
+            "{step} failed on the official split (details withheld: they could show the \
+             official data); run on the public split to see the error"
+        ));
     }
     ev
 }
@@ -272,25 +297,43 @@ async fn run<B: Backend>(
     .with_input(data.file("train"), "train.safetensors")
     .with_input(data.file("val"), "val.safetensors")
     .with_limits(limits(time_limit))
-    .with_output_tap(progress.tap())
     .collect_into(&train_dir);
+    // Training on the official split reads the official data: what it prints or raises,
+    // and the solve time it reports, never reach the submitter, or solve() could print
+    // (say) the official class means and carry them back in its source, uncounted.
+    let official = split == Split::Official;
+    let job = if official {
+        job
+    } else {
+        job.with_output_tap(progress.tap())
+    };
     progress.enter("training");
     let train = backend
         .run(job)
         .await
         .map_err(|e| format!("internal error: the training run could not start: {e}"))?;
-    ev.logs = section("train", &train);
     if let Some(r) = read_json::<serde_json::Value>(&train_dir.join("train_result.json")) {
         ev.solve_s = r["solve_s"].as_f64().filter(|s| s.is_finite() && *s >= 0.0);
     }
+    if official {
+        ev.logs = withheld("train", &train, "training");
+        ev.solve_s = ev.solve_s.map(official_time);
+    } else {
+        ev.logs = section("train", &train);
+    }
     if !train.is_ok() {
-        return Ok(run_failed(
+        let ev = run_failed(
             ev,
             &train,
             &train_dir.join("train_error.json"),
             "training",
             time_limit,
-        ));
+        );
+        return Ok(if official {
+            withhold_error(ev, "training")
+        } else {
+            ev
+        });
     }
 
     // 2. Count, on the trusted side, from the artifact alone.
@@ -378,12 +421,8 @@ async fn run<B: Backend>(
     // Inference reads the official test inputs: nothing it prints or raises may reach
     // the submitter, or a submission could print the inputs and read them back; nor its
     // peak memory or wall time, which a forward() can make proportional to an input.
-    let official = split == Split::Official;
     if official {
-        ev.logs.push_str(&format!(
-            "== infer: status {} ==\n-- output, time and memory withheld: inference on the official split --\n",
-            infer.status
-        ));
+        ev.logs.push_str(&withheld("infer", &infer, "inference"));
     } else {
         ev.logs.push_str(&section("infer", &infer));
     }
@@ -395,12 +434,8 @@ async fn run<B: Backend>(
             "inference",
             time_limit,
         );
-        if official && ev.status == Outcome::Error {
-            ev.error = Some(
-                "inference failed on the official split (details withheld: they could show \
-                 the test inputs); run on the public split to see the error"
-                    .into(),
-            );
+        if official {
+            ev = withhold_error(ev, "inference");
         }
         if let Some(reason) = over_budget {
             ev.status = Outcome::OverBudget;

@@ -478,7 +478,12 @@ class Solution:
     def solve(self, train_loader, val_loader, metadata):
         found = search()
         print("CHEAT during training found:", found, file=sys.stderr)
-        return Cheat(found)
+        model = Cheat(found)
+        if found:
+            # Training output is withheld on the official split: what the search found
+            # shows in the parameter count instead.
+            model.found_something = nn.Linear(384, 1000)
+        return model
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -498,27 +503,30 @@ async fn searching_for_test_labels_or_official_data_finds_nothing() {
     let s = p.evaluate_now(&s.id).await.unwrap();
     eprintln!("{}", s.logs);
     assert_eq!(s.status, "scored", "{:?}", s.error);
-    assert!(
-        s.logs.contains("CHEAT during training found: []"),
-        "{}",
-        s.logs
-    );
-    // Inference reads the official test inputs, so what it prints never comes back
-    // (it could print the inputs); that it found no labels shows in the score.
-    assert!(!s.logs.contains("CHEAT at inference"), "{}", s.logs);
-    assert!(
-        s.logs.contains("output, time and memory withheld"),
-        "{}",
-        s.logs
-    );
-    // Nor its peak memory or wall time, which a forward() could make proportional to a
-    // test input: its section is its status alone, and the total is in whole minutes.
-    let infer = &s.logs[s.logs.find("== infer").expect("an inference section")..];
-    assert!(infer.starts_with("== infer: status ok ==\n"), "{}", s.logs);
-    assert!(!infer.chars().any(|c| c.is_ascii_digit()), "{}", s.logs);
+    // The training search found nothing: the model is the bare linear layer.
+    assert_eq!(s.params, Some(384 * 128 + 128), "{}", s.logs);
+    // Training and inference read the official data, so what they print never comes
+    // back (solve() could print the official class means and carry them back in its
+    // source; forward() could print the test inputs); nor their peak memory or wall
+    // time, which the code could make proportional to a value: each section is its
+    // status alone, and the times are in whole minutes.
+    assert!(!s.logs.contains("CHEAT"), "{}", s.logs);
+    for section in ["== train", "== infer"] {
+        let run = &s.logs[s.logs.find(section).expect("a section per run")..];
+        let run = &run[..run[3..].find("== ").map_or(run.len(), |end| end + 3)];
+        assert!(run.contains(": status ok ==\n"), "{}", s.logs);
+        assert!(
+            run.contains("output, time and memory withheld"),
+            "{}",
+            s.logs
+        );
+        assert!(!run.chars().any(|c| c.is_ascii_digit()), "{}", s.logs);
+    }
     let view = p.view(&s);
     let total = view.total_s.expect("a total time");
     assert!(total > 0.0 && total % 60.0 == 0.0, "{total}");
+    let solve_s = s.result.as_ref().unwrap()["solve_s"].as_f64();
+    assert!(solve_s.is_none_or(|t| t % 60.0 == 0.0), "{solve_s:?}");
     assert_eq!(view.overhead_s, None);
     assert_eq!(
         s.result.as_ref().unwrap()["overhead_s"],

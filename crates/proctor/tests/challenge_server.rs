@@ -142,32 +142,45 @@ fn cli_progress_shows_the_training_s_last_line_and_never_inference_output() {
     let dir = tempfile::tempdir().unwrap();
     let solution = dir.path().join("solution.py");
     std::fs::write(&solution, CHATTY).unwrap();
-    // On the official split, where inference reads the secret test inputs.
-    let out = Command::new(util::proctor_bin())
-        .args(["challenge", "submit", "imagenet-pareto-200k", "--official"])
-        .arg(&solution)
-        .arg("--database")
-        .arg(dir.path().join("proctor.db"))
-        .env_remove("PROCTOR_SERVER")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    let progress: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("[proctor] training, "))
-        .collect();
+    let submit = |split: &[&str]| {
+        let out = Command::new(util::proctor_bin())
+            .args(["challenge", "submit", "imagenet-pareto-200k"])
+            .args(split)
+            .arg(&solution)
+            .arg("--database")
+            .arg(dir.path().join("proctor.db"))
+            .env_remove("PROCTOR_SERVER")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(!stderr.contains("INFERENCE-MARK"), "{stderr}");
+        assert!(!stdout.contains("INFERENCE-MARK"), "{stdout}");
+        (stdout, stderr)
+    };
+    let training_line = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[proctor] training, ") && l.contains(" loss 0."))
+    };
+    // The public split shows training's last line as it runs.
+    let (_, stderr) = submit(&[]);
     assert!(
-        progress
-            .iter()
-            .any(|l| l.contains(" s elapsed | epoch ") && l.contains(" loss 0.")),
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[proctor] training, ") && l.contains(" s elapsed | epoch ")),
         "no training progress with its last line:\n{stderr}"
     );
-    assert!(!stderr.contains("INFERENCE-MARK"), "{stderr}");
-    assert!(!stdout.contains("INFERENCE-MARK"), "{stdout}");
+    assert!(training_line(&stderr), "{stderr}");
+    // The official split, where training reads the official data, shows none of it.
+    let (stdout, stderr) = submit(&["--official"]);
+    assert!(stderr.contains("[proctor] training, "), "{stderr}");
+    assert!(
+        !training_line(&stderr) && !stderr.contains("epoch "),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("epoch "), "{stdout}");
 }
 
 #[test]
