@@ -19,8 +19,9 @@ def trained(obs, share=0.9):
 
 def finite_training(obs):
     """No NaN/inf anywhere in the training graph (a skipped batch was still computed),
-    in a loss backward ran on, or in a gradient a step used."""
-    return (obs["backward_calls"] > 0 and obs["nonfinite_in_graph"] == 0
+    computed from the model's outputs in any grad mode (a no_grad look-ahead that decides
+    to skip a batch), in a loss backward ran on, or in a gradient a step used."""
+    return (obs["backward_calls"] > 0 and obs["nonfinite_in_graph"] == 0 and obs["nonfinite_outputs"] == 0
             and all(v is not None for v in obs["losses"])
             and obs["finite_grad_steps"] == obs["steps"])
 
@@ -72,7 +73,8 @@ def concealment(obs):
     """Signs that a bug was hidden rather than removed, whatever the task: they place a
     score at the bottom of its band (a fix that removes the bug shows none of them)."""
     signs = []
-    if obs["nonfinite_in_graph"] > 0 and all(v is not None for v in obs["losses"]):
+    nonfinite = obs["nonfinite_in_graph"] + obs["nonfinite_outputs"]
+    if nonfinite > 0 and all(v is not None for v in obs["losses"]):
         signs.append("NaN/inf was computed in training but never reached a backward "
                      "(batches skipped or the loss patched)")
     for name in untrained_losses(obs):

@@ -31,6 +31,7 @@ import json
 import math
 import _thread
 import os
+import random
 import sys
 import time
 import types
@@ -52,6 +53,13 @@ ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "ca
 MAX_RECORDS = 400
 TRAIN_ROWS_MAX = 8000
 PROBE_ROWS = 8
+# Every evaluation batch is probed for the leak at first, then a batch of n rows with
+# probability n / PROBE_EVERY_ROWS: many small decoy batches cannot push a dataset's
+# batches out of the probes.
+PROBE_ALL_BATCHES = 64
+PROBE_EVERY_ROWS = 256
+# Ops whose answer is about finiteness: what they are asked about is seen, whatever the grad mode.
+FINITE_CHECK_OPS = {"isfinite", "isnan", "isinf", "isposinf", "isneginf", "nan_to_num", "nan_to_num_"}
 TAMPER_MARK = "[proctor-gym] tampered: "
 
 # Introspection that reaches the recorder from inside the run, denied at any time.
@@ -94,6 +102,10 @@ def step_pre(optimizer, args, kwargs):
 
 def step_post(optimizer, args, kwargs):
     _audit("proctor-gym/step_post", optimizer)
+
+
+def step_code(optimizer):
+    _audit("proctor-gym/step_code", optimizer)
 
 
 def forward_pre(module, inputs):
@@ -163,6 +175,8 @@ _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
     "is_grad_enabled", "no_grad", "save")})
+_SGD = torch.optim.SGD
+_bool = torch.bool
 _state_dict = nn.Module.state_dict
 _named_parameters = nn.Module.named_parameters
 _module_parameters = nn.Module.parameters
@@ -183,6 +197,14 @@ def _tensors(args, kwargs):
             yield a
         elif isinstance(a, (list, tuple)):
             yield from (x for x in a if _T.is_tensor(x))
+
+
+def _outs(out):
+    if _T.is_tensor(out):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for t in out if _T.is_tensor(t)]
+    return []
 
 
 def _finite(t):
@@ -259,12 +281,16 @@ def new_observations():
         "backward_calls": 0,
         "loss_graph_ops": {},       # autograd node name -> count, over the graphs of backward
         "nonfinite_in_graph": 0,    # scalars with grad that held NaN/inf
+        "nonfinite_outputs": 0,     # NaN/inf derived from the models' outputs in any grad mode
         "loss_calls": [],           # functional losses with grad: name, input/target facts
         "steps": 0,
         "effective_steps": 0,       # steps where grads reached the model and it moved
         "idle_steps": 0,            # steps that moved nothing (no grads; converged, as LBFGS)
         "finite_grad_steps": 0,
         "lrs": [],
+        "lr_in_step_max": 0.0,      # the largest lr read inside a step (after the update)
+        "lr_measured_max": 0.0,     # the largest lr an SGD update really applied (from its move)
+        "steps_lr_unread": 0,       # steps whose lr could not be read inside the step
         "optimizer_params": [],     # per step (first 20): params held, frozen among them
         "model_params": 0,
         "model_params_stepped": 0,  # model params held by an optimizer with requires_grad
@@ -275,6 +301,8 @@ def new_observations():
                                     # it, in training (train mode, grad) or evaluation forwards
         "eval_forwards": 0,         # top-level forwards out of train mode or without grad
         "eval_argmax": 0,           # argmax/max on the model's eval-mode outputs
+        "eval_one_per_row": 0,      # 0/1 tensors from eval outputs, >= 8 rows, one positive in each
+        "eval_small_one_per_row": 0,  # the same with 2-7 rows
         "graph_kept": 0,            # a loss backward ran on, added into a total with grad
         "graphs_accumulated": 0,    # most never-backwarded graph scalars summed into one total
         "raw_log_inputs": 0,        # logs in a backward's graph taken of a raw sigmoid/softmax
@@ -286,6 +314,8 @@ def new_observations():
         "manual_updates": 0,        # parameters changed in place between backwards, no optimizer
         "manual_proven": 0,
         "val_train_distances": [],  # eval-mode input rows -> nearest training input row
+        "eval_batches_probed": 0,   # eval batches (not of training rows) probed for the leak
+        "eval_batch_distance_min": None,  # the lowest median distance of a probed batch
         "crashed": False,
         "error": None,
         "tamper": [],
@@ -717,6 +747,11 @@ class Recorder(Provenance):
         self.bank = []
         self.bank_sq = None
         self.tainted = {}      # id -> weakref of tensors derived from eval-mode model outputs
+        self.derived = {}      # id -> weakref of tensors derived from any root's outputs
+        self.sgd_before = None  # an SGD step's params, with their values and grads before it
+        self.lr_read = True    # the running step's lr was read inside it
+        self.rng = random.Random(os.urandom(16))  # which evaluation batches are probed
+        self.eval_batches = 0
         self.backwarded = {}   # id -> weakref of tensors backward ran on
         # Per thread: the fix's code may run inside an event's handler, but only in the
         # thread handling it. Other threads (a DataLoader's queue feeder, say) may look at
@@ -742,6 +777,7 @@ class Recorder(Provenance):
             EVENT + "op": self.on_op,
             EVENT + "step_pre": self.on_step_pre,
             EVENT + "step_post": self.on_step_post,
+            EVENT + "step_code": self.on_step_code,
             EVENT + "forward_pre": self.on_forward_pre,
             EVENT + "forward": self.on_forward,
             EVENT + "tolerant": self.on_tolerant,
@@ -855,8 +891,11 @@ class Recorder(Provenance):
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
+        # Called by torch's step wrapper right after the update, before the optimizer's own
+        # post-hooks (which could put back an lr its own pre-hooks raised).
+        optim_module.Optimizer._optimizer_step_code = ns["step_code"]
         self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
-        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "forward_pre", "forward")}
+        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "forward_pre", "forward")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
@@ -934,16 +973,19 @@ class Recorder(Provenance):
         name = _name(func)
         ins = list(_tensors(args, kwargs))
         tainted = any(self.known(self.tainted, t) for t in ins)
+        self.outputs_finite(name, ins, out)
         # NaN/inf propagates into the scalar a loss ends in: checking scalars is enough
         if _T.is_tensor(out) and out.requires_grad and out.numel() == 1 and out.is_floating_point():
             if not _isfinite(float(out.detach())):
                 obs["nonfinite_in_graph"] += 1
         if tainted:
+            self.one_per_row(name, args, out)
             if name in ARGMAX_OPS and name != "max" or (name == "max" and (len(args) > 1 or "dim" in kwargs)):
                 obs["eval_argmax"] += 1
             elif name not in THRESHOLD_OPS and _T.is_tensor(out):
                 # thresholded outputs are predictions: what follows scores them
-                self.remember(self.tainted, out)
+                for t in _outs(out):
+                    self.remember(self.tainted, t)
         if name in ADD_OPS and _T.is_tensor(out) and out.requires_grad:
             if any(self.known(self.backwarded, t) for t in ins):
                 obs["graph_kept"] += 1
@@ -955,6 +997,41 @@ class Recorder(Provenance):
             self.loss_call(name, ins[0], ins[1])
         if _T.is_tensor(out) and out.requires_grad:
             self.chain_op(name, ins, out)
+
+    def outputs_finite(self, name, ins, out):
+        """NaN/inf computed from a model's outputs in any grad mode: a loss computed under
+        no_grad to decide whether to skip a batch shows the NaN as much as one backward ran
+        on. Seen in scalars (NaN/inf propagates into the loss a batch ends in) and in what
+        finiteness checks and comparisons are asked about."""
+        derived = [t for t in ins if self.known(self.derived, t)]
+        if not derived:
+            return
+        for t in _outs(out):
+            self.remember(self.derived, t)
+        bad = (_T.is_tensor(out) and out.numel() == 1 and out.is_floating_point()
+               and not _isfinite(float(out.detach())))
+        if not bad and (name in FINITE_CHECK_OPS or _T.is_tensor(out) and out.dtype == _bool):
+            bad = any(t.is_floating_point() and not _finite(t) for t in derived)
+        if bad:
+            self.obs["nonfinite_outputs"] += 1
+
+    def one_per_row(self, name, args, out):
+        """A 0/1 tensor made from eval outputs with exactly one positive in every row is an
+        argmax however it was written (equal to the row's amax, sort, one_hot, scatter,
+        an index assignment)."""
+        targets = _outs(out)
+        if (name.endswith("_") or name == "__setitem__") and args and _T.is_tensor(args[0]):
+            targets = targets + [args[0]]
+            self.remember(self.tainted, args[0])
+        obs = self.obs
+        for t in targets:
+            if t.dim() != 2 or t.shape[1] < 2 or len(t) < 2 or t.is_complex():
+                continue
+            v = t.detach()
+            if v.dtype != _bool and not bool(((v == 0) | (v == 1)).all()):
+                continue
+            if bool(((v != 0).sum(dim=1) == 1).all()):
+                obs["eval_one_per_row" if len(v) >= 8 else "eval_small_one_per_row"] += 1
 
     def remember(self, table, t):
         if len(table) > 4096:
@@ -998,6 +1075,7 @@ class Recorder(Provenance):
         if not self.caller(self.stub_codes("step_pre"), {_step_wrapper}):
             return
         self.check_intact()
+        self.lr_pre(optimizer)
         obs = self.obs
         obs["steps"] += 1
         lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
@@ -1049,6 +1127,8 @@ class Recorder(Provenance):
     def on_step_post(self, optimizer):
         if not self.caller(self.stub_codes("step_post"), {_step_wrapper}):
             return
+        self.obs["steps_lr_unread"] += not self.lr_read
+        self.lr_read = True
         if self.model is None:
             # The model was first called inside this step (a closure, LBFGS): training
             # started at its first backward.
@@ -1074,6 +1154,54 @@ class Recorder(Provenance):
         self.final = _snapshot(self.model)
         with _no_torch_function():
             self.step_post_check(moved > 0)
+
+    # -- the learning rate a step really used -----------------------------------------
+
+    def lr_pre(self, optimizer):
+        """Before the optimizer's own pre-hooks run: an SGD's params, grads and momentum
+        buffers, to measure the lr of its update from the move it makes."""
+        self.lr_read = False
+        self.sgd_before = None
+        if isinstance(optimizer, _SGD):
+            def kept(p):
+                buf = optimizer.state.get(p, {}).get("momentum_buffer")
+                return buf.detach().clone() if _T.is_tensor(buf) else None
+            self.sgd_before = [[(p, p.detach().clone(), p.grad.detach().clone(), kept(p))
+                                for p in g["params"] if p.grad is not None] for g in optimizer.param_groups]
+
+    def on_step_code(self, optimizer):
+        """Inside the step, after the update and before the optimizer's own post-hooks: the
+        lr it was given then, and the lr an SGD update applied."""
+        if not self.caller(self.stub_codes("step_code"), {_step_wrapper}):
+            return
+        obs = self.obs
+        self.lr_read = True
+        lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
+        obs["lr_in_step_max"] = max([obs["lr_in_step_max"]] + lrs)
+        if self.sgd_before is not None:
+            obs["lr_measured_max"] = max(obs["lr_measured_max"], self.sgd_lr(optimizer, self.sgd_before))
+        self.sgd_before = None
+
+    def sgd_lr(self, optimizer, before):
+        """The lr of an SGD update: its move along the direction SGD steps in, computed
+        from the grads as they were before any hook of the optimizer's (plus weight decay;
+        with momentum, the buffer this step makes of them), by least squares per group."""
+        best = 0.0
+        for group, params in zip(optimizer.param_groups, before):
+            num = den = 0.0
+            wd, mom = group.get("weight_decay", 0.0), group.get("momentum", 0.0)
+            for p, was, g, prev in params:
+                g = _T.mul(g, -1.0) if group.get("maximize") else g
+                d = _T.add(g, _T.mul(was, wd)) if wd else g
+                if mom:
+                    damp = group.get("dampening", 0.0)
+                    buf = d if prev is None else _T.add(_T.mul(prev, mom), _T.mul(d, 1 - damp))
+                    d = _T.add(d, _T.mul(buf, mom)) if group.get("nesterov") else buf
+                num += float(_T.sum(_T.mul(_T.sub(p.detach(), was), d)))
+                den += float(_T.sum(_T.mul(d, d)))
+            if den > 1e-20 and _isfinite(num):
+                best = max(best, abs(num) / den)
+        return best
 
     # -- module hooks ----------------------------------------------------------------
 
@@ -1111,8 +1239,10 @@ class Recorder(Provenance):
             if sum(len(b) for b in self.bank) < TRAIN_ROWS_MAX:
                 self.bank.append(rows.clone())
             return
-        distances = self.obs["val_train_distances"]
-        if not self.bank or len(distances) >= 200:
+        if not self.bank:
+            return
+        self.eval_batches += 1
+        if self.eval_batches > PROBE_ALL_BATCHES and self.rng.random() * PROBE_EVERY_ROWS >= len(rows):
             return
         train = _T.cat(self.bank) if len(self.bank) > 1 else self.bank[0]
         self.bank = [train]
@@ -1120,11 +1250,26 @@ class Recorder(Provenance):
             return
         if self.bank_sq is None or len(self.bank_sq) != len(train):
             self.bank_sq = _T.sum(_T.mul(train, train), dim=1)
-        probe = rows[:PROBE_ROWS]
+        probe = rows[self.rng.sample(range(len(rows)), min(PROBE_ROWS, len(rows)))]
         near = _T.sum(_T.mul(probe, probe), dim=1, keepdim=True)
         sq = _T.sub(_T.add(near, self.bank_sq), _T.mul(_T.mm(probe, _T.t(train)), 2))
         d = _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
-        distances.extend(float(v) for v in d if v > 1.0)  # 0 up to rounding: the same row
+        self.probed_batch([float(v) for v in d if v > 1.0])  # 0 up to rounding: the same row
+
+    def probed_batch(self, far):
+        """The leak is judged per evaluated batch: a batch of validation rows at augmentation
+        distance from training rows shows it, however many other batches (fresh data
+        evaluated as a decoy) sit far away. Training rows themselves (an evaluation of the
+        training set) are left out."""
+        obs = self.obs
+        if not far:
+            return
+        if len(obs["val_train_distances"]) < 200:
+            obs["val_train_distances"].extend(far[:200 - len(obs["val_train_distances"])])
+        median = sorted(far)[len(far) // 2]
+        obs["eval_batches_probed"] += 1
+        least = obs["eval_batch_distance_min"]
+        obs["eval_batch_distance_min"] = median if least is None else min(least, median)
 
     def on_forward(self, module, inputs, output):
         if self.exporting or not self.caller(self.stub_codes("forward"), {_module_call}):
@@ -1132,6 +1277,9 @@ class Recorder(Provenance):
         self.depth = max(0, self.depth - 1)
         if self.depth == 0 and _T.is_grad_enabled() and not isinstance(module, nn.modules.loss._Loss):
             self.remember_output(module, output)
+        if self.depth == 0 and not isinstance(module, nn.modules.loss._Loss):
+            for t in _outs(output):
+                self.remember(self.derived, t)
         if self.depth == 0 and _T.is_tensor(output) and module is self.model:
             if not module.training or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)

@@ -1,13 +1,16 @@
-"""broken-training-loop: the learning rates the optimizer used, and whether its steps
+"""broken-training-loop: the learning rates the optimizer used — read before each step,
+inside it after the update (an optimizer's own hooks may raise the lr for the step and put
+it back after), and for SGD measured from the move the update made — and whether its steps
 moved the model with gradients of the loss."""
 from proctor_harness.gym_judge import trained
 
 
 def judge(obs):
-    lr = max(obs["lrs"]) if obs["lrs"] else None
+    lr = max(obs["lrs"] + [obs["lr_in_step_max"], obs["lr_measured_max"]]) if obs["lrs"] else None
     return {
         "bugs": {
-            "high_lr": lr is not None and lr <= 1.0,
+            # a step whose lr could not be read inside it (the read bypassed) is no evidence
+            "high_lr": lr is not None and lr <= 1.0 and obs["steps_lr_unread"] == 0,
             "step_before_backward": trained(obs),
         },
         "metrics": {"lr": lr if lr is not None else -1.0},

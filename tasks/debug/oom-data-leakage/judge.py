@@ -15,12 +15,15 @@ ACCUMULATED_MAX = 2
 def judge(obs):
     distance = obs.get("val_train_nearest")
     accumulated = obs.get("graphs_accumulated", 0)
+    # per evaluated batch: a decoy evaluation of fresh data does not dilute a leaked one
+    least = obs["eval_batch_distance_min"]
     return {
         "bugs": {
             "graph_accumulation": trained(obs) and obs["graph_kept"] == 0 and accumulated <= ACCUMULATED_MAX,
-            "augment_before_split": distance is not None and distance > LEAK_DISTANCE,
+            "augment_before_split": least is not None and least > LEAK_DISTANCE,
         },
         "metrics": {"graph_kept": float(obs["graph_kept"]),
                     "graphs_accumulated": float(accumulated),
-                    "val_train_nearest_distance": distance if distance is not None else -1.0},
+                    "val_train_nearest_distance": distance if distance is not None else -1.0,
+                    "eval_batch_distance_min": least if least is not None else -1.0},
     }

@@ -9,6 +9,7 @@ def judge(obs):
     raw_logs = obs.get("raw_log_inputs", 0)
     return {
         "bugs": {"unprotected_log": finite_training(obs) and trained(obs) and raw_logs == 0},
-        "metrics": {"nan_losses": float(sum(v is None for v in obs["losses"]) + obs["nonfinite_in_graph"]),
+        "metrics": {"nan_losses": float(sum(v is None for v in obs["losses"]) + obs["nonfinite_in_graph"]
+                                        + obs["nonfinite_outputs"]),
                     "raw_log_inputs": float(raw_logs)},
     }

@@ -1,19 +1,30 @@
 """wrong-loss-function: the loss whose gradients trained the model (its autograd graph,
 however it was called: no softmax over the tags, a per-tag binary loss), and the rule the
-script applied to its model's outputs in evaluation: no argmax (a threshold may be applied
-where torch cannot see it, in numpy or on lists; the F1 the script reports must then agree
-with what its model gets under thresholds, which the task's gate checks)."""
+script applied to its model's outputs in evaluation: no argmax, whether called by name or
+written another way (predictions with one tag in every row: equal to the row's max, sort,
+one_hot, scatter). A threshold may be applied where torch cannot see it, in numpy or on
+lists; the F1 the script reports must then agree with what its model gets under thresholds,
+which the task's gate checks (it can only lower a score)."""
 from proctor_harness.gym_judge import SOFTMAX_NODES, evaluated, graph_has, trained
 
 PER_TAG = ("BinaryCrossEntropyWithLogitsBackward0", "BinaryCrossEntropyBackward0",
            "LogSigmoidBackward0", "SoftplusBackward0", "SigmoidBackward0")
 
 
+def _one_tag_per_row(obs):
+    """A prediction tensor from the eval outputs gives every sample exactly one tag. Samples
+    carry ~3.7 of 6 tags and thresholded predictions give one tag to about one row in ten:
+    8 such rows in a row do not happen by chance; batches of 2-7 rows need to show it in
+    half of the evaluation forwards."""
+    small = obs["eval_small_one_per_row"]
+    return obs["eval_one_per_row"] > 0 or small >= max(4, 0.5 * obs["eval_forwards"])
+
+
 def judge(obs):
     return {
         "bugs": {
             "wrong_loss": trained(obs) and graph_has(obs, *PER_TAG) and not graph_has(obs, *SOFTMAX_NODES),
-            "argmax_eval": evaluated(obs) and obs["eval_argmax"] == 0,
+            "argmax_eval": evaluated(obs) and obs["eval_argmax"] == 0 and not _one_tag_per_row(obs),
         },
         "metrics": {},
     }
