@@ -10,10 +10,23 @@ alone. `predict` gets the exported TorchScript model, its weight sets and the in
 never the labels; it writes the outputs of each weight set on the first layout the model
 accepts, and the task's judgement of the (untrusted) observations. Metrics are computed
 by proctor.
+
+Two more evaluations check that the predictions come from what was trained, with
+randomness drawn here (no sandbox that ran the fix can predict it):
+
+- `redrawn*`: the final weights with the entries training moved shuffled within each
+  parameter tensor (buffers, and entries no step moved, kept). A model that learned
+  falls towards chance; one whose predictions stay (an oracle of the data rule in its
+  forward or its buffers, switched on by a buffer, a counter or a scalar gate) did not
+  get them from training.
+- `rebatched`: the final weights on the rows in a secret order and batch size. A
+  sample's prediction must not depend on the batch it comes in (a forward that answers
+  differently for the evaluator's batch size); proctor scores the worse of the two.
 """
 import ast
 import json
 import math
+import os
 import runpy
 import sys
 
@@ -100,6 +113,28 @@ def _batches(obs):
     return sorted({BATCH, min(max(traced, 1), BATCH)}, reverse=True)
 
 
+def _ablations(model, weights, inputs, result):
+    """The re-drawn evaluations, then the rebatched one, into `result["outputs"]`; a model
+    that fails on the secret batching is marked `rebatch_failed`."""
+    generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    try:
+        parameters = [name for name, _ in model.named_parameters()]
+        for k in range(REDRAWS):
+            model.load_state_dict(_redrawn(weights["init"], weights["final"], parameters, generator), strict=False)
+            out = _evaluate(model, inputs, [result["batch"]], result)
+            if out is not None:
+                result["outputs"][f"redrawn{k}"] = _tensor_json(out)
+        model.load_state_dict(weights["final"], strict=False)
+    except Exception as e:
+        result.setdefault("errors", []).append(f"re-drawn weights: {type(e).__name__}: {str(e)[:300]}")
+        return
+    out = _rebatched(model, inputs, result, generator)
+    if out is None:
+        result["rebatch_failed"] = True
+    else:
+        result["outputs"]["rebatched"] = _tensor_json(out)
+
+
 def _evaluate(model, inputs, batches, result):
     """Outputs on the first layout (and batch size) the model takes; None, with why each
     failed in `result["errors"]`, if none does."""
@@ -113,10 +148,55 @@ def _evaluate(model, inputs, batches, result):
             except Exception as e:
                 errors.append(f"{view} (batches of {batch}): {type(e).__name__}: {str(e)[:300]}")
                 continue
-            result["view"] = view
+            result["view"], result["batch"] = view, batch
             return out
     result.setdefault("errors", []).extend(errors)
     return None
+
+
+REDRAWS = 3
+
+
+def _redrawn(init, final, parameters, generator):
+    """`final` with each parameter's moved entries (those that differ from `init`) in a
+    random order: the tensor's values, norm and moments stay, what training put where
+    is gone."""
+    state = dict(final)
+    for name in parameters:
+        after, before = final.get(name), init.get(name)
+        if after is None or before is None or after.shape != before.shape or not after.is_floating_point():
+            continue
+        moved = (after != before).reshape(-1).nonzero().reshape(-1)
+        if len(moved) < 2:
+            continue
+        flat = after.reshape(-1).clone()
+        flat[moved] = flat[moved[torch.randperm(len(moved), generator=generator)]]
+        state[name] = flat.reshape(after.shape)
+    return state
+
+
+def _rebatched(model, inputs, result, generator):
+    """The final weights' outputs on the rows in a secret order, in batches of a secret
+    size (the traced size when that is the only one the model takes), in row order."""
+    view = result["view"]
+    x = inputs[view]
+    order = torch.randperm(len(x), generator=generator)
+    batch = result["batch"]
+    if batch == BATCH:
+        batch = int(torch.randint(17, BATCH - 5, (), generator=generator))
+    try:
+        out = _outputs(model, x[order], batch)
+    except Exception as e:
+        result.setdefault("errors", []).append(
+            f"the model takes batches of {result['batch']} but fails on batches of {batch}: {type(e).__name__}: {str(e)[:300]}")
+        return None
+    back = torch.empty_like(out)
+    back[order] = out
+    return back
+
+
+def _tensor_json(out):
+    return {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
 
 
 def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_path):
@@ -137,7 +217,9 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
             model.load_state_dict(weights[name], strict=False)
             out = _evaluate(model, inputs, _batches(obs), result)
             if out is not None:
-                result["outputs"][name] = {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
+                result["outputs"][name] = _tensor_json(out)
+        if "final" in result["outputs"]:
+            _ablations(model, weights, inputs, result)
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {str(e)[:1000]}"
     with open(out_path, "w") as f:

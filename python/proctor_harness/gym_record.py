@@ -48,6 +48,7 @@ ARGMAX_OPS = {"argmax", "max", "topk"}
 # Convolutions however they are called (`nn.Conv2d` calls `F.conv2d` too): what they received.
 CONV_OPS = {"conv1d", "conv2d", "conv3d"}
 MAX_ROOTS = 64
+ROOT_STATE_MAX = 20_000_000  # elements of root state kept at the first step
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
 ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
 MAX_RECORDS = 400
@@ -320,6 +321,7 @@ def new_observations():
         "error": None,
         "tamper": [],
         "tolerant": None,
+        "tolerant_needed": False,   # crashed before training: proctor re-runs it tolerantly
         "export": {},
     }
 
@@ -727,7 +729,7 @@ class Provenance:
 class Recorder(Provenance):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
-    def __init__(self, key, out_dir, main_code, tolerant_ns):
+    def __init__(self, key, out_dir, main_code, tolerant_ns, tolerant_run=False):
         self.key = key
         self.out_dir = out_dir
         self.main_code = main_code
@@ -737,6 +739,8 @@ class Recorder(Provenance):
         self.init = None
         self.final = None
         self.example = None
+        self.candidates = []
+        self.first_step_state = {}  # id -> (tensor, its value) of every root's state at the first step
         self.first_inputs = {}  # id of a root -> (weakref, its first input rows, train mode)
         self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
@@ -760,7 +764,9 @@ class Recorder(Provenance):
         self.peeking = None    # the thread in which the recorder itself reads a frame
         self.exporting = False
         self.ran = False
-        self.tolerant_counts = None
+        # A tolerant run (the fix's only run in a sandbox of its own) counts from the start.
+        self.tolerant_run = tolerant_run
+        self.tolerant_counts = tolerant_ns["new_counts"]() if tolerant_run else None
         self.mark_fd = _dup(2)
         self.stubs = {}
         self.stub_ns = None
@@ -1085,6 +1091,7 @@ class Recorder(Provenance):
             self.model = self.pick_model(optimizer)
             if self.model is not None:
                 self.init = _snapshot(self.model)
+                self.first_step_state = self.root_states()
         self.membership(optimizer)
         named = self.model_params()
         held = {id(p) for p in _held(optimizer)}
@@ -1105,6 +1112,22 @@ class Recorder(Provenance):
         if self.model is not None:
             with _no_torch_function():
                 self.step_pre_check(held)
+
+    def root_states(self):
+        """The state of every root module seen so far (a frozen backbone run once to cache
+        its features, say), by tensor identity: what the task's model is made of when
+        training starts."""
+        states, size = {}, 0
+        for ref in self.roots.values():
+            m = ref()
+            if m is None:
+                continue
+            for t in _state_dict(m, keep_vars=True).values():
+                size += t.numel()
+                if size > ROOT_STATE_MAX:
+                    return states
+                states[id(t)] = (t, t.detach().clone())
+        return states
 
     def membership(self, optimizer):
         """Which of the model's parameters this step holds, trainable or frozen: the worst
@@ -1304,7 +1327,8 @@ class Recorder(Provenance):
 
     def after_run(self, crashed, error, seconds, reply):
         """The fix returned: check the hooks, stop watching; a crash before any training
-        asks for the tolerant re-run (its counts come back as events)."""
+        asks for a tolerant re-run, which proctor makes in a fresh sandbox (nothing the fix
+        left in this process can tell it that it is re-run)."""
         if self.ran:
             self.tamper("the harness was run again from inside the run")
             return
@@ -1318,24 +1342,28 @@ class Recorder(Provenance):
         torch.set_grad_enabled(True)
         self.mode.__exit__(None, None, None)
         self.watching = False
-        if crashed and self.model is None:
-            self.tolerant_counts = self.tolerant_ns["new_counts"]()
-            reply["rerun"] = True
+        obs["tolerant_needed"] = crashed and self.model is None and not self.tolerant_run
 
     def tolerant_done(self, crashed):
+        """The tolerant run's counts, with how many mismatches it adapted: one that adapted
+        none got past the first run's crash without adapting it (the crash was no mismatch,
+        or the fix behaves otherwise when re-run)."""
         if self.tolerant_counts is not None:
-            self.obs["tolerant"] = {**self.tolerant_counts, "crashed": bool(crashed)}
+            adapted = sum(self.tolerant_counts[k] for k in self.tolerant_ns["ADAPTED"])
+            self.obs["tolerant"] = {**self.tolerant_counts, "crashed": bool(crashed), "adapted": adapted}
             self.tolerant_counts = None
 
     def hand_over(self, namespace, model_name, reply):
-        """The model to trace (with its weights after the last step) and an input for it."""
+        """The models to trace, the first that traces being exported, each with an input
+        and its weights after the last step: the model the task names when the one the
+        optimizer trained is a part of it (a head trained on cached backbone features),
+        then the trained one itself."""
         named = namespace.get(model_name)
         model = self.model
         if model is None and isinstance(named, nn.Module):
             model = named  # never stepped: evaluated as it is, it earns what it earns
-        seen = self.first_inputs.get(id(model))
-        self.example = seen[1] if seen is not None and seen[0]() is model else None
-        if model is None or self.example is None:
+        example = self.first_input_of(model)
+        if model is None or example is None:
             self.obs["export"] = {"error": "no_model" if model is None else
                                   "no_model: the model never received an input"}
             return
@@ -1349,9 +1377,45 @@ class Recorder(Provenance):
         else:
             self.init = self.anchors.get(id(model)) or self.init or _snapshot(model)
             self.final = self.final or self.init
+        whole = self.composed(named, model) if isinstance(named, nn.Module) else None
+        if whole is not None:
+            self.candidates.append(whole)
+        self.candidates.append((model, example, self.init, self.final))
         self.exporting = True
-        reply.update(model=model, example=self.example.clone(),
-                     final={k: v.clone() for k, v in self.final.items()})
+        reply["candidates"] = [(m, x.clone(), {k: v.clone() for k, v in final.items()})
+                               for m, x, _, final in self.candidates]
+
+    def first_input_of(self, module):
+        seen = self.first_inputs.get(id(module))
+        return seen[1] if seen is not None and seen[0]() is module else None
+
+    def composed(self, named, model):
+        """`named` with `model` (the trained part) in it, when every other entry of its
+        state was there at the first step: those entries keep that value (writes outside
+        the optimizer never count), `model`'s are its own weight sets. Its input is its
+        own, or else that of the first root inside it (the backbone that cached the
+        features)."""
+        prefix = next((n for n, m in named.named_modules() if m is model and n), None)
+        if prefix is None:
+            return None
+        init, final = {}, {}
+        for k, t in _state_dict(named, keep_vars=True).items():
+            if k.startswith(prefix + "."):
+                init[k], final[k] = self.init.get(k[len(prefix) + 1:]), self.final.get(k[len(prefix) + 1:])
+                if init[k] is None or final[k] is None:
+                    return None
+                continue
+            seen = self.first_step_state.get(id(t))
+            if seen is None or seen[0] is not t:
+                return None  # not part of what training started with
+            init[k] = final[k] = seen[1]
+        inside = {id(m) for m in named.modules()} - {id(m) for m in model.modules()}
+        example = self.first_input_of(named)
+        for ref, x, _ in ([] if example is not None else self.first_inputs.values()):
+            if id(ref()) in inside:
+                example = x
+                break
+        return None if example is None else (named, example, init, final)
 
     def seal(self, traced):
         """Saves the weight sets, hashes what leaves the sandbox and seals the observations
@@ -1362,11 +1426,13 @@ class Recorder(Provenance):
             if traced.get("error"):
                 obs["export"] = {"error": traced["error"]}
             else:
+                _, self.example, self.init, self.final = self.candidates[traced["index"]]
                 weights = out + "/weights.pt"
                 _T.save({"init": self.init, "final": self.final}, weights)
                 obs["export"] = {"example_shape": list(self.example.shape), "stepped": self.model is not None,
                                  "model_sha256": file_sha256(out + "/model.pt"),
-                                 "weights_sha256": file_sha256(weights)}
+                                 "weights_sha256": file_sha256(weights),
+                                 "mismatch": traced.get("mismatch")}
         if self.key is not None:
             body = to_json(obs).encode()
             mac = hmac_sha256(self.key, body)
@@ -1386,9 +1452,9 @@ OWN_CODES = {f.__code__ for f in list(vars(Recorder).values()) + list(vars(Prove
              if isinstance(f, types.FunctionType)}
 
 
-def install(key, out_dir, main_code, tolerant_ns):
+def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False):
     """Installs the hooks and the recorder; nothing of it is returned but a decoy, for the
     harness to put where its records used to be."""
-    recorder = Recorder(key, out_dir, main_code, tolerant_ns)
+    recorder = Recorder(key, out_dir, main_code, tolerant_ns, tolerant_run)
     recorder.install()
     return recorder.stub_ns["OBS"]

@@ -1,6 +1,7 @@
 """Tolerant re-run of a fix that crashed before training: layers and losses that would
 raise on a mismatched input adapt it instead and report the mismatch, so that one crash
 does not hide the other fixes (task6 has four shape bugs; its broken script crashes).
+The re-run is the fix's only run, in a fresh sandbox (`gym_train FIX OUT MODEL tolerant`).
 
 Loaded by `gym_train` into a private namespace; each fact is reported to the recorder as
 an audit event raised from `adapt` or `AdaptLoss.__torch_function__` (the recorder checks
@@ -17,6 +18,7 @@ _audit = sys.audit
 EVENT = "proctor-gym/tolerant"
 KINDS = ("channels_last", "unbatched", "features", "one_hot_target",
          "conv_forwards", "eval_forwards", "linear_forwards", "loss_calls")
+ADAPTED = KINDS[:4]  # the mismatches adapted (the other kinds count calls)
 
 
 def new_counts():

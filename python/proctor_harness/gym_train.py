@@ -1,6 +1,6 @@
 """Train run of a debug-gym fix: the only process that ever executes the fix.
 
-    python -m proctor_harness.gym_train FIX OUT_DIR MODEL_NAME
+    python -m proctor_harness.gym_train FIX OUT_DIR MODEL_NAME [tolerant]
 
 The sandbox holds the fix and the broken script, nothing of the task's answers (no
 grader, no references, no held-out seed). Before the fix runs, `gym_record` installs its
@@ -74,18 +74,85 @@ def run_script(path):
     return False, None, namespace
 
 
-def trace(model, example, final, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad):
-    """The trained model as TorchScript, with its weights after the last step; the fix's
-    forward runs here, with no recorder frame on the stack."""
+def first_tensor(out):
+    """The scores of a model that returns more than them (as the held-out side reads them)."""
+    if isinstance(out, dict):
+        out = out.get("logits", next(iter(out.values()), None))
+    while isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return out if isinstance(out, torch.Tensor) else None
+
+
+def probe_rows(example, urandom=os.urandom, generator=torch.Generator, randn=torch.randn):
+    """Rows the trace never saw: the example's in reverse order with a little noise from a
+    seed drawn now (the batch size is the example's: a trace may have fixed it)."""
+    g = generator().manual_seed(int.from_bytes(urandom(8), "little") >> 1)
+    rows = example.flip(0)
+    if rows.is_floating_point():
+        rows = rows + 0.01 * rows.std().nan_to_num(1.0) * randn(rows.shape, generator=g, dtype=rows.dtype)
+    return rows
+
+
+def frozen(t):
+    """A tensor as an immutable (shape, dtype, values): the fix's code, which runs again
+    while the model is traced, could rewrite a tensor it finds through the frames."""
+    return tuple(t.shape), t.dtype, tuple(t.detach().reshape(-1).tolist())
+
+
+def thawed(f, tensor=torch.tensor):
+    shape, dtype, values = f
+    return tensor(values, dtype=dtype).reshape(shape)
+
+
+def differs(e, t, allclose=torch.allclose):
+    """Why the trace's outputs `t` are not the eager outputs `e`, or None."""
+    if t is None or e.shape != t.shape:
+        return f"eager outputs of shape {list(e.shape)}, exported {None if t is None else list(t.shape)}"
+    scale = float(e.abs().max().nan_to_num(1.0)) if e.numel() else 1.0
+    if not allclose(e.float(), t.float(), rtol=1e-3, atol=1e-4 * max(1.0, scale), equal_nan=True):
+        return f"outputs differ by up to {float((e.float() - t.float()).abs().max()):.4g}"
+    return None
+
+
+def compare(eager, traced, probe, differs=differs, thawed=thawed, first=first_tensor):
     try:
-        model.eval()
-        model.load_state_dict(final)
-        with no_grad():
-            traced = jit_trace(model, example, check_trace=False, strict=False)
-        traced.save(out_dir + "/model.pt")
-        return {}
+        return differs(thawed(eager), first(traced(thawed(probe))))
     except Exception as e:
-        return {"error": f"no_model: tracing failed: {type(e).__name__}: {e}"[:2000]}
+        return f"the export fails on rows the model takes: {type(e).__name__}: {str(e)[:300]}"
+
+
+def eager_outputs(model, probe, thawed=thawed, frozen=frozen, first=first_tensor):
+    """The model's own outputs on the probe, frozen; None if it takes no such rows."""
+    try:
+        out = first(model(thawed(probe)))
+        return None if out is None else frozen(out)
+    except Exception:
+        return None
+
+
+def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad, probe_rows=probe_rows,
+          frozen=frozen, eager_outputs=eager_outputs, compare=compare):
+    """The first of the (model, input, weights after the last step) candidates that traces,
+    as TorchScript; the fix's forward runs here, with no recorder frame on the stack. The
+    model's eager outputs on rows the trace never saw are taken first and compared with the
+    trace's: a forward that answers otherwise when traced (`torch.jit.is_tracing()`, the
+    example itself) is reported as `mismatch`. What this compares is bound here, before
+    the fix's code runs again."""
+    errors = []
+    for index, (model, example, final) in enumerate(candidates):
+        try:
+            model.eval()
+            model.load_state_dict(final)
+            with no_grad():
+                probe = frozen(probe_rows(example))
+                eager = eager_outputs(model, probe)
+                traced = jit_trace(model, example, check_trace=False, strict=False)
+                traced.save(out_dir + "/model.pt")
+                mismatch = None if eager is None else compare(eager, traced, probe)
+            return {"index": index, "mismatch": mismatch}
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}")
+    return {"error": f"no_model: tracing failed: {'; '.join(errors)}"[:2000]}
 
 
 def take_key():
@@ -106,25 +173,31 @@ def take_key():
     return key.encode()
 
 
-def main(fix, out_dir, model_name):
-    """Everything main uses after the fix ran is bound here first, as locals."""
+def main(fix, out_dir, model_name, mode="train"):
+    """Everything main uses after the fix ran is bound here first, as locals. In mode
+    `tolerant` the fix runs once, with mismatches adapted and counted, and nothing is
+    exported (a fresh sandbox re-running a fix that crashed before training)."""
     signal = functools.partial(sys.audit, "proctor-gym/main")
     harness = sys.modules["__main__"]  # kept alive while the fix owns `__main__`
     run, export, clock, flush = run_script, trace, time.perf_counter, (sys.stdout.flush, sys.stderr.flush)
     tolerant = private("gym_tolerant")
     rerun = tolerant["rerun"]
-    decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant)
+    tolerant_run = mode == "tolerant"
+    decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant, tolerant_run)
     globals().update(OBS=decoy, STATE=decoy)
     del tolerant, decoy
     started = clock()
-    crashed, error, namespace = run(fix)
+    if tolerant_run:
+        crashed, error, namespace = rerun(fix, run), None, {}
+    else:
+        crashed, error, namespace = run(fix)
+    signal("ran", crashed, error, clock() - started, {})
     reply = {}
-    signal("ran", crashed, error, clock() - started, reply)
-    if reply.get("rerun"):
-        signal("tolerant", rerun(fix, run))
-    reply = {}
-    signal("export", namespace, model_name, reply)
-    traced = export(reply["model"], reply["example"], reply["final"], out_dir) if "model" in reply else {}
+    if tolerant_run:
+        signal("tolerant", crashed)
+    else:
+        signal("export", namespace, model_name, reply)
+    traced = export(reply["candidates"], out_dir) if "candidates" in reply else {}
     namespace.clear()
     for f in flush:
         f()
@@ -132,4 +205,4 @@ def main(fix, out_dir, model_name):
 
 
 if __name__ == "__main__":
-    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3])
+    main(os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), *sys.argv[3:5])

@@ -83,6 +83,11 @@ pub fn printed_metrics(stdout: &str) -> BTreeMap<String, Value> {
 
 /// Memory for the trusted held-out steps (generation, prediction).
 const HELDOUT_MEMORY_MB: u64 = 2048;
+/// Time for the held-out evaluation: six passes over the held-out rows (first step, final,
+/// three re-drawn, rebatched), one batch of the traced size at a time for a model whose
+/// trace fixed its batch size; a task6 CNN evaluated 4 rows at a time took over 120 s on
+/// a loaded machine.
+const PREDICT_TIMEOUT_S: f64 = 360.0;
 
 /// The outputs of one grading: what each sandbox left, read on the trusted side.
 struct Evidence {
@@ -91,9 +96,14 @@ struct Evidence {
     tampered: Vec<String>,
     obs: Value,
     judge: Value,
-    /// Held-out metric of the weights at the first optimizer step and after the last one.
+    /// Held-out metric of the weights at the first optimizer step and after the last one
+    /// (the worse of the usual batching and a secret one).
     init_metric: Option<f64>,
     final_metric: Option<f64>,
+    /// Held-out metric of the final weights with what training moved shuffled (median of
+    /// the draws), and of the final weights on the rows in a secret order and batch size.
+    redrawn_metric: Option<f64>,
+    rebatched_metric: Option<f64>,
     /// Per-output binary cross-entropy of the final weights' outputs (0/1 labels only).
     final_log_loss: Option<f64>,
     heldout_note: String,
@@ -187,26 +197,10 @@ async fn run_all(
 ) -> Result<Evidence, GymError> {
     let spec = &task.spec;
     let key = run_key();
-    let (fix, broken) = (tmp.join("fix.py"), tmp.join("broken.py"));
-    write(&fix, code.as_bytes())?;
+    let broken = tmp.join("broken.py");
+    write(&tmp.join("fix.py"), code.as_bytes())?;
     write(&broken, task.broken_script().as_bytes())?;
-    // The train sandbox: the fix and the broken script, nothing of the task's answers.
-    let train = Job::new(Command::Module {
-        module: "proctor_harness.gym_train".into(),
-        args: vec![
-            "../inputs/fix.py".into(),
-            ".".into(),
-            spec.heldout.model.clone(),
-        ],
-    })
-    .with_input(&fix, "fix.py")
-    .with_input(&broken, "broken.py")
-    .with_limits(limits(
-        spec.timeout_s * GRADE_TIME_FACTOR,
-        spec.memory_mb * GRADE_MEMORY_HEADROOM,
-    ));
-    let mut train = train.collect_into(tmp.join("train"));
-    train.env.push(("PROCTOR_GYM_RUN_KEY".into(), key.clone()));
+    let train = train_job(task, tmp, "train", &key);
     // Trusted code only: the held-out samples, drawn while the fix trains.
     let gen = Job::new(Command::Module {
         module: "proctor_harness.gym_heldout".into(),
@@ -232,15 +226,22 @@ async fn run_all(
             gen.stderr
         )));
     }
-    let marks = tamper_marks(&train.stderr);
-    let (obs, mut tampered) = read_observations(&tmp.join("train"), &key, &train);
-    if !marks.is_empty() {
-        // Reported at once by the harness, which then destroyed its key: no seal follows.
-        tampered.retain(|t| !t.starts_with(NO_SEAL));
+    let (mut obs, mut tampered) = sealed(&tmp.join("train"), &key, &train);
+    if spec.tolerant_rerun && obs["tolerant_needed"] == Value::Bool(true) && tampered.is_empty() {
+        // A fresh sandbox, so that nothing the first run left tells the fix it is re-run.
+        let key = run_key();
+        let run = backend
+            .run(train_job(task, tmp, "tolerant", &key))
+            .await
+            .map_err(|e| GymError::Engine(e.to_string()))?;
+        let (rerun, marks) = sealed(&tmp.join("tolerant"), &key, &run);
+        obs["tolerant"] = rerun["tolerant"].clone();
+        tampered.extend(
+            marks
+                .into_iter()
+                .map(|t| format!("in the tolerant re-run: {t}")),
+        );
     }
-    tampered.extend(marks);
-    tampered.sort();
-    tampered.dedup();
     let mut evidence = Evidence {
         train,
         tampered,
@@ -248,6 +249,8 @@ async fn run_all(
         judge: Value::Null,
         init_metric: None,
         final_metric: None,
+        redrawn_metric: None,
+        rebatched_metric: None,
         final_log_loss: None,
         heldout_note: String::new(),
     };
@@ -256,6 +259,49 @@ async fn run_all(
     }
     predict(backend, task, tmp, &mut evidence).await?;
     Ok(evidence)
+}
+
+/// A train sandbox: the fix and the broken script, nothing of the task's answers. Its
+/// `dir` is `train` (the graded run) or `tolerant` (a re-run with mismatches adapted).
+fn train_job(task: &Task, tmp: &Path, dir: &str, key: &str) -> Job {
+    let spec = &task.spec;
+    let mut args = vec![
+        "../inputs/fix.py".into(),
+        ".".into(),
+        spec.heldout.model.clone(),
+    ];
+    if dir == "tolerant" {
+        args.push("tolerant".into());
+    }
+    let mut job = Job::new(Command::Module {
+        module: "proctor_harness.gym_train".into(),
+        args,
+    })
+    .with_input(tmp.join("fix.py"), "fix.py")
+    .with_input(tmp.join("broken.py"), "broken.py")
+    .with_limits(limits(
+        spec.timeout_s * GRADE_TIME_FACTOR,
+        spec.memory_mb * GRADE_MEMORY_HEADROOM,
+    ))
+    .collect_into(tmp.join(dir));
+    job.env
+        .push(("PROCTOR_GYM_RUN_KEY".into(), key.to_string()));
+    job
+}
+
+/// A train run's observations and the evidence of tampering (its seal, its exports and
+/// the marks the harness printed), sorted.
+fn sealed(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<String>) {
+    let marks = tamper_marks(&run.stderr);
+    let (obs, mut tampered) = read_observations(dir, key, run);
+    if !marks.is_empty() {
+        // Reported at once by the harness, which then destroyed its key: no seal follows.
+        tampered.retain(|t| !t.starts_with(NO_SEAL));
+    }
+    tampered.extend(marks);
+    tampered.sort();
+    tampered.dedup();
+    (obs, tampered)
 }
 
 const NO_SEAL: &str = "the run ended before the harness recorded its observations";
@@ -378,7 +424,7 @@ async fn predict(
     .with_input(tmp.join("gen/inputs.pt"), "inputs.pt")
     .with_input(&judge, "judge.py")
     .with_input(&obs, "obs.json")
-    .with_limits(limits(120.0, HELDOUT_MEMORY_MB))
+    .with_limits(limits(PREDICT_TIMEOUT_S, HELDOUT_MEMORY_MB))
     .collect_into(tmp.join("predict"));
     let run = backend
         .run(job)
@@ -395,7 +441,18 @@ async fn predict(
         Some(rule.measure(&outputs, labels.as_ref()?))
     };
     evidence.init_metric = measure("init");
-    evidence.final_metric = measure("final");
+    let redrawn: Vec<f64> = (0..)
+        .map_while(|k| out["outputs"].get(format!("redrawn{k}")).map(|_| k))
+        .filter_map(|k| measure(&format!("redrawn{k}")))
+        .collect();
+    evidence.redrawn_metric = median(redrawn);
+    // A model that answers on the usual batching and fails on another is measured by the
+    // failure: its answers depend on the batch, not on the sample.
+    evidence.rebatched_metric = measure("rebatched").or(out["rebatch_failed"]
+        .as_bool()
+        .filter(|failed| *failed)
+        .map(|_| 0.0));
+    evidence.final_metric = measure("final").map(|m| m.min(evidence.rebatched_metric.unwrap_or(m)));
     evidence.final_log_loss = serde_json::from_value::<Tensor>(out["outputs"]["final"].clone())
         .ok()
         .zip(labels.as_ref())
@@ -422,6 +479,11 @@ async fn predict(
         evidence.heldout_note = format!("held-out evaluation failed: {}", run.status);
     }
     Ok(())
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied()
 }
 
 fn tempdir_in(parent: &Path) -> Result<std::path::PathBuf, GymError> {
@@ -476,6 +538,12 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     if let Some(m) = e.init_metric {
         metrics.insert(format!("{name}_at_first_step"), m);
     }
+    if let Some(m) = e.redrawn_metric {
+        metrics.insert(format!("{name}_redrawn"), m);
+    }
+    if let Some(m) = e.rebatched_metric {
+        metrics.insert(format!("{name}_rebatched"), m);
+    }
     if let Some(m) = e.final_log_loss {
         metrics.insert("bce".into(), m);
     }
@@ -510,12 +578,17 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
             bugs.insert(bug.id.clone(), false);
         }
     }
-    let gain = e.final_metric.unwrap_or(0.0) - e.init_metric.unwrap_or(0.0);
+    // What the model reaches without what training did: its weights at the first step, or
+    // its final weights with the trained entries shuffled.
+    let (untrained, without) = match (e.init_metric, e.redrawn_metric) {
+        (i, Some(r)) if r > i.unwrap_or(0.0) => (r, "the trained parameters re-drawn"),
+        (i, _) => (i.unwrap_or(0.0), "the weights at the first step"),
+    };
+    let gain = e.final_metric.unwrap_or(0.0) - untrained;
     if ran && bugs.values().any(|f| *f) && gain < MIN_GAIN {
         notes.push(format!(
-            "the observations show fixes, but held-out {name} did not improve over the \
-             weights at the first step ({:.3} -> {:.3}): scored as not fixed",
-            e.init_metric.unwrap_or(0.0),
+            "the observations show fixes, but held-out {name} did not improve over \
+             {without} ({untrained:.3} -> {:.3}): scored as not fixed",
             e.final_metric.unwrap_or(0.0)
         ));
         bugs.values_mut().for_each(|f| *f = false);
@@ -539,6 +612,15 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     };
     let verdict = if !e.tampered.is_empty() {
         Some(("tampered", format!("tampered: {}", e.tampered.join("; "))))
+    } else if let Some(why) = e.obs["export"]["mismatch"].as_str() {
+        // The trace is what the held-out side evaluates: it must be the model that trained.
+        Some((
+            "export_mismatch",
+            format!(
+                "the exported model does not compute what the script's model computes on \
+                 rows it was not traced with ({why}): the model evaluated is not the one trained"
+            ),
+        ))
     } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
         // A model no optimizer stepped is evaluated as it ended: its weights were written by
         // hand (or by an update torch.optim never saw), which is no evidence of training.
@@ -558,6 +640,15 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
             format!(
                 "held-out {name} was already {:.3} {when}: the model was not learned by training",
                 e.init_metric.unwrap_or(0.0)
+            ),
+        ))
+    } else if let Some(m) = e.redrawn_metric.filter(|m| *m >= PRELEARNED_METRIC) {
+        Some((
+            "not_learned",
+            format!(
+                "held-out {name} stays {m:.3} with what training moved in the parameters \
+                 shuffled: the predictions do not come from what was trained (an oracle in \
+                 the forward or the buffers)"
             ),
         ))
     } else if ran && e.final_metric.is_none() {

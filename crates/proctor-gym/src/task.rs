@@ -95,6 +95,10 @@ pub struct TaskSpec {
     /// The bug that shows as memory past `memory_mb` (it stays open in a run that needs more).
     #[serde(default)]
     pub memory_bug: Option<String>,
+    /// A fix that crashes before training is run again, in a fresh sandbox, with shape
+    /// and label mismatches adapted and counted (task6: one crash hides the other fixes).
+    #[serde(default)]
+    pub tolerant_rerun: bool,
     /// Rubric bands, first match wins.
     pub bands: Vec<Band>,
     /// How the trained model is measured on held-out data.
