@@ -135,6 +135,16 @@ def _ablations(model, weights, inputs, result):
         result["outputs"]["rebatched"] = _tensor_json(out)
 
 
+def _preferred(inputs, obs):
+    """The layouts in the order to try them: first those whose rows have the shape of the
+    rows the model was traced on, then the others as the task lists them. A model that
+    reshapes its input (`x.view(-1, 3, 32, 32)`) takes every layout of the same size, but
+    only the one it was trained on means anything."""
+    shape = obs.get("export", {}).get("example_shape") or []
+    rows = list(shape[1:])
+    return dict(sorted(inputs.items(), key=lambda item: list(item[1].shape[1:]) != rows))
+
+
 def _evaluate(model, inputs, batches, result):
     """Outputs on the first layout (and batch size) the model takes; None, with why each
     failed in `result["errors"]`, if none does."""
@@ -211,7 +221,7 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
     try:
         model = torch.jit.load(model_path, map_location="cpu")
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
-        inputs = torch.load(inputs_path, map_location="cpu", weights_only=True)
+        inputs = _preferred(torch.load(inputs_path, map_location="cpu", weights_only=True), obs)
         model.eval()
         for name in ("init", "final"):
             model.load_state_dict(weights[name], strict=False)

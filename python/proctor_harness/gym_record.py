@@ -18,6 +18,8 @@ code and the sealing key must be out of the fix's reach:
 - while the recorder handles an event, nothing may look at frames (`sys._getframe`,
   traceback and generator frames): the fix's code can run inside it (a parameter
   property, a tensor subclass), and a frame walk from there would reach the recorder;
+  nor afterwards at a frame with the recorder among its callers (a traceback kept from
+  there);
 - what leads to the recorder anyway is denied and reported: gc, trace and profile hooks,
   other audit hooks, ctypes, `/proc/*/mem`, patching the stubs or the torch base
   classes they observe.
@@ -76,8 +78,11 @@ DENIED_EVENTS = {
 # ctypes (looking up a C function, reading memory at an address, ...) reaches anything in
 # the process: every ctypes event is denied once the fix runs.
 CTYPES = "ctypes."
-# Frame attributes: while the recorder handles an event they would lead into it.
+# Frame attributes: while the recorder handles an event they would lead into it, and so
+# would, afterwards, a frame left by code the recorder called (linked to its callers).
 FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
+# Frames followed up from one the run reads, looking for the recorder among its callers.
+MAX_FRAME_WALK = 1000
 
 # The hooks torch holds. They see nothing but `_audit` (sys.audit) and `_original`
 # (the real backward); changing either is checked at every step and at the end.
@@ -849,8 +854,30 @@ class Recorder(Provenance):
             self.deny("the run looked at frames while the harness recorded")
 
     def on_getattr(self, args):
-        if len(args) >= 2 and args[1] in FRAME_ATTRIBUTES and self.recording_here():
+        if len(args) < 2 or args[1] not in FRAME_ATTRIBUTES:
+            return
+        if self.recording_here():
             self.deny(f"the run read {args[1]} while the harness recorded")
+        if self.peeking != _thread_id() and self.key is not None and self.leads_here(args[0], args[1]):
+            self.deny(f"the run read {args[1]} of a frame called from the harness's recorder")
+
+    def leads_here(self, owner, attribute):
+        """Whether the frame read through `owner` has the recorder among its callers. The
+        fix's code can run inside a handler (a `training` property, a tensor subclass) and
+        keep what leads back from there, an exception's traceback say, to follow it once
+        the handler returned: the frames it left are still linked to the recorder's."""
+        previous, self.peeking = self.peeking, _thread_id()
+        try:
+            frame = owner if attribute == "f_back" else getattr(owner, attribute, None)
+            for _ in range(MAX_FRAME_WALK):
+                if frame is None or not isinstance(frame, types.FrameType):
+                    return False
+                if frame.f_code in OWN_CODES:
+                    return True
+                frame = frame.f_back
+            return False
+        finally:
+            self.peeking = previous
 
     def on_setattr(self, args):
         # Raised for functions' code and defaults (classes are compared in check_intact).
