@@ -81,8 +81,6 @@ CTYPES = "ctypes."
 # Frame attributes: while the recorder handles an event they would lead into it, and so
 # would, afterwards, a frame left by code the recorder called (linked to its callers).
 FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
-# Frames followed up from one the run reads, looking for the recorder among its callers.
-MAX_FRAME_WALK = 1000
 
 # The hooks torch holds. They see nothing but `_audit` (sys.audit) and `_original`
 # (the real backward); changing either is checked at every step and at the end.
@@ -868,10 +866,10 @@ class Recorder(Provenance):
         the handler returned: the frames it left are still linked to the recorder's."""
         previous, self.peeking = self.peeking, _thread_id()
         try:
+            # The whole chain, however deep: a cap would let code recurse past it before
+            # keeping its traceback (chains end; a fix that reads deep ones slows itself).
             frame = owner if attribute == "f_back" else getattr(owner, attribute, None)
-            for _ in range(MAX_FRAME_WALK):
-                if frame is None or not isinstance(frame, types.FrameType):
-                    return False
+            while isinstance(frame, types.FrameType):
                 if frame.f_code in OWN_CODES:
                     return True
                 frame = frame.f_back
