@@ -20,6 +20,11 @@ code and the sealing key must be out of the fix's reach:
   property, a tensor subclass), and a frame walk from there would reach the recorder;
   nor afterwards at a frame with the recorder among its callers (a traceback kept from
   there);
+- the function mode is per thread: every thread the run starts begins in a stub (the
+  `_thread.start_new_thread` that `threading` uses is replaced) where the recorder gives it
+  the mode; one that reaches torch's hooks without it was started around the harness.
+  `torch.compile` runs eagerly: compiled graphs would run ops past the mode, and dynamo
+  patches `nn.Module`;
 - what leads to the recorder anyway is denied and reported: gc, trace and profile hooks,
   other audit hooks, ctypes, `/proc/*/mem`, patching the stubs or the torch base
   classes they observe.
@@ -35,6 +40,7 @@ import _thread
 import os
 import random
 import sys
+import threading
 import time
 import types
 import weakref
@@ -120,6 +126,46 @@ def forward(module, inputs, output):
     _audit("proctor-gym/forward", module, inputs, output)
 
 
+def start_new_thread(function, args, kwargs=None):
+    """`_thread.start_new_thread`, which `threading` starts every thread with: the thread
+    begins in `thread_entry`."""
+    if not isinstance(args, tuple):
+        raise TypeError("2nd arg must be a tuple")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError("optional 3rd arg must be a dictionary")
+    return _start_new_thread(thread_entry, (function, args, kwargs or {}))
+
+
+def thread_entry(function, args, kwargs):
+    """The first frame of every thread the run starts: the function mode is per thread, so
+    the recorder gives this one the harness's, as the main thread has it."""
+    _audit("proctor-gym/thread")
+    try:
+        return function(*args, **kwargs)
+    finally:
+        _audit("proctor-gym/thread_done")
+
+
+def compile(model=None, **settings):
+    """`torch.compile` in a graded run: the model or function itself, run eagerly. Compiled
+    graphs would run ops the recorder never sees, and dynamo patches `nn.Module`; an
+    honest fix scores as its eager twin."""
+    if model is None:
+        return lambda model: compile(model, **settings)
+    return model
+
+
+class DisableTorchFunction:
+    """`torch._C.DisableTorchFunction` in a graded run (torch itself does not use it): every
+    op inside would be hidden from the recorder, so entering it is reported."""
+
+    def __enter__(self):
+        _audit("proctor-gym/hide_ops")
+
+    def __exit__(self, *exc):
+        return None
+
+
 class Watch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -169,6 +215,12 @@ OBS = STATE = Decoy()
 # Primitives taken when this namespace is loaded (before the fix runs): replacing them in
 # torch, os, math or hashlib afterwards blinds nothing here.
 _getframe = sys._getframe
+_tracing_state = torch._C._get_tracing_state
+_tf_enabled = torch._C._is_torch_function_enabled
+_tf_mode_enabled = torch._C._is_torch_function_mode_enabled
+_tf_modes = torch._C._len_torch_function_stack
+_enter_mode = TorchFunctionMode.__enter__  # not the instance's attribute, which the run could set
+_set_tracing_state = torch._C._set_tracing_state
 _thread_id = _thread.get_ident
 _exit = os._exit
 _write = os.write
@@ -283,6 +335,7 @@ def new_observations():
     return {
         "losses": [],               # value of each tensor backward ran on (None if non-finite)
         "backward_calls": 0,
+        "threads": 0,               # threads the run started while it was watched
         "loss_graph_ops": {},       # autograd node name -> count, over the graphs of backward
         "nonfinite_in_graph": 0,    # scalars with grad that held NaN/inf
         "nonfinite_outputs": 0,     # NaN/inf derived from the models' outputs in any grad mode
@@ -747,7 +800,7 @@ class Recorder(Provenance):
         self.first_inputs = {}  # id of a root -> (weakref, its first input rows, train mode)
         self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
-        self.depth = 0
+        self.depths = {}       # thread id -> depth of module calls in it
         self.before = {}
         self.after = {}
         self.reached = 0
@@ -764,7 +817,8 @@ class Recorder(Provenance):
         # thread handling it. Other threads (a DataLoader's queue feeder, say) may look at
         # their own frames meanwhile: the recorder's are not on their stacks.
         self.busy = {}         # thread id -> events being handled in it
-        self.peeking = None    # the thread in which the recorder itself reads a frame
+        self.peeking = set()   # the threads in which the recorder itself reads a frame
+        self.threads = {_thread_id()}  # the main thread and those begun in `thread_entry`
         self.exporting = False
         self.ran = False
         # A tolerant run (the fix's only run in a sandbox of its own) counts from the start.
@@ -792,6 +846,9 @@ class Recorder(Provenance):
             EVENT + "tolerant": self.on_tolerant,
             EVENT + "main": self.on_main,
             EVENT + "decoy": self.on_decoy,
+            EVENT + "hide_ops": self.on_hide_ops,
+            EVENT + "thread": self.on_thread,
+            EVENT + "thread_done": self.on_thread_done,
             "sys._getframe": self.on_frame_access,
             "object.__getattr__": self.on_getattr,
             "object.__setattr__": self.on_setattr,
@@ -813,7 +870,19 @@ class Recorder(Provenance):
             handler(args)
             return
         thread = _thread_id()
+        if thread not in self.threads and event != EVENT + "thread":
+            self.threads.add(thread)  # reported once
+            self.tamper("a thread started around the harness's thread start reached torch's hooks")
         self.busy[thread] = self.busy.get(thread, 0) + 1
+        if self.busy[thread] == 1 and self.watching and not _tf_enabled() and not _tf_mode_enabled() and _tf_modes():
+            # Modes on the stack, yet all off: `torch._C.DisableTorchFunction` (not used by
+            # torch itself), which hides every op from the recorder (GYM-2).
+            self.tamper("the run turned torch function handling off (torch._C.DisableTorchFunction)")
+        # Under `torch.jit.trace` (called by the fix), the recorder's own ops stay out of the
+        # trace: the tracer would name their values by looking at frames.
+        tracing = _tracing_state()
+        if tracing is not None:
+            _set_tracing_state(None)
         try:
             handler(*args)
         except TamperError:
@@ -821,6 +890,8 @@ class Recorder(Provenance):
         except Exception:
             pass
         finally:
+            if tracing is not None:
+                _set_tracing_state(tracing)
             self.busy[thread] -= 1
             if not self.busy[thread]:
                 del self.busy[thread]
@@ -845,7 +916,7 @@ class Recorder(Provenance):
     def recording_here(self):
         """This thread is handling an event, and the recorder is not reading a frame itself."""
         thread = _thread_id()
-        return thread in self.busy and self.peeking != thread
+        return thread in self.busy and thread not in self.peeking
 
     def on_frame_access(self, args):
         if self.recording_here():
@@ -856,7 +927,7 @@ class Recorder(Provenance):
             return
         if self.recording_here():
             self.deny(f"the run read {args[1]} while the harness recorded")
-        if self.peeking != _thread_id() and self.key is not None and self.leads_here(args[0], args[1]):
+        if _thread_id() not in self.peeking and self.key is not None and self.leads_here(args[0], args[1]):
             self.deny(f"the run read {args[1]} of a frame called from the harness's recorder")
 
     def leads_here(self, owner, attribute):
@@ -864,7 +935,9 @@ class Recorder(Provenance):
         fix's code can run inside a handler (a `training` property, a tensor subclass) and
         keep what leads back from there, an exception's traceback say, to follow it once
         the handler returned: the frames it left are still linked to the recorder's."""
-        previous, self.peeking = self.peeking, _thread_id()
+        thread = _thread_id()
+        nested = thread in self.peeking
+        self.peeking.add(thread)
         try:
             # The whole chain, however deep: a cap would let code recurse past it before
             # keeping its traceback (chains end; a fix that reads deep ones slows itself).
@@ -875,7 +948,8 @@ class Recorder(Provenance):
                 frame = frame.f_back
             return False
         finally:
-            self.peeking = previous
+            if not nested:
+                self.peeking.discard(thread)
 
     def on_setattr(self, args):
         # Raised for functions' code and defaults (classes are compared in check_intact).
@@ -893,8 +967,11 @@ class Recorder(Provenance):
 
     def caller(self, stub, callers=None):
         """The stub that raised this event and, if `callers` is given, the code that called
-        it; raising the event by hand or calling a stub directly is evidence."""
-        self.peeking = _thread_id()
+        it (none: the stub is a thread's first frame); raising the event by hand or calling
+        a stub directly is evidence."""
+        thread = _thread_id()
+        nested = thread in self.peeking
+        self.peeking.add(thread)
         try:
             frame = _getframe(1)
             while frame is not None and frame.f_code in OWN_CODES:
@@ -902,9 +979,10 @@ class Recorder(Provenance):
             ok = frame is not None and frame.f_code in stub
             if ok and callers is not None:
                 outer = frame.f_back
-                ok = outer is not None and outer.f_code in callers
+                ok = outer.f_code in callers if outer is not None else not callers
         finally:
-            self.peeking = None
+            if not nested:
+                self.peeking.discard(thread)
         if not ok:
             self.tamper("a harness event was raised outside the harness's hooks")
         return ok
@@ -918,7 +996,8 @@ class Recorder(Provenance):
         # C code run inside a hook imports through the frame's builtins: they are a copy
         # of their own, checked like the namespace.
         ns = {"__builtins__": dict(vars(builtins)), "__name__": "proctor_harness.gym_hooks", "_audit": sys.audit,
-              "_original": torch.autograd.backward, "TorchFunctionMode": TorchFunctionMode}
+              "_original": torch.autograd.backward, "TorchFunctionMode": TorchFunctionMode,
+              "_start_new_thread": _thread.start_new_thread}
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
@@ -926,12 +1005,19 @@ class Recorder(Provenance):
         # post-hooks (which could put back an lr its own pre-hooks raised).
         optim_module.Optimizer._optimizer_step_code = ns["step_code"]
         self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
-        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "forward_pre", "forward")}
+        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "forward_pre", "forward",
+                                         "start_new_thread", "thread_entry")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
         self.stub_ns_items = dict(ns)
         torch.autograd.backward = ns["backward"]
+        # Every thread the run starts begins in the harness's `thread_entry` (the function
+        # mode is per thread); `torch.compile` runs eagerly, also when dynamo is asked directly.
+        _thread.start_new_thread = _thread.start_new = threading._start_new_thread = ns["start_new_thread"]
+        torch.compile = ns["compile"]
+        torch._C.DisableTorchFunction = ns["DisableTorchFunction"]
+        os.environ["TORCHDYNAMO_DISABLE"] = "1"
         self.handles = [
             optim_module.register_optimizer_step_pre_hook(ns["step_pre"]),
             optim_module.register_optimizer_step_post_hook(ns["step_post"]),
@@ -956,6 +1042,8 @@ class Recorder(Provenance):
                 self.tamper(f"the run patched {cls.__qualname__}.{', '.join(changed)}")
         if torch.autograd.backward is not self.stubs["backward"]:
             self.tamper("torch.autograd.backward was replaced")
+        if threading._start_new_thread is not self.stubs["start_new_thread"]:
+            self.tamper("the harness's thread start (threading._start_new_thread) was replaced")
         if self.watching and self.mode not in _get_current_function_mode_stack():
             self.tamper("the harness's TorchFunctionMode was removed")
         if "__torch_function__" in vars(self.mode):
@@ -972,6 +1060,28 @@ class Recorder(Provenance):
         tolerant = self.tolerant_ns
         if any(tolerant.get(k) is not v for k, v in self.tolerant_items.items()):
             self.tamper("the harness's tolerant re-run was altered")
+
+    def on_hide_ops(self):
+        self.tamper("the run turned torch function handling off (torch._C.DisableTorchFunction)")
+
+    def on_thread(self):
+        """A thread of the run begins: while the fix's run is watched, it gets the harness's
+        function mode (the main thread's is not on its stack)."""
+        if not self.caller(self.stub_codes("thread_entry"), frozenset()):
+            return
+        self.threads.add(_thread_id())
+        if self.watching:
+            _enter_mode(self.mode)
+            self.obs["threads"] += 1
+
+    def on_thread_done(self):
+        """The mode must still be there when the thread's function returns: a thread that
+        ran without it was not observed."""
+        if not self.caller(self.stub_codes("thread_entry"), frozenset()):
+            return
+        if self.watching and self.mode not in _get_current_function_mode_stack():
+            self.tamper("a thread of the run removed the harness's TorchFunctionMode")
+        self.threads.discard(_thread_id())  # its id may be reused by a later thread
 
     # -- autograd and functional ops ---------------------------------------------------
 
@@ -1021,7 +1131,7 @@ class Recorder(Provenance):
             if any(self.known(self.backwarded, t) for t in ins):
                 obs["graph_kept"] += 1
         if name in CONV_OPS and ins:
-            training = self.training_forward if self.depth else _T.is_grad_enabled()
+            training = self.training_forward if self.depths.get(_thread_id()) else _T.is_grad_enabled()
             dims = obs["conv_inputs"]["training" if training else "eval"]
             dims[str(ins[0].dim())] = dims.get(str(ins[0].dim()), 0) + 1
         if any(op in name for op in LOSS_OPS) and len(ins) >= 2 and ins[0].requires_grad:
@@ -1257,9 +1367,10 @@ class Recorder(Provenance):
         if self.exporting or not self.caller(self.stub_codes("forward_pre"), {_module_call}):
             return
         obs = self.obs
-        self.depth += 1
+        thread = _thread_id()
+        self.depths[thread] = depth = self.depths.get(thread, 0) + 1
         x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
-        if self.depth != 1 or isinstance(module, nn.modules.loss._Loss):
+        if depth != 1 or isinstance(module, nn.modules.loss._Loss):
             return
         self.training_forward = module.training and _T.is_grad_enabled()
         obs["eval_forwards"] += not self.training_forward
@@ -1322,13 +1433,14 @@ class Recorder(Provenance):
     def on_forward(self, module, inputs, output):
         if self.exporting or not self.caller(self.stub_codes("forward"), {_module_call}):
             return
-        self.depth = max(0, self.depth - 1)
-        if self.depth == 0 and _T.is_grad_enabled() and not isinstance(module, nn.modules.loss._Loss):
+        thread = _thread_id()
+        self.depths[thread] = depth = max(0, self.depths.get(thread, 0) - 1)
+        if depth == 0 and _T.is_grad_enabled() and not isinstance(module, nn.modules.loss._Loss):
             self.remember_output(module, output)
-        if self.depth == 0 and not isinstance(module, nn.modules.loss._Loss):
+        if depth == 0 and not isinstance(module, nn.modules.loss._Loss):
             for t in _outs(output):
                 self.remember(self.derived, t)
-        if self.depth == 0 and _T.is_tensor(output) and module is self.model:
+        if depth == 0 and _T.is_tensor(output) and module is self.model:
             if not module.training or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
 
