@@ -1042,8 +1042,9 @@ class Recorder(Provenance):
                 self.tamper(f"the run patched {cls.__qualname__}.{', '.join(changed)}")
         if torch.autograd.backward is not self.stubs["backward"]:
             self.tamper("torch.autograd.backward was replaced")
-        if threading._start_new_thread is not self.stubs["start_new_thread"]:
-            self.tamper("the harness's thread start (threading._start_new_thread) was replaced")
+        for owner, name in ((threading, "_start_new_thread"), (_thread, "start_new_thread")):
+            if getattr(owner, name, None) is not self.stubs["start_new_thread"]:
+                self.tamper(f"the harness's thread start ({owner.__name__}.{name}) was replaced")
         if self.watching and self.mode not in _get_current_function_mode_stack():
             self.tamper("the harness's TorchFunctionMode was removed")
         if "__torch_function__" in vars(self.mode):
