@@ -11,6 +11,7 @@ use proctor_engine::{LocalBackend, Session, SessionReply};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::admission::{Admission, GradingLimits, GradingStatus};
 use crate::grade::{self, GradeReport, MAX_CODE_BYTES};
 use crate::task::{self, Task};
 use crate::GymError;
@@ -212,6 +213,8 @@ pub struct EpisodeConfig {
     pub socket_idle_timeout: Duration,
     /// Limits of the episode's session.
     pub session_limits: Limits,
+    /// How many gradings (`submit_fix`, `/grader`) the gym runs and queues at once.
+    pub grading: GradingLimits,
 }
 
 impl Default for EpisodeConfig {
@@ -227,6 +230,7 @@ impl Default for EpisodeConfig {
                 max_output_bytes: 60_000,
                 ..Limits::default()
             },
+            grading: GradingLimits::for_host(),
         }
     }
 }
@@ -367,9 +371,12 @@ impl Episode {
     }
 
     /// Applies one action. Errors leave the episode as it was.
+    /// A fix is graded once `grading` admits it; refused (`CAPACITY_REACHED`), the episode
+    /// stays as it was and the fix can be submitted again.
     pub async fn step(
         &mut self,
         backend: &LocalBackend,
+        grading: &Admission,
         raw: &Value,
     ) -> Result<StepResult, GymError> {
         if self.done {
@@ -381,7 +388,7 @@ impl Episode {
         let action = Action::parse(raw)?;
         action.check_sizes()?;
         self.last_active = Instant::now();
-        let mut observation = self.run_tool(backend, &action).await?;
+        let mut observation = self.run_tool(backend, grading, &action).await?;
         self.turn += 1;
         if let Action::SubmitFix(_) = action {
             self.done = true;
@@ -428,6 +435,7 @@ impl Episode {
     async fn run_tool(
         &mut self,
         backend: &LocalBackend,
+        grading: &Admission,
         action: &Action,
     ) -> Result<Value, GymError> {
         match action {
@@ -486,6 +494,7 @@ impl Episode {
             }
             Action::SubmitFix(a) => {
                 let attempt = format!("episode:{}:{}", self.id, self.turn);
+                let _admitted = grading.admit(grade::memory_limit_mb(&self.task)).await?;
                 let report =
                     grade::grade_attempt(backend, &self.task, &a.fixed_code, &attempt).await?;
                 self.reward = Some(report.score);
@@ -599,6 +608,8 @@ pub struct Gym {
     pub config: EpisodeConfig,
     /// Who may use it.
     pub access: Access,
+    /// The gradings running and waiting, under `config.grading`.
+    grading: Admission,
 }
 
 impl Gym {
@@ -625,6 +636,7 @@ impl Gym {
             episodes: tokio::sync::Mutex::new(HashMap::new()),
             max_episodes,
             sockets: Arc::new(tokio::sync::Semaphore::new(max_episodes)),
+            grading: Admission::new(config.grading.clone()),
             config,
             access,
         });
@@ -642,6 +654,18 @@ impl Gym {
     /// The engine.
     pub fn backend(&self) -> &LocalBackend {
         &self.backend
+    }
+
+    /// Grades `code` as a fix of `task` outside any episode (`/grader`), once admitted.
+    pub async fn grade(&self, task: &Task, code: &str) -> Result<GradeReport, GymError> {
+        grade::check_size(code)?;
+        let _admitted = self.grading.admit(grade::memory_limit_mb(task)).await?;
+        grade::grade(&self.backend, task, code).await
+    }
+
+    /// Gradings running and waiting now.
+    pub fn grading(&self) -> GradingStatus {
+        self.grading.status()
     }
 
     async fn reap_idle(&self) {
@@ -785,7 +809,7 @@ impl Gym {
     ) -> Result<StepResult, GymError> {
         let ep = self.get(id, caller).await?;
         let mut ep = ep.lock().await;
-        ep.step(&self.backend, action).await
+        ep.step(&self.backend, &self.grading, action).await
     }
 
     /// The state of an episode `caller` owns.

@@ -89,6 +89,12 @@ const HELDOUT_MEMORY_MB: u64 = 2048;
 /// a loaded machine.
 const PREDICT_TIMEOUT_S: f64 = 360.0;
 
+/// The memory a grading of `task` may use at once: the train run and the held-out draw run
+/// together; the tolerant re-run and the prediction come after them and need less.
+pub fn memory_limit_mb(task: &Task) -> u64 {
+    task.spec.memory_mb * GRADE_MEMORY_HEADROOM + HELDOUT_MEMORY_MB
+}
+
 /// The outputs of one grading: what each sandbox left, read on the trusted side.
 struct Evidence {
     train: proctor_core::RunResult,
@@ -152,6 +158,17 @@ fn heldout_seed(secret: &[u8], task_id: &str, attempt: &str) -> u64 {
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & (i64::MAX as u64)
 }
 
+/// Refuses a fix over [`MAX_CODE_BYTES`].
+pub(crate) fn check_size(code: &str) -> Result<(), GymError> {
+    if code.len() > MAX_CODE_BYTES {
+        return Err(GymError::BadAction(format!(
+            "the fix is {} bytes; the limit is {MAX_CODE_BYTES}",
+            code.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Grades `code` as a fix of `task`, outside any episode: the attempt is named by the
 /// code itself, so grading the same fix again draws the same held-out data.
 pub async fn grade(
@@ -171,12 +188,7 @@ pub async fn grade_attempt(
     code: &str,
     attempt: &str,
 ) -> Result<GradeReport, GymError> {
-    if code.len() > MAX_CODE_BYTES {
-        return Err(GymError::BadAction(format!(
-            "the fix is {} bytes; the limit is {MAX_CODE_BYTES}",
-            code.len()
-        )));
-    }
+    check_size(code)?;
     let scratch = backend.config().home.join("gym");
     std::fs::create_dir_all(&scratch).map_err(GymError::io("creating the gym directory"))?;
     let secret = proctor_challenge::data::secret(&backend.config().home)

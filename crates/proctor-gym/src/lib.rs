@@ -18,6 +18,7 @@ assert!(report.score >= 0.85);
 */
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod episode;
 pub mod grade;
 pub mod heldout;
@@ -53,6 +54,16 @@ pub enum GymError {
     /// Too many episodes at once.
     #[error("capacity reached: {0} episodes are running; close one or retry later")]
     Capacity(usize),
+    /// Grading is at capacity: as many gradings run and wait as the server takes.
+    #[error("grading capacity reached: {running} gradings run at once and {queued} wait, the most this server takes; retry in {retry_after_s} s")]
+    Busy {
+        /// Gradings that run at once.
+        running: usize,
+        /// Gradings that may wait.
+        queued: usize,
+        /// Seconds until room is likely.
+        retry_after_s: u64,
+    },
     /// The engine failed.
     #[error("engine error: {0}")]
     Engine(String),

@@ -11,11 +11,14 @@
 //! resets; it is closed when idle (see [`crate::episode::EpisodeConfig::socket_idle_timeout`]).
 //! With [`crate::episode::Access::require_token`], every route but `/health`
 //! needs an account's token (a revoked one also ends open WebSockets).
+//! `/grader` always needs an account's token. Gradings, from `/grader` and `submit_fix`,
+//! are admitted by [`crate::admission`]: beyond its queue, 503 with `Retry-After`.
 
 use std::sync::Arc;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::header::RETRY_AFTER;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,7 +33,7 @@ use proctor_accounts::Caller;
 
 use crate::episode::{tool_descriptions, Gym, StepResult, TOOL_NAMES};
 use crate::mcp::GymMcp;
-use crate::{grade, task, ui, GymError};
+use crate::{task, ui, GymError};
 
 pub(crate) const NAME: &str = "proctor-debug-gym";
 
@@ -78,20 +81,22 @@ impl From<GymError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
+        let status = match &self.0 {
             GymError::BadAction(_) | GymError::UnknownTask { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+                StatusCode::UNPROCESSABLE_ENTITY
             }
-            GymError::Episode(_) => (StatusCode::NOT_FOUND, "SESSION_ERROR"),
-            GymError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
-            GymError::Capacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "CAPACITY_REACHED"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "EXECUTION_ERROR"),
+            GymError::Episode(_) => StatusCode::NOT_FOUND,
+            GymError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GymError::Capacity(_) | GymError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (
-            status,
-            Json(json!({"error": self.0.to_string(), "code": code})),
-        )
-            .into_response()
+        let body = Json(json!({"error": self.0.to_string(), "code": ws_code(&self.0)}));
+        match self.0 {
+            GymError::Busy { retry_after_s, .. } => {
+                (status, [(RETRY_AFTER, retry_after_s.to_string())], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }
 
@@ -100,7 +105,7 @@ fn ws_code(e: &GymError) -> &'static str {
         GymError::BadAction(_) | GymError::UnknownTask { .. } => "VALIDATION_ERROR",
         GymError::Episode(_) => "SESSION_ERROR",
         GymError::Unauthorized(_) => "UNAUTHORIZED",
-        GymError::Capacity(_) => "CAPACITY_REACHED",
+        GymError::Capacity(_) | GymError::Busy { .. } => "CAPACITY_REACHED",
         _ => "EXECUTION_ERROR",
     }
 }
@@ -152,9 +157,19 @@ async fn health(State(gym): State<Arc<Gym>>) -> (StatusCode, Json<Value>) {
     (
         code,
         Json(
-            json!({"status": status, "warm_pool": pool.to_string(), "active_episodes": gym.active().await, "max_episodes": gym.max_episodes}),
+            json!({"status": status, "warm_pool": pool.to_string(), "active_episodes": gym.active().await, "max_episodes": gym.max_episodes, "grading": grading_health(&gym)}),
         ),
     )
+}
+
+/// Gradings running and waiting, against the limits.
+fn grading_health(gym: &Gym) -> Value {
+    let limits = &gym.config.grading;
+    let mut v = serde_json::to_value(gym.grading()).expect("status serializes");
+    v["max_running"] = json!(limits.max_running);
+    v["max_queued"] = json!(limits.max_queued);
+    v["memory_budget_mb"] = json!(limits.memory_budget_mb);
+    v
 }
 
 async fn metadata() -> Json<Value> {
@@ -230,7 +245,7 @@ async fn openapi() -> Json<Value> {
             "/schema": {"get": op("JSON Schemas of action, observation, state")},
             "/tasks": {"get": op("The tasks")},
             "/tools": {"get": op("The tools")},
-            "/grader": {"post": op("Grade a fix: {task_id, code} -> score and details")},
+            "/grader": {"post": op("Grade a fix with an account's token: {task_id, code} -> score and details; 503 with Retry-After at capacity")},
             "/mcp": {"post": op("MCP over HTTP (JSON-RPC 2.0)")},
             "/ws": {"get": op("WebSocket: one episode per connection")},
         },
@@ -333,12 +348,21 @@ struct GraderRequest {
     code: String,
 }
 
+/// Grades a fix outside any episode. A grading holds several GiB and a core for a
+/// minute, so only an account may ask (episodes grade their fix with `submit_fix`).
 async fn grader(
     State(gym): State<Arc<Gym>>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<GraderRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    if caller.account.is_none() {
+        return Err(GymError::Unauthorized(
+            "/grader needs an account's token: send Authorization: Bearer <token> (create one with `proctor user token NAME`); an episode grades its fix with submit_fix".into(),
+        )
+        .into());
+    }
     let task = task::find(&req.task_id)?;
-    let report = grade::grade(gym.backend(), &task, &req.code).await?;
+    let report = gym.grade(&task, &req.code).await?;
     Ok(Json(
         serde_json::to_value(report).expect("report serializes"),
     ))

@@ -320,6 +320,16 @@ pub struct GymServeArgs {
     /// do not count; one with an episode lives as long as its episode, 600 s idle).
     #[arg(long, default_value_t = 60)]
     pub ws_idle_timeout: u64,
+    /// Gradings (`/grader`, `submit_fix`) running at once [default: the host's cores].
+    #[arg(long)]
+    pub max_gradings: Option<usize>,
+    /// MiB the running gradings' memory limits may add up to (a task1 grading: 10240)
+    /// [default: the host's memory minus an eighth, at least 2 GiB].
+    #[arg(long)]
+    pub grading_memory_mb: Option<u64>,
+    /// Gradings waiting for their turn; more get 503 with Retry-After [default: 4 per core, at least 8].
+    #[arg(long)]
+    pub grading_queue: Option<usize>,
     #[command(flatten)]
     pub proxies: ProxyArgs,
     /// Where the accounts are (the platform's database).

@@ -13,44 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use proctor_accounts::{Accounts, Role};
 use proctor_gym::episode::{Access, EpisodeConfig, Gym};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// One HTTP/1.1 request with an optional bearer token; the status and the body.
-async fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let code = text[9..12].parse().unwrap();
-    (
-        code,
-        text.split_once("\r\n\r\n")
-            .map(|x| x.1)
-            .unwrap_or("")
-            .to_string(),
-    )
-}
 
 fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -58,7 +22,7 @@ fn json_of(body: &str) -> Value {
 
 async fn mcp_call(port: u16, token: Option<&str>, tool: &str, args: Value) -> Value {
     let req = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}});
-    let (code, body) = http(port, "POST", "/mcp", token, &req).await;
+    let (code, body) = util::http(port, "POST", "/mcp", token, &req).await;
     assert_eq!(code, 200, "{body}");
     json_of(&body)["result"].clone()
 }
@@ -103,7 +67,9 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
 
     // A private gym: nothing without a token but /health.
     assert_eq!(
-        http(port, "GET", "/health", None, &Value::Null).await.0,
+        util::http(port, "GET", "/health", None, &Value::Null)
+            .await
+            .0,
         200
     );
     for (method, path) in [
@@ -112,17 +78,17 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
         ("GET", "/"),
         ("POST", "/mcp"),
     ] {
-        let (code, body) = http(port, method, path, None, &json!({})).await;
+        let (code, body) = util::http(port, method, path, None, &json!({})).await;
         assert_eq!(code, 401, "{method} {path}: {body}");
     }
     assert_eq!(
-        http(port, "GET", "/tasks", Some("pct_forged"), &Value::Null)
+        util::http(port, "GET", "/tasks", Some("pct_forged"), &Value::Null)
             .await
             .0,
         401
     );
 
-    let (code, body) = http(
+    let (code, body) = util::http(
         port,
         "POST",
         "/reset",
@@ -138,20 +104,24 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
 
     // Bob: step, state, page, listing, MCP — all as if the episode did not exist.
     let snippet = json!({"episode_id": eid, "action_type": "execute_snippet", "code": "1 + 1"});
-    let (code, body) = http(port, "POST", "/step", Some(&bob), &snippet).await;
+    let (code, body) = util::http(port, "POST", "/step", Some(&bob), &snippet).await;
     assert_eq!(code, 404, "{body}");
     assert!(!body.contains("1 + 1"));
     let state = format!("/state?episode_id={eid}");
     assert_eq!(
-        http(port, "GET", &state, Some(&bob), &Value::Null).await.0,
+        util::http(port, "GET", &state, Some(&bob), &Value::Null)
+            .await
+            .0,
         404
     );
     let page = format!("/episodes/{eid}");
     assert_eq!(
-        http(port, "GET", &page, Some(&bob), &Value::Null).await.0,
+        util::http(port, "GET", &page, Some(&bob), &Value::Null)
+            .await
+            .0,
         404
     );
-    let (code, index) = http(port, "GET", "/", Some(&bob), &Value::Null).await;
+    let (code, index) = util::http(port, "GET", "/", Some(&bob), &Value::Null).await;
     assert_eq!(code, 200);
     assert!(!index.contains(&eid), "another account's episode is listed");
     let grade = mcp_call(
@@ -164,20 +134,22 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
     assert_eq!(grade["isError"], true, "{grade}");
 
     // Alice, by her account token or by the episode token.
-    let (code, body) = http(port, "POST", "/step", Some(&alice), &snippet).await;
+    let (code, body) = util::http(port, "POST", "/step", Some(&alice), &snippet).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(json_of(&body)["observation"]["value"], "2");
-    let (code, body) = http(port, "GET", &state, Some(&episode_token), &Value::Null).await;
+    let (code, body) = util::http(port, "GET", &state, Some(&episode_token), &Value::Null).await;
     assert_eq!(
         (code, json_of(&body)["step_count"].as_u64()),
         (200, Some(1)),
         "{body}"
     );
     assert_eq!(
-        http(port, "GET", &page, Some(&alice), &Value::Null).await.0,
+        util::http(port, "GET", &page, Some(&alice), &Value::Null)
+            .await
+            .0,
         200
     );
-    assert!(http(port, "GET", "/", Some(&alice), &Value::Null)
+    assert!(util::http(port, "GET", "/", Some(&alice), &Value::Null)
         .await
         .1
         .contains(&eid));
@@ -190,7 +162,7 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
     .await;
     assert_eq!(r["structuredContent"]["observation"]["value"], "42", "{r}");
     // Bob's episode was never touched: still at Alice's two steps.
-    let (_, body) = http(port, "GET", &state, Some(&alice), &Value::Null).await;
+    let (_, body) = util::http(port, "GET", &state, Some(&alice), &Value::Null).await;
     assert_eq!(json_of(&body)["step_count"], 2, "{body}");
 
     // A WebSocket signs in with basic auth, as OpenEnv's client does for a base URL
@@ -222,11 +194,13 @@ async fn a_second_account_cannot_touch_the_first_accounts_episode() {
         None | Some(Ok(Message::Close(_))) | Some(Err(_))
     ));
     assert_eq!(
-        http(port, "POST", "/step", Some(&alice), &snippet).await.0,
+        util::http(port, "POST", "/step", Some(&alice), &snippet)
+            .await
+            .0,
         401
     );
     // Its episode token dies with it: it was issued under the revoked token.
-    let (code, body) = http(port, "GET", &state, Some(&episode_token), &Value::Null).await;
+    let (code, body) = util::http(port, "GET", &state, Some(&episode_token), &Value::Null).await;
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("no episode"), "{body}");
     let r = mcp_call(

@@ -75,11 +75,15 @@ pub fn grade(args: GymGradeArgs) -> Result<ExitCode> {
 pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
     super::tokio()?.block_on(async {
         let backend = super::backend(args.sandbox.no_sandbox).await?;
-        let config = EpisodeConfig {
+        let mut config = EpisodeConfig {
             max_turns: args.max_turns,
             socket_idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout),
             ..EpisodeConfig::default()
         };
+        let grading = &mut config.grading;
+        grading.max_running = args.max_gradings.unwrap_or(grading.max_running);
+        grading.memory_budget_mb = args.grading_memory_mb.unwrap_or(grading.memory_budget_mb);
+        grading.max_queued = args.grading_queue.unwrap_or(grading.max_queued);
         let access = Access {
             accounts: Some(super::user::open(&args.db).await?),
             require_token: args.require_token,
@@ -90,7 +94,12 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}: is the port taken? pass --port"))?;
         eprintln!(
-            "proctor gym serving on http://{addr} (OpenEnv: /ws, /reset, /step, /state, /mcp)"
+            "proctor gym serving on http://{addr} (OpenEnv: /ws, /reset, /step, /state, /mcp; /grader with an account's token)"
+        );
+        let grading = &gym.config.grading;
+        eprintln!(
+            "grading: {} at once within {} MiB of memory limits, {} queued",
+            grading.max_running, grading.memory_budget_mb, grading.max_queued
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
