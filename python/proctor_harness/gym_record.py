@@ -34,6 +34,7 @@ the start of the output) and the key destroyed, so no seal can be made afterward
 """
 import builtins
 import hashlib
+import io
 import json
 import math
 import _thread
@@ -227,6 +228,7 @@ _write = os.write
 _dup = os.dup
 _isfinite = math.isfinite
 _sha256 = hashlib.sha256
+_BytesIO = io.BytesIO
 _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
@@ -789,6 +791,8 @@ class Recorder(Provenance):
         self.key = key
         self.out_dir = out_dir
         self.main_code = main_code
+        self.export_code = None  # gym_train.trace, set by install
+        self.exported_sha256 = None
         self.obs = new_observations()
         self.init_provenance()
         self.model = None
@@ -1458,6 +1462,11 @@ class Recorder(Provenance):
     # -- the harness's own steps (gym_train.main) --------------------------------------
 
     def on_main(self, what, *args):
+        if what == "exported":
+            # gym_train.trace, called by main, wrote these bytes as model.pt
+            if self.caller({self.export_code}, {self.main_code}) and self.exporting:
+                self.exported_sha256 = args[0]
+            return
         if not self.caller({self.main_code}):
             return
         {"ran": self.after_run, "tolerant": self.tolerant_done, "export": self.hand_over,
@@ -1565,11 +1574,12 @@ class Recorder(Provenance):
                 obs["export"] = {"error": traced["error"]}
             else:
                 _, self.example, self.init, self.final = self.candidates[traced["index"]]
-                weights = out + "/weights.pt"
-                _T.save({"init": self.init, "final": self.final}, weights)
+                if file_sha256(out + "/model.pt") != self.exported_sha256:
+                    self.tamper("model.pt is not the model the harness exported: the file was "
+                                "rewritten after the export (a finalizer or a thread of the run)")
                 obs["export"] = {"example_shape": list(self.example.shape), "stepped": self.model is not None,
-                                 "model_sha256": file_sha256(out + "/model.pt"),
-                                 "weights_sha256": file_sha256(weights),
+                                 "model_sha256": self.exported_sha256,
+                                 "weights_sha256": self.save_weights(out + "/weights.pt"),
                                  "mismatch": traced.get("mismatch")}
         if self.key is not None:
             body = to_json(obs).encode()
@@ -1582,6 +1592,17 @@ class Recorder(Provenance):
         _exit(0)
 
 
+    def save_weights(self, path):
+        """Saves the weight sets and returns the digest of the bytes written: the file is
+        checked against it outside, whatever runs between here and the end."""
+        buffer = _BytesIO()
+        _T.save({"init": self.init, "final": self.final}, buffer)
+        data = buffer.getvalue()
+        with open(path, "wb") as f:
+            f.write(data)
+        return _sha256(data).hexdigest()
+
+
 class TamperError(RuntimeError):
     pass
 
@@ -1590,9 +1611,10 @@ OWN_CODES = {f.__code__ for f in list(vars(Recorder).values()) + list(vars(Prove
              if isinstance(f, types.FunctionType)}
 
 
-def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False):
+def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False, export_code=None):
     """Installs the hooks and the recorder; nothing of it is returned but a decoy, for the
     harness to put where its records used to be."""
     recorder = Recorder(key, out_dir, main_code, tolerant_ns, tolerant_run)
+    recorder.export_code = export_code
     recorder.install()
     return recorder.stub_ns["OBS"]

@@ -248,6 +248,12 @@ async fn run_all(
             .map_err(|e| GymError::Engine(e.to_string()))?;
         let (rerun, marks) = sealed(&tmp.join("tolerant"), &key, &run);
         obs["tolerant"] = rerun["tolerant"].clone();
+        if obs["tolerant"].is_object() {
+            // Credit from the re-run needs training in it, not one adapted batch.
+            for fact in TRAINING_FACTS.iter().filter(|f| !rerun[**f].is_null()) {
+                obs["tolerant"]["training"][*fact] = rerun[*fact].clone();
+            }
+        }
         tampered.extend(
             marks
                 .into_iter()
@@ -510,6 +516,17 @@ const PRELEARNED_METRIC: f64 = 0.8;
 /// Bugs seen fixed must show in the held-out metric: at least this gain over the weights
 /// at the first step, else the observations contradict the measurement.
 const MIN_GAIN: f64 = 0.05;
+/// A crashed run's model must have covered at least this share of the way from the
+/// untrained model's held-out metric to a perfect one.
+const CRASHED_MIN_SHARE: f64 = 0.5;
+/// What a tolerant re-run's judge needs to see that it trained (`gym_judge.trained`).
+const TRAINING_FACTS: [&str; 5] = [
+    "steps",
+    "idle_steps",
+    "effective_steps",
+    "manual_updates",
+    "manual_proven",
+];
 
 fn loss_decreases(losses: &[f64]) -> bool {
     let k = (losses.len() / 10).max(1);
@@ -597,7 +614,19 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
         (i, _) => (i.unwrap_or(0.0), "the weights at the first step"),
     };
     let gain = e.final_metric.unwrap_or(0.0) - untrained;
-    if ran && bugs.values().any(|f| *f) && gain < MIN_GAIN {
+    // Whatever the exit: a crash must not be the way past this check (one step, one
+    // evaluation, then a raise). Only bugs credited by the tolerant re-run, which
+    // exports nothing, are judged from its own training instead.
+    let judged_from_this_run = e.obs["tolerant"].is_null();
+    // A run that crashed keeps what its observations credit only when the model it left
+    // had learned (trained to the end, then a crash in validation), so that a deliberate
+    // raise after one step cannot stand in for the training.
+    let needed = if crashed {
+        MIN_GAIN.max(CRASHED_MIN_SHARE * (1.0 - untrained))
+    } else {
+        MIN_GAIN
+    };
+    if judged_from_this_run && bugs.values().any(|f| *f) && gain < needed {
         notes.push(format!(
             "the observations show fixes, but held-out {name} did not improve over \
              {without} ({untrained:.3} -> {:.3}): scored as not fixed",

@@ -14,9 +14,10 @@ def _targets_fit(call):
 def judge(obs):
     t = obs.get("tolerant")
     if t is not None:
-        # Only a re-run that got through by adapting mismatches says which were fixed: if
-        # it still fails, or adapted nothing, the crash was not one of the four bugs.
-        ok = not t["crashed"] and t.get("adapted", 0) > 0
+        # Only a re-run that got through by adapting mismatches, and trained, says which
+        # were fixed: if it still fails, or adapted nothing, the crash was not one of the
+        # four bugs; if it did not train, one adapted batch is all it showed.
+        ok = not t["crashed"] and t.get("adapted", 0) > 0 and trained(t.get("training") or {"steps": 0})
         bugs = {
             "image_size": ok and t["linear_forwards"] > 0 and t["features"] == 0,
             "channel_order": ok and t["conv_forwards"] > 0 and t["channels_last"] == 0,
