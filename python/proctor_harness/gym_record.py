@@ -61,6 +61,11 @@ ROOT_STATE_MAX = 20_000_000  # elements of root state kept at the first step
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
 ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
 MAX_RECORDS = 400
+# Graphs of the losses backward ran on: all of the first GRAPHS_ALL, then one in
+# GRAPHS_SAMPLE_EVERY at random (private RNG), and the last GRAPHS_LAST of the run.
+GRAPHS_ALL = 100
+GRAPHS_SAMPLE_EVERY = 4
+GRAPHS_LAST = 4
 TRAIN_ROWS_MAX = 8000
 PROBE_ROWS = 8
 # Every evaluation batch is probed for the leak at first, then a batch of n rows with
@@ -117,6 +122,10 @@ def step_post(optimizer, args, kwargs):
 
 def step_code(optimizer):
     _audit("proctor-gym/step_code", optimizer)
+
+
+def step_last(optimizer, args, kwargs):
+    _audit("proctor-gym/step_last", optimizer)
 
 
 def forward_pre(module, inputs):
@@ -240,6 +249,7 @@ _named_parameters = nn.Module.named_parameters
 _module_parameters = nn.Module.parameters
 _module_call = nn.Module._call_impl.__code__
 _step_wrapper = optim_module.Optimizer.profile_hook_step(lambda *a, **k: None).__code__
+_RemovableHandle = torch.utils.hooks.RemovableHandle
 # Classes whose methods the hooks and the recorder rely on (an oracle `Module.__call__`, a
 # `Tensor.backward` that skips autograd): patching them is compared at every step.
 PROTECTED_TYPES = (torch.Tensor, nn.Module, nn.Parameter, optim_module.Optimizer, TorchFunctionMode)
@@ -272,10 +282,10 @@ def _finite(t):
         return True
 
 
-def _graph_ops(tensor, cap=400):
+def _graph_ops(root, cap=400):
     # The visited nodes are kept alive: autograd nodes are created on access, and the id of
     # a freed one gets reused, which would end the walk early.
-    seen, stack, names = {}, [tensor.grad_fn], {}
+    seen, stack, names = {}, [root], {}
     while stack and len(seen) < cap:
         node = stack.pop()
         if node is None or id(node) in seen:
@@ -339,6 +349,7 @@ def new_observations():
         "backward_calls": 0,
         "threads": 0,               # threads the run started while it was watched
         "loss_graph_ops": {},       # autograd node name -> count, over the graphs of backward
+        "graphs_walked": 0,         # graphs of backward whose ops were read (sampled)
         "nonfinite_in_graph": 0,    # scalars with grad that held NaN/inf
         "nonfinite_outputs": 0,     # NaN/inf derived from the models' outputs in any grad mode
         "loss_calls": [],           # functional losses with grad: name, input/target facts
@@ -356,6 +367,8 @@ def new_observations():
         "model_params_frozen_held": 0,  # the most frozen model params any step held
         "params_moved": {},         # model param name -> total |delta| from steps
         "params_rewritten": {},     # model param name -> total |delta| written between steps
+        "params_moved_without_grad": 0,  # moves inside a step of params without autograd's grad
+        "steps_unbracketed": 0,     # steps whose update ran outside the recorder's bracket
         "conv_inputs": {"training": {}, "eval": {}},  # ndim -> convolutions that received
                                     # it, in training (train mode, grad) or evaluation forwards
         "eval_forwards": 0,         # top-level forwards out of train mode or without grad
@@ -406,6 +419,7 @@ TRANSPARENT_NODES = {"RsubBackward0", "RsubBackward1", "NegBackward0", "SubBackw
                      "TransposeBackward0"}
 LOG_NODES = {"LogBackward0", "Log1pBackward0", "Log2Backward0", "Log10Backward0"}
 _no_torch_function = torch._C.DisableTorchFunction
+_no_python_dispatch = torch._C._DisableTorchDispatch
 _lstsq = torch.linalg.lstsq
 _equal = torch.equal
 _stack = torch.stack
@@ -648,9 +662,12 @@ class Provenance:
     # -- each optimizer step ------------------------------------------------------------
 
     def step_pre_check(self, held):
-        """Before a step: were the grads it is about to apply the ones autograd computed?"""
+        """Before a step: were the grads it is about to apply the ones autograd computed?
+        Returns the ids of the parameters whose grad is autograd's (a small grad set by hand
+        on a part autograd never reached passes the whole step's share, not the part's)."""
         self.manual_check()
         g_sq = un_sq = 0.0
+        explained = set()
         with _no_torch_function():
             for p in _module_parameters(self.model):
                 if id(p) not in held or p.grad is None:
@@ -661,10 +678,14 @@ class Provenance:
                     continue
                 g_sq += n * n
                 un = self.grad_unexplained(g, self.auto.get(id(p)), p) if n > 0 else 0.0
-                un_sq += un * un + self.interval["foreign"].get(id(p), 0.0)
+                foreign = self.interval["foreign"].get(id(p), 0.0)
+                un_sq += un * un + foreign
+                if id(p) in self.auto and un * un + foreign <= UNEXPLAINED ** 2 * n * n:
+                    explained.add(id(p))
         if g_sq > 0 and un_sq > UNEXPLAINED ** 2 * g_sq:
             self.pre_verdict = ("the gradients the optimizer applied were not the ones autograd "
                                 "computed (set or changed by hand)")
+        return explained
 
     def step_post_check(self, moved):
         """After a step that moved the model: learned from the loss, or the new start."""
@@ -793,6 +814,7 @@ class Recorder(Provenance):
         self.main_code = main_code
         self.export_code = None  # gym_train.trace, set by install
         self.exported_sha256 = None
+        self.harness_dir = os.path.dirname(main_code.co_filename) + os.sep
         self.obs = new_observations()
         self.init_provenance()
         self.model = None
@@ -805,18 +827,21 @@ class Recorder(Provenance):
         self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
         self.depths = {}       # thread id -> depth of module calls in it
-        self.before = {}
         self.after = {}
-        self.reached = 0
         self.bank = []
         self.bank_sq = None
         self.tainted = {}      # id -> weakref of tensors derived from eval-mode model outputs
         self.derived = {}      # id -> weakref of tensors derived from any root's outputs
         self.sgd_before = None  # an SGD step's params, with their values and grads before it
+        # optimizer id -> its step under way: None until the recorder's last pre-hook ran,
+        # then (params before, ids credited, grads reached), True once measured
+        self.brackets = {}
         self.lr_read = True    # the running step's lr was read inside it
         self.rng = random.Random(os.urandom(16))  # which evaluation batches are probed
         self.eval_batches = 0
         self.backwarded = {}   # id -> weakref of tensors backward ran on
+        self.recent_graphs = []  # the last graphs of backward (their root nodes)
+        self.walked_recent = []  # the last graphs walked
         # Per thread: the fix's code may run inside an event's handler, but only in the
         # thread handling it. Other threads (a DataLoader's queue feeder, say) may look at
         # their own frames meanwhile: the recorder's are not on their stacks.
@@ -845,6 +870,7 @@ class Recorder(Provenance):
             EVENT + "step_pre": self.on_step_pre,
             EVENT + "step_post": self.on_step_post,
             EVENT + "step_code": self.on_step_code,
+            EVENT + "step_last": self.on_step_last,
             EVENT + "forward_pre": self.on_forward_pre,
             EVENT + "forward": self.on_forward,
             EVENT + "tolerant": self.on_tolerant,
@@ -888,7 +914,11 @@ class Recorder(Provenance):
         if tracing is not None:
             _set_tracing_state(None)
         try:
-            handler(*args)
+            # A function or dispatch mode the run pushed (or a tensor subclass of its own)
+            # would see, and could answer, every tensor op of the recorder: its snapshots,
+            # norms and finiteness checks. The recorder's ops go to torch itself.
+            with _no_torch_function(), _no_python_dispatch():
+                handler(*args)
         except TamperError:
             raise
         except Exception:
@@ -958,9 +988,16 @@ class Recorder(Provenance):
     def on_setattr(self, args):
         # Raised for functions' code and defaults (classes are compared in check_intact).
         target = args[0] if args else None
+        name = args[1] if len(args) > 1 else "?"
         if any(target is stub for stub in self.stubs.values()):  # `is`: a tensor's == is its own
-            name = args[1] if len(args) > 1 else "?"
             self.deny(f"the run changed the harness's hook {target.__name__}.{name}")
+        if isinstance(target, types.FunctionType) and self.harness_file(target.__code__.co_filename):
+            # gym_train's export, reached through the frames of the code that called the
+            # fix (its top level) or traces its model (its forward)
+            self.deny(f"the run changed the harness's function {target.__name__}.{name}")
+
+    def harness_file(self, path):
+        return isinstance(path, str) and path.startswith(self.harness_dir)
 
     def on_open(self, args):
         path = args[0] if args else None
@@ -1009,8 +1046,8 @@ class Recorder(Provenance):
         # post-hooks (which could put back an lr its own pre-hooks raised).
         optim_module.Optimizer._optimizer_step_code = ns["step_code"]
         self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
-        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "forward_pre", "forward",
-                                         "start_new_thread", "thread_entry")}
+        self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "step_last", "forward_pre",
+                                         "forward", "start_new_thread", "thread_entry")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
@@ -1100,13 +1137,34 @@ class Recorder(Provenance):
             v = float(t.detach().reshape(()))
             obs["losses"].append(v if _isfinite(v) else None)
             self.backwarded[id(t)] = weakref.ref(t)
-            if t.grad_fn is not None and obs["backward_calls"] <= 50:
-                for k, c in _graph_ops(t).items():
-                    obs["loss_graph_ops"][k] = obs["loss_graph_ops"].get(k, 0) + c
-                obs["raw_log_inputs"] += self.raw_logs(t.grad_fn)
+            if t.grad_fn is not None:
+                self.sample_graph(t.grad_fn)
         if _T.is_tensor(t) and t.requires_grad:
             with _no_torch_function():
                 self.backward_pre(t)
+
+    def sample_graph(self, node):
+        """The ops of a loss's graph, judged over the whole run: every graph at first, then
+        each with a probability from the private RNG (a loss switched on late is seen), and
+        the last few always (walked once the run is over). The walk is capped per graph."""
+        self.recent_graphs.append(node)
+        if len(self.recent_graphs) > GRAPHS_LAST:
+            self.recent_graphs.pop(0)
+        calls = self.obs["backward_calls"]
+        if calls <= GRAPHS_ALL or self.rng.random() * GRAPHS_SAMPLE_EVERY < 1:
+            self.walk_graph(node)
+
+    def walk_graph(self, node):
+        if any(node is n for n in self.walked_recent):
+            return
+        self.walked_recent.append(node)
+        if len(self.walked_recent) > GRAPHS_LAST:
+            self.walked_recent.pop(0)
+        obs = self.obs
+        obs["graphs_walked"] += 1
+        for k, c in _graph_ops(node).items():
+            obs["loss_graph_ops"][k] = obs["loss_graph_ops"].get(k, 0) + c
+        obs["raw_log_inputs"] += self.raw_logs(node)
 
     def known(self, table, t):
         ref = table.get(id(t))
@@ -1232,26 +1290,52 @@ class Recorder(Provenance):
             if self.model is not None:
                 self.init = _snapshot(self.model)
                 self.first_step_state = self.root_states()
+        self.brackets[id(optimizer)] = None
+        self.place_last_pre_hook(optimizer)
+
+    def place_last_pre_hook(self, optimizer):
+        """The recorder's own pre-hook of this optimizer goes behind every pre-hook the run
+        gave it: what the step moves is measured from there to right after the update
+        (`step_code`), so the run's own hooks cannot move a parameter inside the window. A
+        run that keeps it from running leaves its steps unmeasured (they earn nothing)."""
+        hooks = optimizer._optimizer_step_pre_hooks
+        stub = self.stubs["step_last"]
+        key = next((k for k, h in hooks.items() if h is stub), None)
+        if key is None:
+            key = _RemovableHandle(hooks).id
+            hooks[key] = stub
+        else:
+            hooks.move_to_end(key)
+
+    def on_step_last(self, optimizer):
+        """After every pre-hook of the step, right before the update: which parameters it
+        holds, their values, and which carry a gradient autograd computed."""
+        if not self.caller(self.stub_codes("step_last"), {_step_wrapper}):
+            return
+        obs = self.obs
         self.membership(optimizer)
         named = self.model_params()
         held = {id(p) for p in _held(optimizer)}
         grads = [p.grad for p in named.values() if id(p) in held and p.grad is not None]
-        self.reached = sum(1 for g in grads if bool(g.detach().abs().sum() > 0))
+        reached = sum(1 for g in grads if bool(g.detach().abs().sum() > 0))
         if grads and all(_finite(g) for g in grads):
             obs["finite_grad_steps"] += 1
-        self.before = {k: p.detach().clone() for k, p in named.items() if id(p) in held}
+        before = {k: p.detach().clone() for k, p in named.items() if id(p) in held}
         # Parameters written between two steps (outside the optimizer): a step undone that
         # way did not train the parameter.
         for k, after in self.after.items():
-            if k in self.before:
-                d = float((self.before[k] - after).abs().sum())
+            if k in before:
+                d = float((before[k] - after).abs().sum())
                 if d > 0 and _isfinite(d):
                     obs["params_rewritten"][k] = obs["params_rewritten"].get(k, 0.0) + d
         self.after = {}
         self.stepping, self.pre_verdict = 0, None
+        credited = set()
         if self.model is not None:
             with _no_torch_function():
-                self.step_pre_check(held)
+                credited = self.step_pre_check(held)
+        if id(optimizer) in self.brackets:
+            self.brackets[id(optimizer)] = (before, credited, reached)
 
     def root_states(self):
         """The state of every root module seen so far (a frozen backbone run once to cache
@@ -1292,6 +1376,21 @@ class Recorder(Provenance):
             return
         self.obs["steps_lr_unread"] += not self.lr_read
         self.lr_read = True
+        if self.brackets.pop(id(optimizer), None) is not True:
+            # The update ran without the recorder's last pre-hook or `step_code` around it: it
+            # moved nothing that counts, and what it wrote is judged as an in-place update at
+            # the next backward (its weights are not taken as the step's).
+            self.obs["steps_unbracketed"] += 1
+            self.stepping, self.pre_verdict = None, None
+
+    def measure_step(self, optimizer):
+        """Right after the update, before the optimizer's own post-hooks: what it moved. A
+        parameter's move counts only when it carried a gradient autograd computed."""
+        bracket = self.brackets.get(id(optimizer))
+        if not isinstance(bracket, tuple):
+            return
+        self.brackets[id(optimizer)] = True
+        before, credited, reached = bracket
         if self.model is None:
             # The model was first called inside this step (a closure, LBFGS): training
             # started at its first backward.
@@ -1302,20 +1401,24 @@ class Recorder(Provenance):
             self.init = self.first_states.get(id(self.model)) or _snapshot(self.model)
             self.membership(optimizer)
         obs = self.obs
-        before, self.before = self.before, {}
-        moved = 0
+        moved = credited_moves = 0
         for k, p in self.model_params().items():
             if k in before:
                 d = float((p.detach() - before[k]).abs().sum())
+                moved += d > 0
+                if _isfinite(d) and d > 0 and not self.credit(p, credited):
+                    obs["params_moved_without_grad"] += 1
+                    d = 0.0
                 if _isfinite(d):
                     obs["params_moved"][k] = obs["params_moved"].get(k, 0.0) + d
-                moved += d > 0
-        if self.reached and moved:
+                credited_moves += d > 0
+        if reached and credited_moves:
             obs["effective_steps"] += 1
         obs["idle_steps"] += not moved
         self.after = {k: p.detach().clone() for k, p in self.model_params().items() if k in before}
         self.final = _snapshot(self.model)
         with _no_torch_function():
+            # every move is judged (proven or not), credited or not
             self.step_post_check(moved > 0)
 
     # -- the learning rate a step really used -----------------------------------------
@@ -1344,6 +1447,19 @@ class Recorder(Provenance):
         if self.sgd_before is not None:
             obs["lr_measured_max"] = max(obs["lr_measured_max"], self.sgd_lr(optimizer, self.sgd_before))
         self.sgd_before = None
+        self.measure_step(optimizer)
+
+    def credit(self, p, credited):
+        """A parameter the update moved carried autograd's gradient: at the last pre-hook,
+        or made inside the step (a closure's backward)."""
+        if id(p) in credited:
+            return True
+        g, a = p.grad, self.auto.get(id(p))
+        if g is None or a is None:
+            return False
+        with _no_torch_function():
+            n = _norm(g)
+            return _isfinite(n) and self.grad_unexplained(g.detach(), a, p) <= UNEXPLAINED * n
 
     def sgd_lr(self, optimizer, before):
         """The lr of an SGD update: its move along the direction SGD steps in, computed
@@ -1486,6 +1602,10 @@ class Recorder(Provenance):
         distances = sorted(obs["val_train_distances"])
         obs["val_train_nearest"] = distances[len(distances) // 2] if distances else None
         obs["graphs_accumulated"] = self.accumulated()
+        with _no_torch_function():
+            for node in self.recent_graphs:
+                self.walk_graph(node)
+        self.recent_graphs = []
         torch.set_grad_enabled(True)
         self.mode.__exit__(None, None, None)
         self.watching = False
@@ -1529,8 +1649,8 @@ class Recorder(Provenance):
             self.candidates.append(whole)
         self.candidates.append((model, example, self.init, self.final))
         self.exporting = True
-        reply["candidates"] = [(m, x.clone(), {k: v.clone() for k, v in final.items()})
-                               for m, x, _, final in self.candidates]
+        reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()})
+                                    for m, x, _, final in self.candidates)
 
     def first_input_of(self, module):
         seen = self.first_inputs.get(id(module))
@@ -1567,7 +1687,7 @@ class Recorder(Provenance):
     def seal(self, traced):
         """Saves the weight sets, hashes what leaves the sandbox and seals the observations
         (no code of the fix runs from here on); then ends the process."""
-        obs, out = self.obs, self.out_dir
+        obs, out, traced = self.obs, self.out_dir, dict(traced)
         self.check_intact()
         if self.exporting:
             if traced.get("error"):
@@ -1596,7 +1716,8 @@ class Recorder(Provenance):
         """Saves the weight sets and returns the digest of the bytes written: the file is
         checked against it outside, whatever runs between here and the end."""
         buffer = _BytesIO()
-        _T.save({"init": self.init, "final": self.final}, buffer)
+        with _no_torch_function():  # a function mode the fix left on the stack sees nothing
+            _T.save({"init": self.init, "final": self.final}, buffer)
         data = buffer.getvalue()
         with open(path, "wb") as f:
             f.write(data)

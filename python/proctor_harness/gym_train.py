@@ -76,80 +76,108 @@ def run_script(path):
     return False, None, namespace
 
 
-def first_tensor(out):
+# The export helpers below run after the fix's code has run (its forward runs inside
+# `trace`), and that code can reach their frames: a frame's globals and builtins are plain
+# dicts it could edit. So each helper binds everything it calls as a default argument when
+# it is defined (main loads them into a private namespace before the fix runs): no name is
+# looked up at run time, and their defaults and code cannot be rewritten without the
+# recorder denying it.
+
+
+def first_tensor(out, isinstance=isinstance, dict=dict, tuple=tuple, list=list, next=next, iter=iter,
+                 tensor_type=torch.Tensor):
     """The scores of a model that returns more than them (as the held-out side reads them)."""
     if isinstance(out, dict):
         out = out.get("logits", next(iter(out.values()), None))
     while isinstance(out, (tuple, list)) and out:
         out = out[0]
-    return out if isinstance(out, torch.Tensor) else None
+    return out if isinstance(out, tensor_type) else None
 
 
-def probe_rows(example, urandom=os.urandom, generator=torch.Generator, randn=torch.randn):
+def probe_rows(example, urandom=os.urandom, generator=torch.Generator, randn=torch.randn, flip=torch.flip,
+               std=torch.std, nan_to_num=torch.nan_to_num, add=torch.add, int_from=int.from_bytes,
+               is_floating_point=torch.is_floating_point, float=float):
     """Rows the trace never saw: the example's in reverse order with a little noise from a
     seed drawn now (the batch size is the example's: a trace may have fixed it)."""
-    g = generator().manual_seed(int.from_bytes(urandom(8), "little") >> 1)
-    rows = example.flip(0)
-    if rows.is_floating_point():
-        rows = rows + 0.01 * rows.std().nan_to_num(1.0) * randn(rows.shape, generator=g, dtype=rows.dtype)
+    g = generator().manual_seed(int_from(urandom(8), "little") >> 1)
+    rows = flip(example, [0])
+    if is_floating_point(rows):
+        noise = randn(rows.shape, generator=g, dtype=rows.dtype)
+        rows = add(rows, noise, alpha=0.01 * float(nan_to_num(std(rows), 1.0)))
     return rows
 
 
-def frozen(t):
+# Tensor methods from torch's C base class (immutable): torch.Tensor's can be patched.
+_BASE = torch._C.TensorBase
+
+
+def frozen(t, tuple=tuple, reshape=torch.reshape, detach=torch.detach, size=_BASE.size, dtype=_BASE.dtype.__get__,
+           tolist=_BASE.tolist):
     """A tensor as an immutable (shape, dtype, values): the fix's code, which runs again
     while the model is traced, could rewrite a tensor it finds through the frames."""
-    return tuple(t.shape), t.dtype, tuple(t.detach().reshape(-1).tolist())
+    return tuple(size(t)), dtype(t), tuple(tolist(reshape(detach(t), [-1])))
 
 
-def thawed(f, tensor=torch.tensor):
+def thawed(f, tensor=torch.tensor, reshape=torch.reshape):
     shape, dtype, values = f
-    return tensor(values, dtype=dtype).reshape(shape)
+    return reshape(tensor(values, dtype=dtype), shape)
 
 
-def differs(e, t, allclose=torch.allclose):
+def differs(e, t, allclose=torch.allclose, amax=torch.amax, absolute=torch.abs, sub=torch.sub,
+            nan_to_num=torch.nan_to_num, float=float, max=max, list=list, to_float=_BASE.float, size=_BASE.size,
+            numel=torch.numel):
     """Why the trace's outputs `t` are not the eager outputs `e`, or None."""
-    if t is None or e.shape != t.shape:
-        return f"eager outputs of shape {list(e.shape)}, exported {None if t is None else list(t.shape)}"
-    scale = float(e.abs().max().nan_to_num(1.0)) if e.numel() else 1.0
-    if not allclose(e.float(), t.float(), rtol=1e-3, atol=1e-4 * max(1.0, scale), equal_nan=True):
-        return f"outputs differ by up to {float((e.float() - t.float()).abs().max()):.4g}"
+    if t is None or size(e) != size(t):
+        return f"eager outputs of shape {list(size(e))}, exported {None if t is None else list(size(t))}"
+    e, t = to_float(e), to_float(t)
+    scale = float(nan_to_num(amax(absolute(e)), 1.0)) if numel(e) else 1.0
+    if not allclose(e, t, rtol=1e-3, atol=1e-4 * max(1.0, scale), equal_nan=True):
+        return f"outputs differ by up to {float(amax(absolute(sub(e, t)))):.4g}"
     return None
 
 
-def compare(eager, traced, probe, differs=differs, thawed=thawed, first=first_tensor):
+def compare(eager, traced, probe, differs=differs, thawed=thawed, first=first_tensor, exception=Exception,
+            type=type, str=str, no_torch_function=torch._C.DisableTorchFunction,
+            no_python_dispatch=torch._C._DisableTorchDispatch):
+    """Outside any torch function or dispatch mode the fix left behind."""
     try:
-        return differs(thawed(eager), first(traced(thawed(probe))))
-    except Exception as e:
+        with no_torch_function(), no_python_dispatch():
+            return differs(thawed(eager), first(traced(thawed(probe))))
+    except exception as e:
         return f"the export fails on rows the model takes: {type(e).__name__}: {str(e)[:300]}"
 
 
-def eager_outputs(model, probe, thawed=thawed, frozen=frozen, first=first_tensor):
+def eager_outputs(model, probe, thawed=thawed, frozen=frozen, first=first_tensor, exception=Exception):
     """The model's own outputs on the probe, frozen; None if it takes no such rows."""
     try:
         out = first(model(thawed(probe)))
         return None if out is None else frozen(out)
-    except Exception:
+    except exception:
         return None
 
 
 def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad, probe_rows=probe_rows,
           frozen=frozen, eager_outputs=eager_outputs, compare=compare, modules=torch.nn.Module.modules,
-          jit_save=torch.jit.save, bytes_io=io.BytesIO, digest=hashlib.sha256, audit=sys.audit):
+          jit_save=torch.jit.save, bytes_io=io.BytesIO, digest=hashlib.sha256, audit=sys.audit, open=open,
+          enumerate=enumerate, exception=Exception, type=type, tuple=tuple,
+          no_torch_function=torch._C.DisableTorchFunction, no_python_dispatch=torch._C._DisableTorchDispatch):
     """The first of the (model, input, weights after the last step) candidates that traces,
     as TorchScript; the fix's forward runs here, with no recorder frame on the stack. The
     model's eager outputs on rows the trace never saw are taken first and compared with the
     trace's: a forward that answers otherwise when traced (`torch.jit.is_tracing()`, the
     example itself) is reported as `mismatch`. What this compares is bound here, before
-    the fix's code runs again."""
+    the fix's code runs again. The answer is a tuple of pairs: nothing can edit it before
+    the seal."""
     errors = []
-    for index, (model, example, final) in enumerate(candidates):
+    for index, (model, example, final) in enumerate(tuple(candidates)):
         try:
             model.eval()
             model.load_state_dict(final)
             for m in modules(model):
                 m._backward_hooks.clear()  # the fix's own: no part of the outputs, and refused by the tracer
             with no_grad():
-                probe = frozen(probe_rows(example))
+                with no_torch_function(), no_python_dispatch():
+                    probe = frozen(probe_rows(example))
                 eager = eager_outputs(model, probe)
                 traced = jit_trace(model, example, check_trace=False, strict=False)
                 buffer = bytes_io()
@@ -161,10 +189,10 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
-            return {"index": index, "mismatch": mismatch}
-        except Exception as e:
+            return (("index", index), ("mismatch", mismatch))
+        except exception as e:
             errors.append(f"{type(e).__name__}: {e}")
-    return {"error": f"no_model: tracing failed: {'; '.join(errors)}"[:2000]}
+    return (("error", f"no_model: tracing failed: {'; '.join(errors)}"[:2000]),)
 
 
 def take_key():
@@ -191,12 +219,13 @@ def main(fix, out_dir, model_name, mode="train"):
     exported (a fresh sandbox re-running a fix that crashed before training)."""
     signal = functools.partial(sys.audit, "proctor-gym/main")
     harness = sys.modules["__main__"]  # kept alive while the fix owns `__main__`
-    run, export, clock, flush = run_script, trace, time.perf_counter, (sys.stdout.flush, sys.stderr.flush)
+    run, export, clock, flush = run_script, private("gym_train")["trace"], time.perf_counter, (sys.stdout.flush,
+                                                                                             sys.stderr.flush)
     tolerant = private("gym_tolerant")
     rerun = tolerant["rerun"]
     tolerant_run = mode == "tolerant"
     decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant, tolerant_run,
-                                              export_code=trace.__code__)
+                                              export_code=export.__code__)  # the trace main calls
     globals().update(OBS=decoy, STATE=decoy)
     del tolerant, decoy
     started = clock()
@@ -210,7 +239,7 @@ def main(fix, out_dir, model_name, mode="train"):
         signal("tolerant", crashed)
     else:
         signal("export", namespace, model_name, reply)
-    traced = export(reply["candidates"], out_dir) if "candidates" in reply else {}
+    traced = export(reply["candidates"], out_dir) if "candidates" in reply else ()
     namespace.clear()
     for f in flush:
         f()
