@@ -1,22 +1,29 @@
-//! Admission of gradings: a grading runs sandboxes allowed several GiB and a core each, so
-//! a server grades only as many at once as the host's memory and cores hold — the sum of
-//! the running gradings' memory limits stays within a budget, at most `max_running` run
-//! at once — and queues a few more; beyond the queue a request is refused at once with a
-//! time to retry, never left to exhaust the host.
+//! Admission of what the gym runs in sandboxes: episodes' sessions (long-lived, each
+//! allowed its limits' memory) and gradings (a minute or two, several GiB and a core
+//! each). The memory limits of everything admitted add up to at most a budget that the
+//! host holds, so whatever clients do in their sandboxes the host is not driven out of
+//! memory.
+//!
+//! Gradings: at most `max_running` at once, a bounded FIFO queue waits, and beyond it a
+//! request is refused at once with a time to retry. Sessions are admitted at once or
+//! refused (a reset does not wait), and never take memory the first waiting grading
+//! needs. Nothing waits while holding memory (an episode's session closes once its fix
+//! is in line), so the gradings of open episodes always get their turn.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use crate::GymError;
 
-/// How much grading a server takes on at once.
+/// How much the gym takes on at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GradingLimits {
-    /// The sum of the memory limits of the gradings running at once, in MiB. A grading
-    /// that alone needs more runs alone.
+    /// The sum of the memory limits of the sessions and gradings running at once, in
+    /// MiB. A grading that alone needs more counts as the whole budget: it runs alone.
     pub memory_budget_mb: u64,
     /// Gradings running at once (each keeps about a core busy).
     pub max_running: usize,
@@ -25,7 +32,7 @@ pub struct GradingLimits {
     pub max_queued: usize,
 }
 
-/// Memory left to everything else on the host: the server, episodes' sessions, the system.
+/// Memory left to everything else on the host: the server, the system.
 fn host_reserve_mb(total_mb: u64) -> u64 {
     (total_mb / 8).max(2048)
 }
@@ -76,7 +83,7 @@ fn cgroup_memory_mb() -> Option<u64> {
     })
 }
 
-/// What `/health` shows of grading.
+/// What `/health` shows of the gym's load.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GradingStatus {
     /// Gradings running now.
@@ -89,19 +96,37 @@ pub struct GradingStatus {
     pub peak_running: usize,
     /// Gradings refused because the queue was full.
     pub refused: u64,
+    /// Episodes' sessions open now.
+    pub sessions: usize,
+    /// The sum of their memory limits, in MiB.
+    pub sessions_memory_mb: u64,
+}
+
+struct Ledger {
+    status: GradingStatus,
+    /// The waiting gradings (id, MiB), first in line first.
+    queue: VecDeque<(u64, u64)>,
+    next_id: u64,
+    /// Mean seconds a grading took (exponentially weighted): what a refused client is
+    /// told to wait.
+    mean_s: f64,
+}
+
+impl Ledger {
+    fn used_mb(&self) -> u64 {
+        self.status.memory_reserved_mb + self.status.sessions_memory_mb
+    }
 }
 
 struct Inner {
     limits: GradingLimits,
-    slots: Arc<Semaphore>,
-    memory: Arc<Semaphore>,
-    status: Mutex<GradingStatus>,
-    /// Mean seconds a grading took (exponentially weighted): what a refused client is
-    /// told to wait.
-    mean_s: Mutex<f64>,
+    max_sessions: usize,
+    ledger: Mutex<Ledger>,
+    /// Signalled whenever memory, a slot or the head of the queue frees up.
+    changed: Notify,
 }
 
-/// The gradings of one server: see the module's documentation.
+/// The sessions and gradings of one gym: see the module's documentation.
 #[derive(Clone)]
 pub struct Admission(Arc<Inner>);
 
@@ -110,15 +135,37 @@ pub struct Ticket {
     admission: Arc<Inner>,
     memory_mb: u64,
     started: Instant,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
-/// Counts a waiting request as queued until it runs or gives up (its future dropped).
-struct Waiting<'a>(&'a Inner);
+/// An open session's share of the budget, given back when dropped.
+pub struct SessionTicket {
+    admission: Arc<Inner>,
+    memory_mb: u64,
+}
 
-impl Drop for Waiting<'_> {
+/// A grading let in: running already, or in line (leaving it when dropped).
+pub enum Entry {
+    /// Room was free: it runs.
+    Running(Ticket),
+    /// It waits its turn.
+    Queued(Waiting),
+}
+
+/// A grading in line; dropped, it leaves the line (the request gave up).
+pub struct Waiting {
+    admission: Admission,
+    id: u64,
+    need: u64,
+}
+
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.status().queued -= 1;
+        let inner = &self.admission.0;
+        let mut ledger = inner.ledger();
+        ledger.queue.retain(|&(id, _)| id != self.id);
+        ledger.status.queued = ledger.queue.len();
+        drop(ledger);
+        inner.changed.notify_waiters();
     }
 }
 
@@ -126,110 +173,167 @@ impl Drop for Waiting<'_> {
 const FIRST_ESTIMATE_S: f64 = 60.0;
 
 impl Admission {
-    /// An admission under `limits`.
-    pub fn new(limits: GradingLimits) -> Admission {
+    /// An admission under `limits` holding at most `max_sessions` sessions.
+    pub fn new(limits: GradingLimits, max_sessions: usize) -> Admission {
         Admission(Arc::new(Inner {
-            slots: Arc::new(Semaphore::new(limits.max_running.max(1))),
-            memory: Arc::new(Semaphore::new(budget_permits(&limits) as usize)),
             limits,
-            status: Mutex::new(GradingStatus::default()),
-            mean_s: Mutex::new(FIRST_ESTIMATE_S),
+            max_sessions,
+            ledger: Mutex::new(Ledger {
+                status: GradingStatus::default(),
+                queue: VecDeque::new(),
+                next_id: 0,
+                mean_s: FIRST_ESTIMATE_S,
+            }),
+            changed: Notify::new(),
         }))
     }
 
     /// Running, queued and reserved now.
     pub fn status(&self) -> GradingStatus {
-        self.0.status().clone()
+        self.0.ledger().status.clone()
     }
 
     /// Waits for room for a grading whose sandboxes may use `memory_mb` at once; refused
     /// at once when the queue is full.
     pub async fn admit(&self, memory_mb: u64) -> Result<Ticket, GymError> {
-        let inner = &self.0;
-        let need = memory_mb.clamp(1, u64::from(inner.budget_permits())) as u32;
-        if let Some(permits) = inner.try_take(need) {
-            return Ok(self.start(permits, need));
-        }
-        let waiting = inner.enqueue()?;
-        let slot = inner.slots.clone().acquire_owned().await;
-        let memory = inner.memory.clone().acquire_many_owned(need).await;
-        drop(waiting);
-        let permits = (slot.expect("never closed"), memory.expect("never closed"));
-        Ok(self.start(permits, need))
+        Ok(self.enter(memory_mb)?.admitted().await)
     }
 
-    fn start(&self, permits: (OwnedSemaphorePermit, OwnedSemaphorePermit), mb: u32) -> Ticket {
-        let mut status = self.0.status();
+    /// Lets a grading of `memory_mb` in: it runs now, or takes its place in line;
+    /// refused at once when the line is full.
+    pub fn enter(&self, memory_mb: u64) -> Result<Entry, GymError> {
+        let inner = &*self.0;
+        let need = memory_mb.clamp(1, inner.limits.memory_budget_mb.max(1));
+        let mut ledger = inner.ledger();
+        if ledger.queue.is_empty() && inner.fits(&ledger, need) {
+            return Ok(Entry::Running(self.start(&mut ledger, need)));
+        }
+        if ledger.queue.len() >= inner.limits.max_queued {
+            ledger.status.refused += 1;
+            let ahead = ledger.queue.len() + ledger.status.running;
+            return Err(GymError::Busy {
+                running: inner.limits.max_running,
+                queued: inner.limits.max_queued,
+                retry_after_s: inner.retry_after(&ledger, ahead),
+            });
+        }
+        let id = ledger.next_id;
+        ledger.next_id += 1;
+        ledger.queue.push_back((id, need));
+        ledger.status.queued = ledger.queue.len();
+        Ok(Entry::Queued(Waiting {
+            admission: self.clone(),
+            id,
+            need,
+        }))
+    }
+
+    /// Room for a session whose limits allow `memory_mb`, now or never: refused when the
+    /// gym holds its most sessions or the memory is spent (counting what the first
+    /// waiting grading needs, so resets cannot starve it).
+    pub fn open_session(&self, memory_mb: u64) -> Result<SessionTicket, GymError> {
+        let inner = &*self.0;
+        let mut ledger = inner.ledger();
+        let budget = inner.limits.memory_budget_mb;
+        let head = ledger.queue.front().map_or(0, |&(_, need)| need);
+        let status = &ledger.status;
+        if status.sessions >= inner.max_sessions {
+            return Err(GymError::Capacity(format!(
+                "{} episodes are running, the most this gym holds",
+                status.sessions
+            )));
+        }
+        if ledger.used_mb() + head + memory_mb > budget {
+            return Err(GymError::Capacity(format!(
+                "{} episodes and {} gradings are running and {} gradings wait; one more episode's {memory_mb} MiB does not fit the gym's {budget} MiB of memory",
+                status.sessions, status.running, status.queued
+            )));
+        }
+        ledger.status.sessions += 1;
+        ledger.status.sessions_memory_mb += memory_mb;
+        Ok(SessionTicket {
+            admission: self.0.clone(),
+            memory_mb,
+        })
+    }
+
+    fn start(&self, ledger: &mut Ledger, memory_mb: u64) -> Ticket {
+        let status = &mut ledger.status;
         status.running += 1;
-        status.memory_reserved_mb += u64::from(mb);
+        status.memory_reserved_mb += memory_mb;
         status.peak_running = status.peak_running.max(status.running);
         Ticket {
             admission: self.0.clone(),
-            memory_mb: u64::from(mb),
+            memory_mb,
             started: Instant::now(),
-            _permits: permits,
         }
     }
 }
 
-/// The memory budget as semaphore permits (one per MiB; `acquire_many` takes a `u32`).
-fn budget_permits(limits: &GradingLimits) -> u32 {
-    limits.memory_budget_mb.clamp(1, u64::from(u32::MAX)) as u32
+impl Entry {
+    /// The grading's ticket, once it is its turn and there is room.
+    pub async fn admitted(self) -> Ticket {
+        let waiting = match self {
+            Entry::Running(ticket) => return ticket,
+            Entry::Queued(waiting) => waiting,
+        };
+        let admission = waiting.admission.clone();
+        let inner = &*admission.0;
+        loop {
+            // Registered before looking, so a change between the look and the wait wakes it.
+            let changed = inner.changed.notified();
+            {
+                let mut ledger = inner.ledger();
+                let first = ledger.queue.front().map(|&(id, _)| id) == Some(waiting.id);
+                if first && inner.fits(&ledger, waiting.need) {
+                    let ticket = admission.start(&mut ledger, waiting.need);
+                    drop(ledger);
+                    drop(waiting); // leaves the line and wakes the next in it
+                    return ticket;
+                }
+            }
+            changed.await;
+        }
+    }
 }
 
 impl Inner {
-    fn budget_permits(&self) -> u32 {
-        budget_permits(&self.limits)
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn status(&self) -> MutexGuard<'_, GradingStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Room right now, without queueing (fails while others wait: the semaphores are fair).
-    fn try_take(&self, need: u32) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let slot = self.slots.clone().try_acquire_owned().ok()?;
-        let memory = self.memory.clone().try_acquire_many_owned(need).ok()?;
-        Some((slot, memory))
-    }
-
-    fn enqueue(&self) -> Result<Waiting<'_>, GymError> {
-        let mut status = self.status();
-        if status.queued >= self.limits.max_queued {
-            status.refused += 1;
-            let waiting = status.queued + status.running;
-            drop(status);
-            return Err(GymError::Busy {
-                running: self.limits.max_running,
-                queued: self.limits.max_queued,
-                retry_after_s: self.retry_after(waiting),
-            });
-        }
-        status.queued += 1;
-        Ok(Waiting(self))
+    /// Whether a grading of `need` MiB (at most the budget) runs now: a slot is free and
+    /// its memory fits beside the running gradings and the open sessions.
+    fn fits(&self, ledger: &Ledger, need: u64) -> bool {
+        ledger.status.running < self.limits.max_running.max(1)
+            && ledger.used_mb() + need <= self.limits.memory_budget_mb
     }
 
     /// Seconds until room is likely: the gradings ahead, `max_running` at a time.
-    fn retry_after(&self, ahead: usize) -> u64 {
-        let mean = *self.mean_s.lock().unwrap_or_else(|e| e.into_inner());
+    fn retry_after(&self, ledger: &Ledger, ahead: usize) -> u64 {
         let rounds = ahead.div_ceil(self.limits.max_running.max(1)).max(1);
-        (mean * rounds as f64).ceil().clamp(1.0, 3600.0) as u64
+        (ledger.mean_s * rounds as f64).ceil().clamp(1.0, 3600.0) as u64
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let took = self.started.elapsed().as_secs_f64();
-        {
-            let mut mean = self
-                .admission
-                .mean_s
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            *mean = 0.8 * *mean + 0.2 * took;
-        }
-        let mut status = self.admission.status();
-        status.running -= 1;
-        status.memory_reserved_mb -= self.memory_mb;
+        let mut ledger = self.admission.ledger();
+        ledger.mean_s = 0.8 * ledger.mean_s + 0.2 * took;
+        ledger.status.running -= 1;
+        ledger.status.memory_reserved_mb -= self.memory_mb;
+        drop(ledger);
+        self.admission.changed.notify_waiters();
+    }
+}
+
+impl Drop for SessionTicket {
+    fn drop(&mut self) {
+        let mut ledger = self.admission.ledger();
+        ledger.status.sessions -= 1;
+        ledger.status.sessions_memory_mb -= self.memory_mb;
+        drop(ledger);
+        self.admission.changed.notify_waiters();
     }
 }

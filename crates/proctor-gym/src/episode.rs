@@ -11,7 +11,7 @@ use proctor_engine::{LocalBackend, Session, SessionReply};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::admission::{Admission, GradingLimits, GradingStatus};
+use crate::admission::{Admission, GradingLimits, GradingStatus, SessionTicket};
 use crate::grade::{self, GradeReport, MAX_CODE_BYTES};
 use crate::task::{self, Task};
 use crate::GymError;
@@ -266,6 +266,8 @@ pub struct Episode {
     /// The task.
     pub task: Task,
     session: Session,
+    /// The session's share of the gym's memory, given back when the session closes.
+    reserved: Option<SessionTicket>,
     config: EpisodeConfig,
     /// Turns taken.
     pub turn: u32,
@@ -298,12 +300,14 @@ fn py(s: &str) -> String {
 }
 
 impl Episode {
-    /// Starts an episode of `task_id` (slug or `task1`…`task6`; a seed picks one when absent).
+    /// Starts an episode of `task_id` (slug or `task1`…`task6`; a seed picks one when
+    /// absent) in a session admitted as `reserved`.
     pub async fn start(
         backend: &LocalBackend,
         task_id: Option<&str>,
         seed: Option<u64>,
         config: EpisodeConfig,
+        reserved: SessionTicket,
     ) -> Result<Episode, GymError> {
         let task = match task_id {
             Some(id) => task::find(id)?,
@@ -335,6 +339,7 @@ impl Episode {
             id: uuid::Uuid::new_v4().to_string(),
             task,
             session,
+            reserved: Some(reserved),
             config,
             turn: 0,
             done: false,
@@ -371,8 +376,9 @@ impl Episode {
     }
 
     /// Applies one action. Errors leave the episode as it was.
-    /// A fix is graded once `grading` admits it; refused (`CAPACITY_REACHED`), the episode
-    /// stays as it was and the fix can be submitted again.
+    /// A fix is graded once `grading` admits it; refused at once (`CAPACITY_REACHED`),
+    /// the episode stays as it was and the fix can be submitted again. Once in line the
+    /// episode's session closes: the fix is all that is left to grade.
     pub async fn step(
         &mut self,
         backend: &LocalBackend,
@@ -410,7 +416,7 @@ impl Episode {
             reward: self.reward,
         });
         if self.done {
-            self.session.close().await;
+            self.end_session().await;
         }
         Ok(StepResult {
             observation,
@@ -494,7 +500,11 @@ impl Episode {
             }
             Action::SubmitFix(a) => {
                 let attempt = format!("episode:{}:{}", self.id, self.turn);
-                let _admitted = grading.admit(grade::memory_limit_mb(&self.task)).await?;
+                let entry = grading.enter(grade::memory_limit_mb(&self.task))?;
+                // In line: the session is not needed to grade, and nothing may wait for
+                // memory while holding some.
+                self.end_session().await;
+                let _admitted = entry.admitted().await;
                 let report =
                     grade::grade_attempt(backend, &self.task, &a.fixed_code, &attempt).await?;
                 self.reward = Some(report.score);
@@ -532,7 +542,12 @@ impl Episode {
     /// Ends the episode and frees its session.
     pub async fn close(&mut self) {
         self.done = true;
+        self.end_session().await;
+    }
+
+    async fn end_session(&mut self) {
         self.session.close().await;
+        self.reserved = None;
     }
 }
 
@@ -636,7 +651,7 @@ impl Gym {
             episodes: tokio::sync::Mutex::new(HashMap::new()),
             max_episodes,
             sockets: Arc::new(tokio::sync::Semaphore::new(max_episodes)),
-            grading: Admission::new(config.grading.clone()),
+            grading: Admission::new(config.grading.clone(), max_episodes),
             config,
             access,
         });
@@ -725,7 +740,8 @@ impl Gym {
         matches!(accounts.authenticate(c.secret()).await, Ok(Some(_)))
     }
 
-    /// Starts an episode; `CAPACITY_REACHED` beyond `max_episodes`.
+    /// Starts an episode; `CAPACITY_REACHED` beyond `max_episodes` or when its session
+    /// does not fit the gym's memory (see [`Admission::open_session`]).
     /// Returns the episode's id and its episode token (`pce_…`): the credential that,
     /// with the account `caller` signed in as, opens it.
     pub async fn reset(
@@ -739,11 +755,12 @@ impl Gym {
                 "starting an episode on this gym needs an account's token".into(),
             ));
         }
-        let live = self.live().await;
-        if live >= self.max_episodes {
-            return Err(GymError::Capacity(live));
-        }
-        let episode = Episode::start(&self.backend, task_id, seed, self.config.clone()).await?;
+        // Taken before the session starts, so resets at once cannot overshoot.
+        let reserved = self
+            .grading
+            .open_session(self.config.session_limits.memory_mb)?;
+        let config = self.config.clone();
+        let episode = Episode::start(&self.backend, task_id, seed, config, reserved).await?;
         let id = episode.id.clone();
         let observation = episode.initial_observation();
         let token = secret::generate(secret::Kind::Episode);
@@ -853,25 +870,6 @@ impl Gym {
             }
         }
         out
-    }
-
-    /// Episodes still running (finished ones are kept for their history only).
-    async fn live(&self) -> usize {
-        let episodes: Vec<_> = self
-            .episodes
-            .lock()
-            .await
-            .values()
-            .map(|(_, ep)| ep.clone())
-            .collect();
-        let mut n = 0;
-        for ep in episodes {
-            // A busy episode is live by definition.
-            if ep.try_lock().map_or(true, |e| !e.done) {
-                n += 1;
-            }
-        }
-        n
     }
 
     /// A client let go of an episode: a finished one stays viewable, a running one ends.

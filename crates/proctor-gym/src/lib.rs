@@ -51,9 +51,9 @@ pub enum GymError {
     /// No credential, where one is required.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    /// Too many episodes at once.
-    #[error("capacity reached: {0} episodes are running; close one or retry later")]
-    Capacity(usize),
+    /// No room for another episode or connection: what is full.
+    #[error("capacity reached: {0}; close one or retry later")]
+    Capacity(String),
     /// Grading is at capacity: as many gradings run and wait as the server takes.
     #[error("grading capacity reached: {running} gradings run at once and {queued} wait, the most this server takes; retry in {retry_after_s} s")]
     Busy {

@@ -381,7 +381,11 @@ async fn ws(
     // A connection counts against capacity from its upgrade on, not from its first
     // episode: refused (503 CAPACITY_REACHED) before upgrading when the gym is full.
     let Ok(slot) = gym.sockets.clone().try_acquire_owned() else {
-        return ApiError(GymError::Capacity(gym.max_episodes)).into_response();
+        let full = format!(
+            "{} connections are open, the most this gym holds",
+            gym.max_episodes
+        );
+        return ApiError(GymError::Capacity(full)).into_response();
     };
     // An episode's messages are small JSON actions: a few MiB is generous, and the
     // default (64 MiB per message) let a handful of clients hold gigabytes.

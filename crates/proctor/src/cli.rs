@@ -323,10 +323,11 @@ pub struct GymServeArgs {
     /// Gradings (`/grader`, `submit_fix`) running at once [default: the host's cores].
     #[arg(long)]
     pub max_gradings: Option<usize>,
-    /// MiB the running gradings' memory limits may add up to (a task1 grading: 10240)
-    /// [default: the host's memory minus an eighth, at least 2 GiB].
+    /// MiB the memory limits of the open episodes' sessions (2048 each) and the running
+    /// gradings (a task1 grading: 10240) may add up to [default: the host's memory minus
+    /// an eighth, at least 2 GiB].
     #[arg(long)]
-    pub grading_memory_mb: Option<u64>,
+    pub memory_budget_mb: Option<u64>,
     /// Gradings waiting for their turn; more get 503 with Retry-After [default: 4 per core, at least 8].
     #[arg(long)]
     pub grading_queue: Option<usize>,

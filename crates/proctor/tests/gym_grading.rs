@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proctor_accounts::{Accounts, Role};
-use proctor_gym::admission::{Admission, GradingLimits};
+use proctor_gym::admission::{Admission, Entry, GradingLimits};
 use proctor_gym::episode::{Access, EpisodeConfig, Gym};
 use proctor_gym::GymError;
 use serde_json::{json, Value};
@@ -22,6 +22,11 @@ fn limits(memory_budget_mb: u64, max_running: usize, max_queued: usize) -> Gradi
         max_running,
         max_queued,
     }
+}
+
+/// An admission under `limits` with room for 64 sessions.
+fn admission(limits: GradingLimits) -> Admission {
+    Admission::new(limits, 64)
 }
 
 /// Runs `n` gradings of `mb` each holding their ticket for `hold`; the most that ran
@@ -50,7 +55,7 @@ async fn flood(admission: &Admission, n: usize, mb: u64, hold: Duration) -> (usi
 
 #[tokio::test]
 async fn memory_bounds_the_gradings_at_once() {
-    let a = Admission::new(limits(25_000, 8, 16));
+    let a = admission(limits(25_000, 8, 16));
     let (peak, refused) = flood(&a, 6, 10_240, Duration::from_millis(50)).await;
     assert_eq!((peak, refused), (2, 0));
     let s = a.status();
@@ -59,13 +64,13 @@ async fn memory_bounds_the_gradings_at_once() {
 
 #[tokio::test]
 async fn cores_bound_the_gradings_at_once() {
-    let a = Admission::new(limits(1 << 20, 3, 16));
+    let a = admission(limits(1 << 20, 3, 16));
     assert_eq!(flood(&a, 9, 100, Duration::from_millis(50)).await, (3, 0));
 }
 
 #[tokio::test]
 async fn beyond_the_queue_a_grading_is_refused_with_a_time_to_retry() {
-    let a = Admission::new(limits(10_000, 1, 2));
+    let a = admission(limits(10_000, 1, 2));
     let (peak, refused) = flood(&a, 5, 6_000, Duration::from_millis(200)).await;
     assert_eq!((peak, refused), (1, 2));
     assert_eq!(a.status().refused, 2);
@@ -92,7 +97,7 @@ async fn beyond_the_queue_a_grading_is_refused_with_a_time_to_retry() {
 
 #[tokio::test]
 async fn a_grading_larger_than_the_budget_runs_alone() {
-    let a = Admission::new(limits(4_096, 4, 4));
+    let a = admission(limits(4_096, 4, 4));
     assert_eq!(
         flood(&a, 3, 10_240, Duration::from_millis(20)).await,
         (1, 0)
@@ -101,7 +106,7 @@ async fn a_grading_larger_than_the_budget_runs_alone() {
 
 #[tokio::test]
 async fn a_request_that_gives_up_leaves_the_queue() {
-    let a = Admission::new(limits(1_000, 1, 1));
+    let a = admission(limits(1_000, 1, 1));
     let held = a.admit(1_000).await.unwrap();
     let waiter = tokio::spawn({
         let a = a.clone();
@@ -115,6 +120,70 @@ async fn a_request_that_gives_up_leaves_the_queue() {
     assert_eq!(a.status().queued, 0);
     drop(held);
     a.admit(1_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_never_takes_the_memory_the_first_waiting_grading_needs() {
+    let a = admission(limits(10_000, 2, 4));
+    let _session = a.open_session(2_000).unwrap();
+    let running = a.admit(6_000).await.unwrap();
+    let Entry::Queued(waiting) = a.enter(6_000).unwrap() else {
+        panic!("8,000 of 10,000 MiB are taken: a second grading of 6,000 waits");
+    };
+    let refused = a
+        .open_session(1_000)
+        .err()
+        .expect("1,000 MiB are the grading's");
+    assert!(refused.to_string().contains("10000 MiB"), "{refused}");
+    drop(running);
+    let second = tokio::time::timeout(Duration::from_secs(5), Entry::Queued(waiting).admitted())
+        .await
+        .expect("the grading in line runs once the first is done");
+    // Nobody waits now: what is left is free for a session.
+    a.open_session(2_000).unwrap();
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_session_is_refused_while_gradings_hold_the_memory() {
+    let a = admission(limits(10_000, 2, 4));
+    let gradings = [a.admit(4_000).await.unwrap(), a.admit(4_000).await.unwrap()];
+    let one = a.open_session(2_000).unwrap();
+    assert!(a.open_session(2_000).is_err(), "the budget is spent");
+    drop(gradings);
+    let two = a.open_session(2_000).unwrap();
+    drop((one, two));
+    let s = a.status();
+    assert_eq!((s.sessions, s.sessions_memory_mb, s.running), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn the_count_of_sessions_is_bounded_too() {
+    let a = Admission::new(limits(1 << 20, 2, 4), 2);
+    let open = [a.open_session(1).unwrap(), a.open_session(1).unwrap()];
+    let refused = a.open_session(1).err().unwrap();
+    assert!(refused.to_string().contains("2 episodes"), "{refused}");
+    drop(open);
+    a.open_session(1).unwrap();
+}
+
+#[tokio::test]
+async fn a_grading_larger_than_the_budget_waits_for_the_sessions_to_close() {
+    let a = admission(limits(6_000, 2, 4));
+    let session = a.open_session(2_048).unwrap();
+    let Entry::Queued(waiting) = a.enter(10_240).unwrap() else {
+        panic!("a grading of more than the budget runs alone");
+    };
+    assert!(
+        a.open_session(2_048).is_err(),
+        "the grading in line needs it all"
+    );
+    drop(session);
+    let ticket = tokio::time::timeout(Duration::from_secs(5), Entry::Queued(waiting).admitted())
+        .await
+        .expect("alone, it runs");
+    assert_eq!(a.status().memory_reserved_mb, 6_000);
+    drop(ticket);
 }
 
 /// A fix that trains nothing and takes a few seconds: a grading that holds its slot.
@@ -269,5 +338,51 @@ async fn a_refused_submit_fix_leaves_the_episode_as_it_was() {
     );
     let reply: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["done"], true, "{reply}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gym_full_of_sessions_grades_its_episodes_fixes_in_turn() {
+    // Memory for one grading and nothing else: two open episodes' sessions leave too
+    // little for either's grading until the fixes are in line and the sessions close.
+    let task = proctor_gym::task::find("task1").unwrap();
+    let config = EpisodeConfig {
+        grading: limits(proctor_gym::grade::memory_limit_mb(&task), 2, 4),
+        ..EpisodeConfig::default()
+    };
+    let gym = Gym::new(util::backend().await, 4, config);
+    let (port, server) = util::serve_gym(gym).await;
+    let mut episodes = Vec::new();
+    for _ in 0..2 {
+        let (code, body) =
+            util::http(port, "POST", "/reset", None, &json!({"task_id": "task1"})).await;
+        assert_eq!(code, 200, "{body}");
+        episodes.push(serde_json::from_str::<Value>(&body).unwrap());
+    }
+    let submits: Vec<_> = episodes
+        .iter()
+        .map(|reset| {
+            let submit = json!({"episode_id": reset["episode_id"], "action_type": "submit_fix", "fixed_code": SLEEPER});
+            let token = reset["episode_token"].as_str().unwrap().to_string();
+            tokio::spawn(async move {
+                let step = util::http(port, "POST", "/step", Some(&token), &submit);
+                tokio::time::timeout(Duration::from_secs(600), step).await
+            })
+        })
+        .collect();
+    for s in submits {
+        let (code, body) = s
+            .await
+            .unwrap()
+            .expect("a fix in line is graded, not stuck");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["done"], true);
+    }
+    let grading = grading_health(port).await;
+    assert_eq!(
+        (&grading["peak_running"], &grading["sessions"]),
+        (&json!(1), &json!(0)),
+        "{grading}"
+    );
     server.abort();
 }

@@ -1,13 +1,16 @@
 //! The gym's WebSocket refuses messages over its cap over real HTTP, and a normal
 //! message on a fresh connection still works; connections count against capacity from
 //! the upgrade; a silent connection is closed and gives its slot back, but a call that
-//! runs longer than the idle period is not cut.
+//! runs longer than the idle period is not cut. Resets sent at once start no more
+//! episodes than the gym holds, by count and by the memory their sessions may use.
 
 mod util;
 
 use futures_util::{SinkExt, StreamExt};
+use proctor_gym::admission::GradingLimits;
 use proctor_gym::episode::{EpisodeConfig, Gym};
 use proctor_gym::server::WS_MAX_MESSAGE_BYTES;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -172,5 +175,80 @@ async fn a_call_longer_than_the_idle_period_is_not_cut() {
     // Then silence: the socket with its episode closes after the episode's idle period.
     let reason = closed_for(&mut ws, Duration::from_secs(20)).await;
     assert!(reason.contains("idle for 2 s"), "{reason}");
+    server.abort();
+}
+
+/// `n` `/reset`s sent at once to the gym on `port`: their statuses and bodies, sorted.
+async fn resets_at_once(port: u16, n: usize) -> Vec<(u16, String)> {
+    let resets: Vec<_> = (0..n)
+        .map(|_| {
+            tokio::spawn(async move {
+                util::http(port, "POST", "/reset", None, &json!({"task_id": "task1"})).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in resets {
+        let (code, body) = r.await.unwrap();
+        assert!(code == 200 || body.contains("CAPACITY_REACHED"), "{body}");
+        answers.push((code, body));
+    }
+    answers.sort();
+    answers
+}
+
+fn codes(answers: &[(u16, String)]) -> Vec<u16> {
+    answers.iter().map(|a| a.0).collect()
+}
+
+async fn health(port: u16) -> Value {
+    let (code, body) = util::http(port, "GET", "/health", None, &Value::Null).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_at_once_start_no_more_episodes_than_the_gym_holds() {
+    let gym = Gym::new(util::backend().await, 2, EpisodeConfig::default());
+    let (port, server) = util::serve_gym(gym).await;
+    let answers = resets_at_once(port, 5).await;
+    let health = health(port).await;
+    assert_eq!(codes(&answers), [200, 200, 503, 503, 503], "{health}");
+    assert_eq!(health["active_episodes"], 2, "{health}");
+    assert_eq!(health["grading"]["sessions"], 2, "{health}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn episodes_are_bounded_by_the_memory_their_sessions_may_use() {
+    // Room for two sessions' memory limits; eight episodes by count.
+    let mut config = EpisodeConfig {
+        max_turns: 1,
+        ..EpisodeConfig::default()
+    };
+    let session_mb = config.session_limits.memory_mb;
+    config.grading = GradingLimits {
+        memory_budget_mb: 2 * session_mb + session_mb / 2,
+        max_running: 2,
+        max_queued: 8,
+    };
+    let (port, server) = util::serve_gym(Gym::new(util::backend().await, 8, config)).await;
+    let answers = resets_at_once(port, 4).await;
+    assert_eq!(codes(&answers), [200, 200, 503, 503]);
+    assert!(answers[3].1.contains("MiB of memory"), "{}", answers[3].1);
+    assert_eq!(
+        health(port).await["grading"]["sessions_memory_mb"],
+        2 * session_mb
+    );
+
+    // An episode that ends (here at its one turn) gives its session's memory back.
+    let reset: Value = serde_json::from_str(&answers[0].1).unwrap();
+    let step =
+        json!({"episode_id": reset["episode_id"], "action_type": "execute_snippet", "code": "1"});
+    let token = reset["episode_token"].as_str().unwrap();
+    let (code, body) = util::http(port, "POST", "/step", Some(token), &step).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["done"], true);
+    assert_eq!(codes(&resets_at_once(port, 1).await), [200]);
     server.abort();
 }

@@ -82,7 +82,7 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
         };
         let grading = &mut config.grading;
         grading.max_running = args.max_gradings.unwrap_or(grading.max_running);
-        grading.memory_budget_mb = args.grading_memory_mb.unwrap_or(grading.memory_budget_mb);
+        grading.memory_budget_mb = args.memory_budget_mb.unwrap_or(grading.memory_budget_mb);
         grading.max_queued = args.grading_queue.unwrap_or(grading.max_queued);
         let access = Access {
             accounts: Some(super::user::open(&args.db).await?),
@@ -98,8 +98,8 @@ pub fn serve(args: GymServeArgs) -> Result<ExitCode> {
         );
         let grading = &gym.config.grading;
         eprintln!(
-            "grading: {} at once within {} MiB of memory limits, {} queued",
-            grading.max_running, grading.memory_budget_mb, grading.max_queued
+            "gradings: {} at once, {} queued; sessions and gradings within {} MiB of memory limits",
+            grading.max_running, grading.max_queued, grading.memory_budget_mb
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
