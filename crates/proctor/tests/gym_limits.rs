@@ -2,7 +2,8 @@
 //! message on a fresh connection still works; connections count against capacity from
 //! the upgrade; a silent connection is closed and gives its slot back, but a call that
 //! runs longer than the idle period is not cut. Resets sent at once start no more
-//! episodes than the gym holds, by count and by the memory their sessions may use.
+//! episodes than the gym holds, by count and by the memory their sessions may use. A socket
+//! dropped by an episode that built a very deep directory chain leaves the server serving.
 
 mod util;
 
@@ -21,7 +22,13 @@ type Ws =
 
 /// Connects, retrying while the gym's only slot is still being given back.
 async fn connect(url: &str) -> Ws {
-    for _ in 0..100 {
+    connect_within(url, Duration::from_secs(5)).await
+}
+
+/// [`connect`], retrying for up to `within`.
+async fn connect_within(url: &str, within: Duration) -> Ws {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
         if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
             return ws;
         }
@@ -250,5 +257,71 @@ async fn episodes_are_bounded_by_the_memory_their_sessions_may_use() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["done"], true);
     assert_eq!(codes(&resets_at_once(port, 1).await), [200]);
+    server.abort();
+}
+
+/// Sends one action and returns the text of the reply, within `within`.
+async fn call(ws: &mut Ws, action: serde_json::Value, within: Duration) -> String {
+    ws.send(Message::text(action.to_string())).await.unwrap();
+    loop {
+        let reply = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("the call returns")
+            .unwrap()
+            .unwrap();
+        match reply {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text reply, got {other:?}"),
+        }
+    }
+}
+
+fn snippet(code: &str) -> serde_json::Value {
+    serde_json::json!({"type": "step", "data": {"action_type": "execute_snippet", "code": code}})
+}
+
+/// The crash: an episode builds a 25,000-deep chain in its scratch and its socket
+/// goes away without a close frame. The server must stay up and healthy, give the slot
+/// back, and run a new episode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_dropped_after_a_25000_deep_chain_leaves_the_server_serving() {
+    // Building the chain takes seconds; a loaded machine is much slower.
+    let config = EpisodeConfig {
+        call_timeout: Duration::from_secs(600),
+        ..EpisodeConfig::default()
+    };
+    let gym = Gym::new(util::backend().await, 1, config);
+    let (port, server) = util::serve_gym(gym).await;
+    let url = format!("ws://127.0.0.1:{port}/ws");
+
+    let mut ws = connect(&url).await;
+    let reset = serde_json::json!({"type": "reset", "data": {"task_id": "task1"}});
+    let r = call(&mut ws, reset.clone(), Duration::from_secs(300)).await;
+    assert!(r.contains("observation"), "{r}");
+    let top = format!("deep-{}", util::marker());
+    let chain = format!(
+        "{}print(os.path.isdir(os.path.join({top:?}, *['d'] * 20)))\n",
+        util::deep_chain(&top, 25_000)
+    );
+    let r = call(&mut ws, snippet(&chain), Duration::from_secs(660)).await;
+    assert!(r.contains("built\\nTrue"), "{r}");
+    drop(ws);
+
+    // The episode is freed (the gym of one takes a new connection) and a new one works.
+    let mut again = connect_within(&url, Duration::from_secs(120)).await;
+    let r = call(&mut again, reset, Duration::from_secs(300)).await;
+    assert!(r.contains("observation"), "{r}");
+    let r = call(
+        &mut again,
+        snippet("print('new episode')"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(r.contains("new episode"), "{r}");
+    let health = health(port).await;
+    assert!(health.to_string().contains("\"healthy\""), "{health}");
+    assert_eq!(health["active_episodes"], 1, "{health}");
+    assert!(!server.is_finished(), "the server stopped");
     server.abort();
 }

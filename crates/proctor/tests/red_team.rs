@@ -47,21 +47,13 @@ fn wait_until_gone(name: &str) {
     }
 }
 
-/// Builds a chain `depth` directories deep in the scratch, under a directory named `top`.
-fn deep_chain(top: &str, depth: usize) -> String {
-    format!(
-        "import os\nos.mkdir({top:?})\nfd = os.open({top:?}, os.O_RDONLY)\nfor _ in range({depth}):\n    os.mkdir('d', dir_fd=fd)\n    nxt = os.open('d', os.O_RDONLY, dir_fd=fd)\n    os.close(fd)\n    fd = nxt\nprint('built')\n"
-    )
-}
-
 /// Deep enough that a recursive removal runs out of file descriptors (the soft limit is
-/// 1,024) or stack; 25,000 works too but takes the attacker ~90 s to build under landlock,
-/// whose checks walk every ancestor.
-const DEPTH: usize = 10_000;
+/// 1,024) or stack (the issue's server crash was at 20,000).
+const DEPTH: usize = 25_000;
 
-/// Building the chain is quadratic under landlock: ~10 s on a quiet 2-core machine, but a
-/// loaded one (CI shared with builds) was seen past 120 s. The limit is generous on purpose:
-/// what is tested is the removal, not the build.
+/// [`util::deep_chain`] takes seconds on a quiet 2-core machine; a loaded one (CI shared
+/// with builds) is much slower. The limit is generous on purpose: what is tested is the
+/// removal, not the build.
 const BUILD_LIMIT_S: u64 = 600;
 
 #[test]
@@ -69,7 +61,7 @@ fn a_deep_directory_chain_is_removed_after_exec() {
     for mode in MODES {
         let top = format!("deep-{}", util::marker());
         let r = util::exec(
-            &deep_chain(&top, DEPTH),
+            &util::deep_chain(&top, DEPTH),
             &[&["--timeout-s", &BUILD_LIMIT_S.to_string()], *mode].concat(),
         );
         assert_eq!(util::status(&r), "ok", "{mode:?}: {r}");
@@ -90,7 +82,10 @@ async fn a_deep_chain_left_by_a_closed_session_is_removed_without_harm() {
         .unwrap();
     let top = format!("deep-{}", util::marker());
     let r = session
-        .exec(&deep_chain(&top, DEPTH), Duration::from_secs(BUILD_LIMIT_S))
+        .exec(
+            &util::deep_chain(&top, DEPTH),
+            Duration::from_secs(BUILD_LIMIT_S),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, Status::Ok, "{r:?}");
@@ -354,6 +349,90 @@ async fn warm_runs_share_no_shm_ipc_files_or_signals() {
     });
     let r = backend.run(job).await.unwrap();
     assert_eq!(r.stdout, "[False, False, False]\n", "{r:?}");
+}
+
+/// Fills the run's `/dev/shm` to `ENOSPC` (a file `fill-{key}`), touches 256 MiB of SysV
+/// segments keyed from `key + 1`, then makes segments until the namespace allows no more;
+/// leaves all of it and prints how full `/dev/shm` is (free blocks) and why `shmget` stopped.
+fn fill_ipc(key: u32) -> String {
+    format!(
+        r#"
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+f = open("/dev/shm/fill-{key}", "wb")
+try:
+    while True:
+        f.write(b"x" * (1 << 20))
+        f.flush()
+except OSError as e:
+    assert e.errno == errno.ENOSPC, e
+for i in range(4):
+    seg = libc.shmget({key} + 1 + i, 64 << 20, 0o1000 | 0o600)
+    assert seg >= 0, ctypes.get_errno()
+    ctypes.memset(libc.shmat(seg, None, 0), 1, 64 << 20)
+while libc.shmget(0, 4096, 0o1000 | 0o600) >= 0:
+    pass
+print(os.statvfs("/dev/shm").f_bfree, errno.errorcode[ctypes.get_errno()])
+"#
+    )
+}
+
+/// A normal run's shared memory: 256 MiB through `/dev/shm`, a touched 64 MiB SysV
+/// segment, and a `DataLoader` with two workers (tensors pass through shared memory);
+/// prints whether [`fill_ipc`]'s leftovers are seen, and the loader's sum.
+fn use_shm(key: u32) -> String {
+    format!(
+        r#"
+import ctypes, os, torch
+from torch.utils.data import DataLoader, TensorDataset
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+with open("/dev/shm/mine", "wb") as f:
+    f.write(b"y" * (256 << 20))
+os.remove("/dev/shm/mine")
+seg = libc.shmget(0, 64 << 20, 0o1000 | 0o600)
+assert seg >= 0, ctypes.get_errno()
+ctypes.memset(libc.shmat(seg, None, 0), 1, 64 << 20)
+loader = DataLoader(TensorDataset(torch.arange(64.0).view(16, 4)), batch_size=4, num_workers=2)
+total = sum(batch[0].sum().item() for batch in loader)
+print([os.path.exists("/dev/shm/fill-{key}"), libc.shmget({key} + 1, 0, 0) >= 0], total)
+"#
+    )
+}
+
+/// The issue's `/dev/shm` exhaustion: a warm run fills its whole `/dev/shm` and makes SysV
+/// segments until its namespace refuses more, and leaves them; the next warm run of the
+/// same zygote still has all of its shared memory (a `DataLoader` with workers works), and
+/// nothing of the first run is on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dev_shm_and_sysv_segments_left_by_a_warm_run_do_not_reach_the_next() {
+    let backend = util::backend().await;
+    let key = 0x5eee_0000 + std::process::id() % 0xffff;
+    let run = |code: String| {
+        let backend = &backend;
+        async move { backend.run(Job::new(Command::Code { code })).await.unwrap() }
+    };
+    let r = run(fill_ipc(key)).await;
+    assert_eq!(r.status, Status::DiskLimit, "{r:?}");
+    assert_eq!(r.stdout, "0 ENOSPC\n", "{r:?}");
+    assert!(r.stderr.contains("filled its /dev/shm"), "{r:?}");
+    let r = run(use_shm(key)).await;
+    assert_eq!(r.status, Status::Ok, "{r:?}");
+    assert_eq!(r.stdout, "[False, False] 2016.0\n", "{r:?}");
+    assert!(!Path::new(&format!("/dev/shm/fill-{key}")).exists());
+    let host_segments = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    let keys: Vec<&str> = host_segments
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for i in 1..=4 {
+        let k = (key + i).to_string();
+        assert!(!keys.contains(&k.as_str()), "segment {k} on the host");
+    }
 }
 
 /// Tries to write 6 GiB (96 chunks of 64 MiB) into `name` in the scratch.

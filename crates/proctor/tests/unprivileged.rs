@@ -5,8 +5,10 @@
 mod util;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -41,6 +43,45 @@ fn user() -> Option<User> {
 }
 
 impl User {
+    /// A new directory under `parent`, the user's own with mode 0700.
+    fn private_dir(&self, parent: &Path) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("proctor-private")
+            .tempdir_in(parent)
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(self.uid()), None).unwrap();
+        dir
+    }
+
+    /// Connects to the unix socket at `path` as the user on the host, outside any sandbox;
+    /// false (and says so) when the host has no `python3` to do it with.
+    fn connects_on_the_host(&self, path: &Path) -> bool {
+        let connect = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(b'host')\n";
+        let out = Command::new("runuser")
+            .args([
+                "-u",
+                &self.name,
+                "--",
+                "env",
+                "-i",
+                "PATH=/usr/local/bin:/usr/bin:/bin",
+            ])
+            .args(["python3", "-c", connect])
+            .arg(path)
+            .output()
+            .unwrap();
+        if out.status.code() == Some(127) {
+            eprintln!("no python3 on the host: the control connection is skipped");
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "the user cannot reach its own socket on the host: {out:?}"
+        );
+        true
+    }
+
     fn uid(&self) -> u32 {
         let out = Command::new("id")
             .args(["-u", &self.name])
@@ -213,19 +254,64 @@ fn unprivileged_runs_cannot_change_reach_or_watch_the_users_world() {
     let own = dir.path().join("own");
     std::fs::write(&own, "mine\n").unwrap();
     std::os::unix::fs::chown(&own, Some(user.uid()), None).unwrap();
-    // A socket anyone on the host may connect to.
-    let socket = dir.path().join("open.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let code = util::host_world_attack(&[&own], &[&socket]);
+    // A socket anyone on the host may connect to, and two only the user may connect to
+    // (0600, the user's own, in a 0700 directory of the user's): in its home and in /tmp.
+    let open = listen(&dir.path().join("open.sock"), 0o666);
+    let home = user.private_dir(&user.home);
+    let tmp = user.private_dir(Path::new("/tmp"));
+    let closed: Vec<_> = [&home, &tmp]
+        .into_iter()
+        .map(|d| {
+            let (path, listener) = listen(&d.path().join("closed.sock"), 0o600);
+            std::os::unix::fs::chown(&path, Some(user.uid()), None).unwrap();
+            (path, listener)
+        })
+        .collect();
+    // On the host the user reaches its own sockets: only the sandbox keeps a run from them.
+    for (path, listener) in &closed {
+        if user.connects_on_the_host(path) {
+            assert!(
+                accepted(listener),
+                "{}: the control connection",
+                path.display()
+            );
+        }
+    }
+    let sockets: Vec<_> = [&open]
+        .into_iter()
+        .chain(&closed)
+        .map(|(p, _)| p.as_path())
+        .collect();
+    let code = util::host_world_attack(&[&own], &sockets);
     for mode in [&["--cold"][..], &[][..]] {
         let (_, r) = user.exec(&code, mode, true);
         util::assert_no_holes(&r, &format!("{mode:?}"));
     }
     let meta = std::fs::metadata(&own).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
-    assert!(listener.accept().is_err(), "a run reached the host socket");
+    for (path, listener) in [&open].into_iter().chain(&closed) {
+        assert!(!accepted(listener), "a run reached {}", path.display());
+    }
+}
+
+/// A non-blocking listener at `path` with permissions `mode`.
+fn listen(path: &Path, mode: u32) -> (PathBuf, UnixListener) {
+    let listener = UnixListener::bind(path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    (path.to_path_buf(), listener)
+}
+
+/// Whether a connection is waiting (or arrives within a second).
+fn accepted(listener: &UnixListener) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        if listener.accept().is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 #[test]

@@ -179,3 +179,32 @@ pub async fn http(
     let (code, _, body) = http_full(port, method, path, token, body).await;
     (code, body)
 }
+
+/// Python that builds a chain `depth` directories deep (each `d`) under a new directory `top`
+/// of its working directory, and prints `built`. Landlock checks every ancestor of a path it
+/// mediates, so making each level in place is quadratic in the depth (25,000 levels: ~90 s
+/// on an idle machine); this builds short chains at the top and moves each under the
+/// previous one's deepest directory (held open: no path is ever longer than one chain).
+pub fn deep_chain(top: &str, depth: usize) -> String {
+    format!(
+        r#"
+import os
+os.mkdir({top:?})
+bottom = os.open({top:?}, os.O_RDONLY)
+built = 0
+while built < {depth}:
+    n = min(250, {depth} - built)
+    os.mkdir("part")
+    fd = os.open("part", os.O_RDONLY)
+    for _ in range(n - 1):
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.rename("part", "d", dst_dir_fd=bottom)
+    os.close(bottom)
+    bottom, built = fd, built + n
+print("built")
+"#
+    )
+}
