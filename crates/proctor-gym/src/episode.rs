@@ -215,6 +215,8 @@ pub struct EpisodeConfig {
     pub session_limits: Limits,
     /// How many gradings (`submit_fix`, `/grader`) the gym runs and queues at once.
     pub grading: GradingLimits,
+    /// An HTTP request's body must arrive within this long after its headers.
+    pub body_timeout: Duration,
 }
 
 impl Default for EpisodeConfig {
@@ -231,6 +233,7 @@ impl Default for EpisodeConfig {
                 ..Limits::default()
             },
             grading: GradingLimits::for_host(),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -56,7 +56,47 @@ pub fn router(gym: Arc<Gym>) -> Router {
         .route("/ws", get(ws))
         .route_layer(middleware::from_fn_with_state(gym.clone(), identify))
         .route("/health", get(health))
+        .layer(middleware::from_fn_with_state(gym.clone(), body_in_time))
         .with_state(gym)
+}
+
+/// The largest request body read (axum's default limit for JSON bodies).
+const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// Reads a request's body within [`crate::episode::EpisodeConfig::body_timeout`]: the
+/// connection's header timeout ends with the headers, and a body that never finishes
+/// would hold its connection for good (slow-loris on the body).
+async fn body_in_time(State(gym): State<Arc<Gym>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = gym.config.body_timeout;
+    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let error = format!(
+                "the request's body could not be read (at most {MAX_BODY_BYTES} bytes): {e}"
+            );
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": error, "code": "VALIDATION_ERROR"})),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            let error = format!(
+                "the request's body did not arrive within {} s",
+                limit.as_secs_f64()
+            );
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(axum::http::header::CONNECTION, "close")],
+                Json(json!({"error": error, "code": "REQUEST_TIMEOUT"})),
+            )
+                .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Resolves who is asking (once per request) for the handlers, refusing requests

@@ -4,6 +4,7 @@
 //! runs longer than the idle period is not cut. Resets sent at once start no more
 //! episodes than the gym holds, by count and by the memory their sessions may use. A socket
 //! dropped by an episode that built a very deep directory chain leaves the server serving.
+//! A request body that stalls is answered 408 and its connection closed.
 
 mod util;
 
@@ -323,5 +324,32 @@ async fn a_socket_dropped_after_a_25000_deep_chain_leaves_the_server_serving() {
     assert!(health.to_string().contains("\"healthy\""), "{health}");
     assert_eq!(health["active_episodes"], 1, "{health}");
     assert!(!server.is_finished(), "the server stopped");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_does_not_hold_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = EpisodeConfig {
+        body_timeout: Duration::from_secs(1),
+        ..EpisodeConfig::default()
+    };
+    let (port, server) = util::serve_gym(Gym::new(util::backend().await, 2, config)).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = "POST /reset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"task";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes a body that stalls")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    // A whole request is still served.
+    let (code, body) = util::http(port, "POST", "/reset", None, &json!({"task_id": "task1"})).await;
+    assert_eq!(code, 200, "{body}");
     server.abort();
 }
