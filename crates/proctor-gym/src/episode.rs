@@ -217,6 +217,8 @@ pub struct EpisodeConfig {
     pub grading: GradingLimits,
     /// An HTTP request's body must arrive within this long after its headers.
     pub body_timeout: Duration,
+    /// Finished episodes kept for viewing (their history); the oldest are forgotten.
+    pub kept_finished: usize,
 }
 
 impl Default for EpisodeConfig {
@@ -234,6 +236,7 @@ impl Default for EpisodeConfig {
             },
             grading: GradingLimits::for_host(),
             body_timeout: Duration::from_secs(30),
+            kept_finished: 200,
         }
     }
 }
@@ -577,9 +580,6 @@ pub fn diff(original: &str, proposed: &str) -> Value {
     })
 }
 
-/// Finished episodes kept for viewing.
-const KEPT_FINISHED: usize = 200;
-
 /// Who may use a gym.
 #[derive(Clone, Default)]
 pub struct Access {
@@ -780,6 +780,9 @@ impl Gym {
             id.clone(),
             (Arc::new(owner), Arc::new(tokio::sync::Mutex::new(episode))),
         );
+        // Episodes over HTTP and MCP are never released by a closing socket: without
+        // this, every finished one (up to ~1 MB of history) was kept for good.
+        self.forget_oldest_finished().await;
         Ok((
             id,
             token,
@@ -889,8 +892,9 @@ impl Gym {
         }
     }
 
-    /// Keeps at most [`KEPT_FINISHED`] finished episodes.
+    /// Keeps at most [`EpisodeConfig::kept_finished`] finished episodes.
     async fn forget_oldest_finished(&self) {
+        let kept = self.config.kept_finished;
         let mut map = self.episodes.lock().await;
         let mut finished: Vec<(Duration, String)> = map
             .iter()
@@ -901,9 +905,9 @@ impl Gym {
                     .map(|e| (e.idle_for(), id.clone()))
             })
             .collect();
-        if finished.len() > KEPT_FINISHED {
+        if finished.len() > kept {
             finished.sort();
-            for (_, id) in finished.into_iter().skip(KEPT_FINISHED) {
+            for (_, id) in finished.into_iter().skip(kept) {
                 map.remove(&id);
             }
         }

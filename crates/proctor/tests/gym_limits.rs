@@ -4,7 +4,8 @@
 //! runs longer than the idle period is not cut. Resets sent at once start no more
 //! episodes than the gym holds, by count and by the memory their sessions may use. A socket
 //! dropped by an episode that built a very deep directory chain leaves the server serving.
-//! A request body that stalls is answered 408 and its connection closed.
+//! A request body that stalls is answered 408 and its connection closed. Finished
+//! episodes over HTTP are forgotten beyond the kept number.
 
 mod util;
 
@@ -351,5 +352,29 @@ async fn a_body_that_never_finishes_does_not_hold_its_connection() {
     // A whole request is still served.
     let (code, body) = util::http(port, "POST", "/reset", None, &json!({"task_id": "task1"})).await;
     assert_eq!(code, 200, "{body}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_episodes_over_http_are_not_kept_for_good() {
+    let config = EpisodeConfig {
+        max_turns: 1,
+        kept_finished: 2,
+        ..EpisodeConfig::default()
+    };
+    let (port, server) = util::serve_gym(Gym::new(util::backend().await, 2, config)).await;
+    for i in 0..5 {
+        let (code, body) =
+            util::http(port, "POST", "/reset", None, &json!({"task_id": "task1"})).await;
+        assert_eq!(code, 200, "{body}");
+        let reset: Value = serde_json::from_str(&body).unwrap();
+        let step = json!({"episode_id": reset["episode_id"], "action_type": "execute_snippet", "code": "1"});
+        let token = reset["episode_token"].as_str().unwrap();
+        let (code, body) = util::http(port, "POST", "/step", Some(token), &step).await;
+        assert_eq!(code, 200, "episode {i}: {body}");
+    }
+    // The two latest finished ones and nothing else (the last reset came before its end).
+    let health = health(port).await;
+    assert_eq!(health["active_episodes"], 3, "{health}");
     server.abort();
 }
