@@ -61,6 +61,9 @@ ROOT_STATE_MAX = 20_000_000  # elements of root state kept at the first step
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
 ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
 MAX_RECORDS = 400
+# Frames a handler may use above wherever the run raised its event: a run that lowers the
+# recursion limit around an op (or a step) must not make the handler fail.
+HANDLER_HEADROOM = 2000
 # Graphs of the losses backward ran on: all of the first GRAPHS_ALL, then one in
 # GRAPHS_SAMPLE_EVERY at random (private RNG), and the last GRAPHS_LAST of the run.
 GRAPHS_ALL = 100
@@ -225,6 +228,11 @@ OBS = STATE = Decoy()
 # Primitives taken when this namespace is loaded (before the fix runs): replacing them in
 # torch, os, math or hashlib afterwards blinds nothing here.
 _getframe = sys._getframe
+_getrecursionlimit = sys.getrecursionlimit
+_setrecursionlimit = sys.setrecursionlimit
+_type_dict = type.__dict__["__dict__"].__get__
+_type_name = type.__dict__["__name__"].__get__
+_instance_dict = object.__getattribute__
 _tracing_state = torch._C._get_tracing_state
 _tf_enabled = torch._C._is_torch_function_enabled
 _tf_mode_enabled = torch._C._is_torch_function_mode_enabled
@@ -273,6 +281,40 @@ def _outs(out):
     if isinstance(out, (list, tuple)):
         return [t for t in out if _T.is_tensor(t)]
     return []
+
+
+class Unreadable(Exception):
+    """A fact the recorder cannot read without running the run's own code."""
+
+
+def _torch_getattrs():
+    import torch.jit._script as script
+    import torch.jit._trace as traced
+    return tuple(vars(c)["__getattr__"] for c in (nn.Module, script.ScriptModule, script.RecursiveScriptModule,
+                                                   traced.TracedModule))
+
+
+# torch's own `__getattr__`s (a TorchScript module keeps `training` in its C++ module)
+_TORCH_GETATTRS = _torch_getattrs()
+
+
+def _training(module):
+    """A module's mode as torch keeps it, read without running the run's code: a `training`
+    its class defines (a property) or a `__getattr__` of its own would run inside the handler,
+    where it could raise to make the event vanish."""
+    flag = _instance_dict(module, "__dict__").get("training")
+    for klass in type(module).__mro__:
+        attrs = _type_dict(klass)
+        if "training" in attrs:
+            raise Unreadable(f"{_type_name(klass)}.training is defined by the class")
+        if flag is None and "__getattr__" in attrs:
+            if not any(attrs["__getattr__"] is f for f in _TORCH_GETATTRS):
+                raise Unreadable(f"{_type_name(klass)}.__getattr__ would answer `training`")
+            flag = getattr(module, "training")  # TorchScript: read by torch's own code
+            break
+    if type(flag) is not bool:
+        raise Unreadable("a module without torch's training flag")
+    return flag
 
 
 def _finite(t):
@@ -350,6 +392,8 @@ def new_observations():
         "threads": 0,               # threads the run started while it was watched
         "loss_graph_ops": {},       # autograd node name -> count, over the graphs of backward
         "graphs_walked": 0,         # graphs of backward whose ops were read (sampled)
+        "events_lost": 0,           # events whose handler failed: what they showed is unknown
+        "events_lost_why": [],
         "nonfinite_in_graph": 0,    # scalars with grad that held NaN/inf
         "nonfinite_outputs": 0,     # NaN/inf derived from the models' outputs in any grad mode
         "loss_calls": [],           # functional losses with grad: name, input/target facts
@@ -510,13 +554,14 @@ class Provenance:
     def remember_output(self, module, output):
         if isinstance(output, dict):
             output = list(output.values())
-        ring = self.output_ids[0 if module.training else 1]
+        training = _training(module)
+        ring = self.output_ids[0 if training else 1]
         for t in output if isinstance(output, (list, tuple)) else [output]:
             if _T.is_tensor(t) and t.grad_fn is not None:
                 node = t.grad_fn
                 self.outputs[id(node)] = (node, id(module))
                 ring.append(id(node))
-        cap = OUTPUT_RING if module.training else EVAL_OUTPUT_RING
+        cap = OUTPUT_RING if training else EVAL_OUTPUT_RING
         while len(ring) > cap:
             self.outputs.pop(ring.pop(0), None)
 
@@ -827,6 +872,7 @@ class Recorder(Provenance):
         self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
         self.depths = {}       # thread id -> depth of module calls in it
+        self.run_limit = None  # the run's recursion limit while a handler runs
         self.after = {}
         self.bank = []
         self.bank_sq = None
@@ -900,6 +946,10 @@ class Recorder(Provenance):
             handler(args)
             return
         thread = _thread_id()
+        if not self.busy:
+            # No handler runs in any thread: the limit the run set is the one to give back.
+            self.run_limit = _getrecursionlimit()
+            _setrecursionlimit(self.run_limit + HANDLER_HEADROOM)
         if thread not in self.threads and event != EVENT + "thread":
             self.threads.add(thread)  # reported once
             self.tamper("a thread started around the harness's thread start reached torch's hooks")
@@ -921,14 +971,35 @@ class Recorder(Provenance):
                 handler(*args)
         except TamperError:
             raise
-        except Exception:
-            pass
+        except BaseException as e:  # noqa: B036 — whatever the run's code raised in here
+            self.lose(event, e)
         finally:
             if tracing is not None:
                 _set_tracing_state(tracing)
             self.busy[thread] -= 1
             if not self.busy[thread]:
                 del self.busy[thread]
+            if not self.busy:
+                self.give_back_limit()
+
+    def lose(self, event, error):
+        """A handler failed (the run's code raised in it, or ran it out of frames): what the
+        event would have shown is unknown, so no bug can be proven fixed (the grader reads
+        `events_lost`). Counted before anything that could fail again; no code of the run's
+        exception runs here."""
+        obs = self.obs
+        obs["events_lost"] += 1
+        why = f"{event[len(EVENT):]}: {_type_name(type(error))}"
+        if isinstance(error, Unreadable):
+            why += f" ({error.args[0]})"
+        if why not in obs["events_lost_why"] and len(obs["events_lost_why"]) < 5:
+            obs["events_lost_why"].append(why)
+
+    def give_back_limit(self):
+        try:
+            _setrecursionlimit(self.run_limit)
+        except RecursionError:
+            pass  # the run's limit is below the depth here: it keeps the raised one
 
     def tamper(self, what):
         """Evidence, reported at once: a stderr mark and the key gone (no seal any more)."""
@@ -1493,7 +1564,7 @@ class Recorder(Provenance):
         x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
         if depth != 1 or isinstance(module, nn.modules.loss._Loss):
             return
-        self.training_forward = module.training and _T.is_grad_enabled()
+        self.training_forward = _training(module) and _T.is_grad_enabled()
         obs["eval_forwards"] += not self.training_forward
         self.roots.setdefault(id(module), weakref.ref(module))
         self.first_input(module, x)
@@ -1504,11 +1575,11 @@ class Recorder(Provenance):
         """An input for tracing each root, a train-mode one when there is one: the model
         exported may be one no optimizer stepped (updates written by hand)."""
         seen = self.first_inputs.get(id(module))
-        if x is None or seen is not None and (seen[0]() is module and (seen[2] or not module.training)):
+        if x is None or seen is not None and (seen[0]() is module and (seen[2] or not _training(module))):
             return
         if seen is None and len(self.first_inputs) >= MAX_ROOTS:
             return
-        self.first_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone(), module.training)
+        self.first_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone(), _training(module))
 
     def leak_probe(self, x, training):
         """Training inputs are banked; a few rows of each eval-mode batch are matched to
@@ -1562,7 +1633,7 @@ class Recorder(Provenance):
             for t in _outs(output):
                 self.remember(self.derived, t)
         if depth == 0 and _T.is_tensor(output) and module is self.model:
-            if not module.training or not _T.is_grad_enabled():
+            if not _training(module) or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
 
     # -- the tolerant re-run -----------------------------------------------------------
