@@ -32,7 +32,7 @@ def _setup(fds):
     """Takes over the fds, then waits for the job: a child may be forked ahead of demand,
     so it learns what to run only when proctor says go. Once proctor has moved it into its
     cgroup ("placed"), it forks the run's process into a pid namespace of its own."""
-    stdout_fd, stderr_fd, control_fd = fds
+    stdout_fd, stderr_fd, control_fd, report_fd = fds
     _redirect(stdout_fd, stderr_fd)
     os.close(stdout_fd)
     os.close(stderr_fd)
@@ -41,7 +41,7 @@ def _setup(fds):
     ctl = socket.socket(fileno=control_fd)
     if not ctl.recv(MAX_FRAME):
         os._exit(111)  # retired before proctor placed it in a cgroup
-    confine.own_pid_namespace()  # from here on: the run, pid 2 of its own pid namespace
+    confine.own_pid_namespace(report_fd)  # from here on: the run, pid 2 of its own pid namespace
     go = ctl.recv(MAX_FRAME)
     if not go:
         os._exit(111)  # proctor retired this child before giving it a job

@@ -12,6 +12,7 @@ ruleset limited to its own run directory with signals and abstract unix sockets 
 to itself (`restrict`), and the cold run's seccomp filter (`seccomp`).
 """
 import ctypes
+import json
 import os
 import signal
 
@@ -101,7 +102,7 @@ def isolate(shm_bytes):
     _sys(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV, options), "mounting /dev/shm")
 
 
-def own_pid_namespace():
+def own_pid_namespace(report_fd):
     """Moves the run into a pid namespace of its own, under a tiny init: `kill(-1)` reaches
     only the run's own processes (never a sibling or the zygote, whatever the ids or the
     kernel's landlock), its /proc lists only them, and when the run ends its init is killed
@@ -109,20 +110,26 @@ def own_pid_namespace():
     actions (pid 1 ignores those it has no handler for) and its orphans are reaped by init,
     not left as its zombies. This process stays outside as the run's reaper: both are its
     children (after unshare, its first child is the namespace's pid 1, the next pid 2); it
-    waits for the run and ends the same way, so the zygote sees the run's end. Only the
-    run returns."""
+    waits for the run, then for init, and reports how the run ended on `report_fd` (see
+    `_report`) before it ends the same way, so the zygote sees the run's end too. Only the
+    run returns, without `report_fd`."""
     _sys(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
     init = _spawn_init()
     pid = os.fork()
     if pid == 0:
+        os.close(report_fd)
         flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
         _sys(_libc.mount(b"proc", b"/proc", b"proc", flags, None), "mounting /proc")
         return
-    os.closerange(0, 1 << 30)  # the run's pipes and control socket are the run's alone
-    _, status = os.waitpid(pid, 0)
-    # Init's end kills what the run left; not waited for (proctor kills the run's cgroup
-    # and waits for it to empty), so the run's end is reported at once.
+    # The run's pipes and control socket are the run's alone.
+    os.closerange(0, report_fd)
+    os.closerange(report_fd + 1, 1 << 30)
+    _, status, usage = os.wait4(pid, 0)
+    # Init's end kills what the run left, and once init is reaped the kernel guarantees that
+    # nothing of the namespace is left: the run's pipes are closed.
     os.kill(init, signal.SIGKILL)
+    os.waitpid(init, 0)
+    _report(report_fd, status, usage.ru_maxrss)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -131,6 +138,21 @@ def own_pid_namespace():
             pass  # SIGKILL, SIGSTOP: default already
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _report(fd, status, maxrss_kb):
+    """Tells proctor how the run ended, one JSON line, before this process exits: its exit
+    frees a copy of the zygote's address space (milliseconds of page tables) that proctor
+    need not wait for. Proctor may have stopped listening (a session it closed)."""
+    line = json.dumps({
+        "exit_code": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "maxrss_kb": maxrss_kb,
+    }) + "\n"
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass
 
 
 def _spawn_init():

@@ -1,11 +1,12 @@
 """The warm zygote: imports torch and numpy once, then forks a child per run or session.
 
 Protocol on fd 4 (a SOCK_SEQPACKET unix socket from proctor), one JSON object per datagram:
-  proctor -> zygote  {"op": "spawn", "id"} with fds [stdout, stderr, control]
+  proctor -> zygote  {"op": "spawn", "id"} with fds [stdout, stderr, control, report]
   zygote -> proctor  {"op": "ready"}, {"op": "forked", "id", "pid"}, {"op": "exit", "id", "exit_code", "signal", "maxrss_kb"}
 The child waits for {"op": "go", ...job} on its control socket (proctor has moved it into
 the run's cgroup by then; children are forked ahead of demand), confines itself further
-and runs the job (see child.py).
+and runs the job (see child.py). The child's own end is reported here; how the run ended
+comes to proctor first on `report`, from the child before it exits (see confine.py).
 """
 import json
 import os

@@ -430,6 +430,9 @@ struct Forked {
     ctl: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// How the run ended, one JSON line from the child before it exits (see
+    /// [`first_report`]).
+    report: OwnedFd,
     exited: oneshot::Receiver<ExitReport>,
     /// Its own id; held until the run's files are gone.
     id: ChildId,
@@ -471,6 +474,7 @@ impl Zygote {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (ctl, ctl_theirs) = seqpacket_pair()?;
+        let (report_r, report_w) = pipe()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (forked_tx, forked_rx) = oneshot::channel();
         let (exited_tx, exited_rx) = oneshot::channel();
@@ -483,14 +487,19 @@ impl Zygote {
         );
         {
             let _guard = lock(&self.send_lock);
-            let fds = [out_w.as_raw_fd(), err_w.as_raw_fd(), ctl_theirs.as_raw_fd()];
+            let fds = [
+                out_w.as_raw_fd(),
+                err_w.as_raw_fd(),
+                ctl_theirs.as_raw_fd(),
+                report_w.as_raw_fd(),
+            ];
             if let Err(e) = send(&self.sock, &json!({"op": "spawn", "id": id}), &fds) {
                 lock(&self.pending).remove(&id);
                 self.alive.store(false, Ordering::SeqCst);
                 return Err(e);
             }
         }
-        drop((out_w, err_w, ctl_theirs));
+        drop((out_w, err_w, ctl_theirs, report_w));
         let ns_pid = tokio::time::timeout(CHILD_READY, forked_rx)
             .await
             .map_err(|_| not_ready("was not forked"))?
@@ -509,6 +518,7 @@ impl Zygote {
             ctl,
             stdout: out_r,
             stderr: err_r,
+            report: report_r,
             exited: exited_rx,
             id: self.child_id(),
         })
@@ -750,14 +760,25 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
     // the zygote's or the child's start-up (their own deadlines are above).
     let running = Instant::now();
     drop(forked.ctl);
-    let _child_id = forked.id;
+    let child_id = forked.id;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "warm run: child released"
     );
     let exited = forked.exited;
-    let exit = async { exited.await.ok() };
+    let report = pipe_reader(forked.report)?;
     let killer = Killer::new(Some(cgroup.clone()), None);
+    let (spare, reaper) = (killer.clone(), forked.pid);
+    let exit = async move {
+        match first_report(report).await {
+            Some(r) => {
+                // Nothing of the run is left but its reaper, which is ending on its own.
+                spare.spare(reaper);
+                Some(r)
+            }
+            None => exited.await.ok(),
+        }
+    };
     let observed = supervise(
         pipe_reader(forked.stdout)?,
         pipe_reader(forked.stderr)?,
@@ -775,14 +796,49 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: Job) -> Result<RunResult, JobEr
     let result = classify(observed, Some(&cgroup), &job.limits, disk.sample());
     // The copy first: the scratch's pages are charged to the run's cgroup until it closes.
     crate::cold::collect(&ws, &job, Some(scratch)).await?;
-    let cg = cgroup.clone();
-    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-    ws.dispose().await;
+    release(cgroup, ws, child_id, started);
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1000.0,
-        "warm run: cleaned up"
+        "warm run: result ready"
     );
     Ok(result)
+}
+
+/// How the run ended, from the first line on its reaper's report pipe; `None` when the
+/// reaper ended without one (killed with its cgroup: the zygote reports that end).
+async fn first_report(mut pipe: tokio::net::unix::pipe::Receiver) -> Option<ExitReport> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !line.contains(&b'\n') && line.len() < 4096 {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let end = line.iter().position(|b| *b == b'\n')?;
+    serde_json::from_slice(&line[..end]).ok()
+}
+
+/// Releases an ended run's cgroup (waiting for its reaper to leave it), directories and id
+/// on a thread of their own: the result does not wait for rmdirs, unlinks and the reaper's
+/// exit (a copy of the zygote's address space to free). Bounded: the cgroup's removal
+/// gives up after its kill deadline and the tree removal is iterative. Should the process
+/// end first, the next start sweeps what is left (stale runs and cgroups).
+fn release(cgroup: Arc<Cgroup>, ws: Workspace, id: ChildId, started: Instant) {
+    let work = move || {
+        cgroup.remove();
+        ws.remove_now();
+        drop(id);
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "warm run: cleaned up"
+        );
+    };
+    let thread = std::thread::Builder::new().name("proctor-release".into());
+    if let Err(e) = thread.spawn(work) {
+        tracing::warn!("cannot start a thread to release a run ({e}): its cgroup and directories stay until the next start");
+    }
 }
 
 /// What one snippet in a session did.
@@ -882,7 +938,7 @@ pub(crate) async fn open_session(
         .start(inner, &ws, json!({"kind": "session"}), &limits, &[])
         .await?;
     // Sessions report output per call; the child's own stdout/stderr carry nothing.
-    drop((forked.stdout, forked.stderr, forked.exited));
+    drop((forked.stdout, forked.stderr, forked.report, forked.exited));
     // The scratch came from the session's process, so it is alive, and so is its init.
     let mut pids = host_children(forked.pid);
     if pids.len() != 2 {

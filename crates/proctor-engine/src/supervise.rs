@@ -2,7 +2,7 @@
 //! kernel reported into a [`RunResult`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,24 @@ pub(crate) struct Killer {
     cgroup: Option<Arc<Cgroup>>,
     /// Process groups to kill as well (the unsandboxed developer mode has no cgroup).
     pgid: Option<i32>,
+    /// A process of the cgroup not to wait for (0: none), see [`Killer::spare`].
+    spared: Arc<AtomicI32>,
 }
 
 impl Killer {
     pub fn new(cgroup: Option<Arc<Cgroup>>, pgid: Option<i32>) -> Killer {
-        Killer { cgroup, pgid }
+        Killer {
+            cgroup,
+            pgid,
+            spared: Arc::new(AtomicI32::new(0)),
+        }
+    }
+
+    /// From now on, kills leave `pid` alone and do not wait for it: a warm run's reaper
+    /// that reported the run's end, with nothing of the run left, and is exiting itself
+    /// (its cgroup's removal waits for it, off the result's path).
+    pub fn spare(&self, pid: i32) {
+        self.spared.store(pid, Ordering::SeqCst);
     }
 
     pub async fn kill(&self) {
@@ -34,7 +47,15 @@ impl Killer {
             }
         }
         if let Some(cg) = self.cgroup.clone() {
-            let _ = tokio::task::spawn_blocking(move || cg.kill_all(Duration::from_secs(5))).await;
+            let spared = self.spared.load(Ordering::SeqCst);
+            let _ = tokio::task::spawn_blocking(move || {
+                let deadline = Duration::from_secs(5);
+                match spared {
+                    0 => cg.kill_all(deadline),
+                    pid => cg.kill_all_but(&[pid], deadline),
+                }
+            })
+            .await;
         }
     }
 }

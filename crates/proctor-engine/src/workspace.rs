@@ -161,6 +161,15 @@ impl Workspace {
             crate::tree::remove_tree_blocking(root).await;
         }
     }
+
+    /// Removes the run's directories now, on this (blocking) thread.
+    pub fn remove_now(mut self) {
+        for root in std::mem::take(&mut self.roots) {
+            if let Err(e) = crate::tree::remove_tree(&root) {
+                tracing::warn!("cannot remove {}: {e}", root.display());
+            }
+        }
+    }
 }
 
 impl Drop for Workspace {

@@ -470,6 +470,9 @@ impl Cgroup {
         }
         // v1 (and v2 kernels before 5.14): freeze so a fork bomb cannot outrun us, kill, thaw.
         let freezer = self.dir("freezer").map(|d| d.join("freezer.state"));
+        // Killed processes usually leave within a fraction of a millisecond: look again
+        // soon, then less often.
+        let mut pause = Duration::from_micros(100);
         loop {
             let mut pids = self.pids();
             pids.retain(|p| !keep.contains(p));
@@ -494,7 +497,8 @@ impl Cgroup {
             if start.elapsed() > deadline {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 

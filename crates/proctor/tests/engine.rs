@@ -4,7 +4,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use proctor_core::{Command, Job, Limits, Status};
+use proctor_core::{Command, Job, Limits, OutputTap, Status};
 use proctor_engine::Backend;
 
 fn code(c: &str) -> Job {
@@ -288,4 +288,78 @@ unsafe fn libc_kill(pid: i32) {
         fn kill(pid: i32, sig: i32) -> i32;
     }
     kill(pid, 9);
+}
+
+/// A warm run's end is reported by its reaper (the fork of the zygote that waits for the
+/// run), not by the zygote: a zygote that is stopped, or busy forking, holds no result
+/// back. The run's cgroup and directories are released after the result, off its path,
+/// and are gone soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_run_ends_on_its_reaper_s_report_and_is_released_after() {
+    let backend = util::backend().await;
+    backend.warm_up().await.unwrap();
+    let zygote = backend.zygote_pid().await.expect("a zygote runs");
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let tap = OutputTap::new(move |_, chunk| {
+        if String::from_utf8_lossy(chunk).contains("started") {
+            if let Some(tx) = started_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let job = code("import os, sys, time\ncg = [l.rsplit('/', 1)[1] for l in open('/proc/self/cgroup') if '/run-' in l][0].strip()\nprint(cg, os.getcwd())\nprint('started', flush=True)\ntime.sleep(1)\nsys.exit(3)\n")
+        .with_output_tap(tap);
+    let b = backend.clone();
+    let run = tokio::spawn(async move { b.run(job).await });
+    tokio::time::timeout(Duration::from_secs(120), started)
+        .await
+        .expect("the run starts")
+        .unwrap();
+    // SAFETY: kill(2) of the zygote this test's backend started; continued below.
+    unsafe { libc::kill(zygote, libc::SIGSTOP) };
+    let r = tokio::time::timeout(Duration::from_secs(60), run).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(zygote, libc::SIGCONT) };
+    let r = r
+        .expect("the result came while the zygote was stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.exit_code, Some(3), "{r:?}");
+    let (cgroup, work) = r.stdout.lines().next().unwrap().split_once(' ').unwrap();
+    let run_dir = std::path::Path::new(work).parent().unwrap().to_path_buf();
+    let waiting = Instant::now();
+    while run_dir.exists() || !find_cgroups(cgroup).is_empty() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "not released: {} {:?}",
+            run_dir.display(),
+            find_cgroups(cgroup)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pool goes on.
+    let r = backend.run(code("print('next')")).await.unwrap();
+    assert_eq!(r.stdout, "next\n", "{r:?}");
+}
+
+/// Directories named `name` in the host's cgroup hierarchies (a few levels deep).
+fn find_cgroups(name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut level = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for dir in level {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    if entry.file_name() == name {
+                        found.push(entry.path());
+                    }
+                    next.push(entry.path());
+                }
+            }
+        }
+        level = next;
+    }
+    found
 }
