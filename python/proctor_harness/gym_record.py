@@ -76,7 +76,13 @@ PROBE_ROWS = 8
 # batches out of the probes.
 PROBE_ALL_BATCHES = 64
 PROBE_EVERY_ROWS = 256
+# Training rows each evaluated set is matched against (per evaluation pass): an evaluation of
+# the training set comes near all of them, a validation set holding copies of some does not.
+COVER_ROWS = 64
+COVER_SHARE = 0.9
+LEAK_SETS_MAX = 256
 # Ops whose answer is about finiteness: what they are asked about is seen, whatever the grad mode.
+DIV_OPS = {"div", "divide", "true_divide", "__truediv__", "__rtruediv__", "__itruediv__", "div_"}
 FINITE_CHECK_OPS = {"isfinite", "isnan", "isinf", "isposinf", "isneginf", "nan_to_num", "nan_to_num_"}
 TAMPER_MARK = "[proctor-gym] tampered: "
 
@@ -249,7 +255,7 @@ _BytesIO = io.BytesIO
 _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
-    "is_grad_enabled", "no_grad", "save")})
+    "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -416,11 +422,13 @@ def new_observations():
         "conv_inputs": {"training": {}, "eval": {}},  # ndim -> convolutions that received
                                     # it, in training (train mode, grad) or evaluation forwards
         "eval_forwards": 0,         # top-level forwards out of train mode or without grad
+        "eval_per_sample": 0,       # of them, returned one output row per input sample
         "eval_argmax": 0,           # argmax/max on the model's eval-mode outputs
         "eval_one_per_row": 0,      # 0/1 tensors from eval outputs, >= 8 rows, one positive in each
         "eval_small_one_per_row": 0,  # the same with 2-7 rows
         "graph_kept": 0,            # a loss backward ran on, added into a total with grad
-        "graphs_accumulated": 0,    # most never-backwarded graph scalars summed into one total
+        "graphs_accumulated": 0,    # most never-backwarded graph scalars of different forwards
+                                    # summed into one total
         "raw_log_inputs": 0,        # logs in a backward's graph taken of a raw sigmoid/softmax
         "proven_updates": 0,        # updates made of the gradients autograd computed from the
                                     # model's output (optimizer steps or in-place updates)
@@ -432,6 +440,9 @@ def new_observations():
         "val_train_distances": [],  # eval-mode input rows -> nearest training input row
         "eval_batches_probed": 0,   # eval batches (not of training rows) probed for the leak
         "eval_batch_distance_min": None,  # the lowest median distance of a probed batch
+        "leak_sets": [],            # per evaluated set (its tensor or pass): lowest probed batch
+                                    # median, and the distance within which 90 % of the sampled
+                                    # training rows have a row of the set (`cover90`)
         "crashed": False,
         "error": None,
         "tamper": [],
@@ -452,6 +463,11 @@ UNEXPLAINED = 0.3     # share of an applied gradient or update that autograd doe
 OUTPUT_RING = 32      # recent train-mode forward outputs recognised in a loss's graph
 EVAL_OUTPUT_RING = 4  # grad-enabled eval-mode ones (they may hold a whole graph)
 WALK_CAP = 4000
+# A tensor of a few entries tells no lr: any step is parallel to, or fitted by, its grad
+# (a 2-class bias's grad is [a, -a], so every update of it is "parallel" to it).
+LR_MIN_ENTRIES = 4
+ADAM_BETAS = (0.9, 0.999)  # a hand-written Adam is recognised with the default betas
+ORIGIN_WALK = 256     # nodes walked from a summed graph scalar to the forward it came from
 ANALYSED_MAX = 20000  # backwards analysed
 FINGERPRINTS_MAX = 20000
 RAW_PROBABILITIES = {"SigmoidBackward0", "SoftmaxBackward0"}
@@ -499,6 +515,59 @@ def _parallel(x, y):
     return xy > 0 and xy * xy >= (1 - 1e-6) * xx * yy
 
 
+def _projection(old, new):
+    """`new` is `old` projected onto a constraint set, which needs nothing but `old` and one
+    bound: clamped to a range (`clamp_`), rows (along dim 0 or 1) rescaled down to one common
+    norm (`renorm`, max-norm), or the whole tensor shrunk by one factor."""
+    if old.shape != new.shape or not old.is_floating_point() or old.dim() == 0:
+        return False
+    if bool((new == old.clamp(float(new.min()), float(new.max()))).all()):
+        return True
+    views = [(old.reshape(1, -1), new.reshape(1, -1)), (old.reshape(len(old), -1), new.reshape(len(new), -1))]
+    if old.dim() >= 2:
+        views.append((_flat_rows(old.movedim(1, 0)), _flat_rows(new.movedim(1, 0))))
+    return any(_rows_renormed(o.double(), n.double()) for o, n in views)
+
+
+def _flat_rows(t):
+    return t.reshape(len(t), -1)
+
+
+def _rows_renormed(old, new):
+    changed = (old != new).any(dim=1)
+    n_old, n_new = old.norm(dim=1), new.norm(dim=1)
+    scale = n_new[changed] / n_old[changed].clamp(min=1e-30)
+    if not bool(changed.any()) or bool((scale > 1 + 1e-6).any()):
+        return False
+    apart = (new[changed] - old[changed] * scale.unsqueeze(1)).norm(dim=1)
+    bound = n_new[changed]
+    return (bool((apart <= 1e-5 * (bound + 1e-12)).all())
+            and float(bound.max() - bound.min()) <= 1e-4 * float(bound.max())
+            and bool((n_old[~changed] <= float(bound.max()) * (1 + 1e-4)).all()))
+
+
+def _zero_one_rows(t):
+    """Positives per row of a 0/1 matrix of >= 2 rows and columns; None for anything else."""
+    if not _T.is_tensor(t) or t.dim() != 2 or t.shape[1] < 2 or len(t) < 2 or t.is_complex():
+        return None
+    v = t.detach()
+    if v.dtype != _bool and not bool(((v == 0) | (v == 1)).all()):
+        return None
+    return (v != 0).sum(dim=1)
+
+
+def _zero_div(a, b, out):
+    """`out` = a / b of finite whole numbers, non-finite only where both are 0 (NaN)."""
+    a, b, v = a.detach(), b.detach(), out.detach()
+    if not all(_finite(t) and bool((t == t.round()).all()) for t in (a, b) if t.is_floating_point()):
+        return False
+    try:
+        both = (a == 0) & (b == 0)
+        return bool((~_T.isfinite(v) <= (both & v.isnan())).all())
+    except RuntimeError:  # shapes that do not broadcast (an in-place op's view)
+        return False
+
+
 def _clamped(g, a):
     """`g` is autograd's `a` rescaled and clamped elementwise (clip_grad_value_)."""
     g, a = _flat(g), _flat(a)
@@ -535,6 +604,7 @@ class Provenance:
 
     def init_provenance(self):
         self.outputs = {}        # id of a node -> (node, root id): recent root forward outputs
+        self.adam = {}           # param id -> (m, v, t): Adam's moments of autograd's grads
         self.output_ids = ([], [])  # train-mode, eval-mode ids, oldest first
         self.bw = None           # the backward being analysed
         self.edge_key = 0
@@ -771,7 +841,7 @@ class Provenance:
                     continue
                 now = p.detach()
                 if not _equal(now, old) and bool(((now != old) & ~(now.isnan() & old.isnan())).any()):
-                    moved[pid] = (p, now - old)
+                    moved[pid] = (p, now - old, old)
             if moved:
                 self.manual_update(moved)
 
@@ -786,18 +856,24 @@ class Provenance:
         if modules and all(_fingerprint(m) in self.fingerprints for m in modules):
             self.interval = _new_interval()
             return
+        if all(_projection(old, p.detach()) for p, _, old in moved.values()):
+            return  # weight constraints applied after an update: no knowledge added
         d_sq = un_sq = 0.0
         lr = 0.0
-        for pid, (p, d) in moved.items():
+        for pid, (p, d, _) in moved.items():
             n = _norm(d)
             d_sq += n * n
             g = self.auto.get(pid)
+            adam = self.adam_direction(pid, g) if g is not None and g.shape == d.shape else None
             if g is not None and g.shape == d.shape and _parallel(-d, g):
-                lr = max(lr, n / max(_norm(g), 1e-30))  # plain SGD
+                if d.numel() > LR_MIN_ENTRIES:
+                    lr = max(lr, n / max(_norm(g), 1e-30))  # plain SGD
             else:
                 un, x = _unexplained(-d, [g, p, self.prev_update.get(pid)])
+                if adam is not None:  # a better fit of Adam's own step also gives its lr
+                    un, x = min((un, x), _unexplained(-d, [adam, p]), key=lambda r: r[0])
                 un_sq += un * un
-                if x is not None:
+                if x is not None and d.numel() > LR_MIN_ENTRIES:
                     lr = max(lr, float(x[0]))
             self.prev_update[pid] = -d.clone()
         reason = self.direct_verdict(list(moved))
@@ -810,6 +886,17 @@ class Provenance:
             obs["lrs"].append(lr)
         self.judged(reason, modules)
         self.interval = _new_interval()
+
+    def adam_direction(self, pid, g):
+        """The step Adam (default betas) takes from autograd's gradients so far, kept for
+        updates written by hand: elementwise scaled, so no combination of the gradients."""
+        m, v, t = self.adam.get(pid) or (_T.zeros_like(g), _T.zeros_like(g), 0)
+        if m.shape != g.shape:
+            m, v, t = _T.zeros_like(g), _T.zeros_like(g), 0
+        b1, b2 = ADAM_BETAS
+        m, v, t = m * b1 + g * (1 - b1), v * b2 + g * g * (1 - b2), t + 1
+        self.adam[pid] = (m, v, t)
+        return (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-8)
 
     # -- totals that keep graphs (graph accumulation) -------------------------------------
 
@@ -826,8 +913,12 @@ class Provenance:
                      and not self.known(self.backwarded, t) and self.accumulators.get(id(t)) is None]
             if chain is None and fresh:
                 chain = len(self.chains)
-                self.chains[chain] = [0, False]
+                self.chains[chain] = [0, False, set()]
             for t in fresh if chain is not None else ():
+                origin = self.graph_origin(t)
+                if origin is None or origin in self.chains[chain][2]:
+                    continue  # terms of one forward's loss, or of the weights alone
+                self.chains[chain][2].add(origin)
                 self.chains[chain][0] += 1
                 self.members[id(t)] = (weakref.ref(t), chain)
         if chain is not None and out.requires_grad:
@@ -835,6 +926,21 @@ class Provenance:
                 for k in [k for k, v in self.accumulators.items() if v[0]() is None]:
                     del self.accumulators[k]
             self.accumulators[id(out)] = (weakref.ref(out), chain)
+
+    def graph_origin(self, t):
+        """The forward a graph scalar was computed from: the recent root output its graph
+        reaches first; None for a term of the weights alone (not derived from any output);
+        one whose forward is no longer remembered, or too deep to tell, is its own."""
+        seen, stack = set(), [t.grad_fn]
+        while stack and len(seen) < ORIGIN_WALK:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            if id(node) in self.outputs:
+                return id(node)
+            seen.add(id(node))
+            stack.extend(n for n, _ in node.next_functions)
+        return ("own", id(t)) if stack or self.known(self.derived, t) else None
 
     def consume_chain(self, t):
         for table, mark in ((self.accumulators, 1), (self.members, -1)):
@@ -846,7 +952,7 @@ class Provenance:
                     self.chains[entry[1]][0] -= 1
 
     def accumulated(self):
-        kept = [n for n, consumed in self.chains.values() if not consumed]
+        kept = [n for n, consumed, _ in self.chains.values() if not consumed]
         return max(kept, default=0)
 
 
@@ -876,7 +982,16 @@ class Recorder(Provenance):
         self.after = {}
         self.bank = []
         self.bank_sq = None
+        self.bank_fp = None    # two random projections of each banked row: exact copies
+        self.projection = None
+        self.eval_pass = 0     # evaluation passes (eval forwards between training forwards)
+        self.in_eval = False
+        self.cover_rows = None  # the training rows sampled for the running pass
+        self.leak_sets = {}
         self.tainted = {}      # id -> weakref of tensors derived from eval-mode model outputs
+        self.thresholded = {}  # id -> weakref of eval outputs compared with a threshold
+        self.zero_div = {}     # id -> weakref of tensors whose NaN is a metric's 0/0
+        self.one_rows = {}     # id -> (weakref, its root) of one-positive-per-row predictions
         self.derived = {}      # id -> weakref of tensors derived from any root's outputs
         self.sgd_before = None  # an SGD step's params, with their values and grads before it
         # optimizer id -> its step under way: None until the recorder's last pre-hook ran,
@@ -1254,7 +1369,10 @@ class Recorder(Provenance):
             if not _isfinite(float(out.detach())):
                 obs["nonfinite_in_graph"] += 1
         if tainted:
-            self.one_per_row(name, args, out)
+            self.one_per_row(name, args, out, ins)
+            if name in THRESHOLD_OPS:
+                for t in _outs(out):
+                    self.remember(self.thresholded, t)
             if name in ARGMAX_OPS and name != "max" or (name == "max" and (len(args) > 1 or "dim" in kwargs)):
                 obs["eval_argmax"] += 1
             elif name not in THRESHOLD_OPS and _T.is_tensor(out):
@@ -1283,6 +1401,8 @@ class Recorder(Provenance):
             return
         for t in _outs(out):
             self.remember(self.derived, t)
+        if self.zero_over_zero(name, ins, out):
+            return
         bad = (_T.is_tensor(out) and out.numel() == 1 and out.is_floating_point()
                and not _isfinite(float(out.detach())))
         if not bad and (name in FINITE_CHECK_OPS or _T.is_tensor(out) and out.dtype == _bool):
@@ -1290,23 +1410,49 @@ class Recorder(Provenance):
         if bad:
             self.obs["nonfinite_outputs"] += 1
 
-    def one_per_row(self, name, args, out):
+    def zero_over_zero(self, name, ins, out):
+        """NaN of a metric's 0/0 (counts of predictions, a sample without tags: `tp / (tp +
+        fp)` with nothing predicted) and what is computed from it: no sign of a bug. Only
+        a division of finite whole numbers, NaN exactly where both were 0, is one."""
+        nonfinite = [t for t in ins if t.is_floating_point() and not _finite(t)]
+        if nonfinite:
+            honest = all(self.known(self.zero_div, t) for t in nonfinite)
+        else:
+            honest = (name in DIV_OPS and len(ins) == 2 and _T.is_tensor(out) and out.is_floating_point()
+                      and not _finite(out) and _zero_div(ins[0], ins[1], out))
+        if honest:
+            for t in _outs(out):
+                self.remember(self.zero_div, t)
+        return honest
+
+    def one_per_row(self, name, args, out, ins):
         """A 0/1 tensor made from eval outputs with exactly one positive in every row is an
         argmax however it was written (equal to the row's amax, sort, one_hot, scatter,
-        an index assignment)."""
+        an index assignment); what is derived from it counts with it, once. Joined with a
+        thresholded prediction into multi-tag rows, it was a floor, not the rule (`(logits
+        > 0) | (logits == amax)`: at least one tag per sample)."""
         targets = _outs(out)
         if (name.endswith("_") or name == "__setitem__") and args and _T.is_tensor(args[0]):
             targets = targets + [args[0]]
             self.remember(self.tainted, args[0])
-        obs = self.obs
+        roots = [self.one_rows[id(t)] for t in ins if id(t) in self.one_rows and self.one_rows[id(t)][0]() is t]
         for t in targets:
-            if t.dim() != 2 or t.shape[1] < 2 or len(t) < 2 or t.is_complex():
+            rows = _zero_one_rows(t)
+            if rows is None:
                 continue
-            v = t.detach()
-            if v.dtype != _bool and not bool(((v == 0) | (v == 1)).all()):
-                continue
-            if bool(((v != 0).sum(dim=1) == 1).all()):
-                obs["eval_one_per_row" if len(v) >= 8 else "eval_small_one_per_row"] += 1
+            if bool((rows == 1).all()):
+                root = roots[0][1] if roots else {"key": "eval_one_per_row" if len(t) >= 8 else
+                                                  "eval_small_one_per_row", "counted": True}
+                self.obs[root["key"]] += not roots
+                if len(self.one_rows) > 4096:
+                    for k in [k for k, (r, _) in self.one_rows.items() if r() is None]:
+                        del self.one_rows[k]
+                self.one_rows[id(t)] = (weakref.ref(t), root)
+            elif bool((rows >= 2).float().mean() >= 0.25) and any(self.known(self.thresholded, x) for x in ins):
+                for _, root in roots:
+                    if root["counted"]:
+                        root["counted"] = False
+                        self.obs[root["key"]] -= 1
 
     def remember(self, table, t):
         if len(table) > 4096:
@@ -1587,27 +1733,68 @@ class Recorder(Provenance):
         evaluation of the training set, not validation, and are left out."""
         rows = x.reshape(len(x), -1).float()
         if training:
+            self.in_eval = False
             if sum(len(b) for b in self.bank) < TRAIN_ROWS_MAX:
                 self.bank.append(rows.clone())
             return
         if not self.bank:
             return
         self.eval_batches += 1
-        if self.eval_batches > PROBE_ALL_BATCHES and self.rng.random() * PROBE_EVERY_ROWS >= len(rows):
-            return
         train = _T.cat(self.bank) if len(self.bank) > 1 else self.bank[0]
         self.bank = [train]
         if train.shape[1] != rows.shape[1]:
             return
         if self.bank_sq is None or len(self.bank_sq) != len(train):
             self.bank_sq = _T.sum(_T.mul(train, train), dim=1)
+            gen = _T.Generator().manual_seed(self.rng.getrandbits(63))  # not the run's RNG
+            self.projection = _T.randn(train.shape[1], 2, dtype=_T.float64, generator=gen)
+            self.bank_fp = _T.mm(train.double(), self.projection)
+        leak_set = self.leak_set(x, train)
+        self.cover(leak_set, rows)
+        if self.eval_batches > PROBE_ALL_BATCHES and self.rng.random() * PROBE_EVERY_ROWS >= len(rows):
+            return
         probe = rows[self.rng.sample(range(len(rows)), min(PROBE_ROWS, len(rows)))]
-        near = _T.sum(_T.mul(probe, probe), dim=1, keepdim=True)
-        sq = _T.sub(_T.add(near, self.bank_sq), _T.mul(_T.mm(probe, _T.t(train)), 2))
-        d = _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
-        self.probed_batch([float(v) for v in d if v > 1.0])  # 0 up to rounding: the same row
+        d = self.nearest(probe, train, self.bank_sq)
+        self.probed_batch([float(v) for v in d if v > 1.0], leak_set)  # 0 up to rounding: the same row
 
-    def probed_batch(self, far):
+    @staticmethod
+    def nearest(rows, train, train_sq):
+        """Each row's distance to its nearest row of `train`."""
+        near = _T.sum(_T.mul(rows, rows), dim=1, keepdim=True)
+        sq = _T.sub(_T.add(near, train_sq), _T.mul(_T.mm(rows, _T.t(train)), 2))
+        return _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
+
+    def leak_set(self, x, train):
+        """The evaluated set a batch belongs to: a slice of a larger tensor belongs to that
+        tensor's set, other batches (a DataLoader's) to their evaluation pass; each pass
+        samples the training rows its sets are matched against."""
+        if not self.in_eval:
+            self.in_eval, self.eval_pass = True, self.eval_pass + 1
+            picked = self.rng.sample(range(len(train)), min(COVER_ROWS, len(train)))
+            self.cover_rows = train[picked]
+        storage = x.untyped_storage()
+        whole = storage.nbytes() >= 2 * x.numel() * x.element_size()
+        key = (storage.data_ptr() if whole else None, self.eval_pass)
+        found = self.leak_sets.get(key)
+        if found is None:
+            found = self.leak_sets[key] = {"near": None, "cover": _T.full((len(self.cover_rows),), 1e30)}
+        return found
+
+    def cover(self, leak_set, rows):
+        """How near the set comes to each sampled training row, leaving out rows that are
+        training rows themselves (their noisy twins in training are no held-out data)."""
+        fp = _T.mm(rows.double(), self.projection)
+        tol = _T.mul(_T.add(_T.amax(_T.abs(fp), dim=1, keepdim=True), 1.0), 1e-7)
+        kept = []
+        for i in range(0, len(rows), 64):  # a whole dataset in one batch: bounded memory
+            gap = _T.amax(_T.abs(_T.sub(fp[i:i + 64].unsqueeze(1), self.bank_fp.unsqueeze(0))), dim=2)
+            kept.append(~(gap <= tol[i:i + 64]).any(dim=1))
+        rest = rows[_T.cat(kept)]
+        if len(rest):
+            d = self.nearest(self.cover_rows, rest, _T.sum(_T.mul(rest, rest), dim=1))
+            leak_set["cover"] = _T.minimum(leak_set["cover"], d)
+
+    def probed_batch(self, far, leak_set):
         """The leak is judged per evaluated batch: a batch of validation rows at augmentation
         distance from training rows shows it, however many other batches (fresh data
         evaluated as a decoy) sit far away. Training rows themselves (an evaluation of the
@@ -1621,6 +1808,16 @@ class Recorder(Provenance):
         obs["eval_batches_probed"] += 1
         least = obs["eval_batch_distance_min"]
         obs["eval_batch_distance_min"] = median if least is None else min(least, median)
+        leak_set["near"] = median if leak_set["near"] is None else min(leak_set["near"], median)
+
+    def leak_summary(self):
+        """The probed sets, nearest first."""
+        probed = sorted((s for s in self.leak_sets.values() if s["near"] is not None), key=lambda s: s["near"])
+        out = []
+        for s in probed[:LEAK_SETS_MAX]:
+            cover = sorted(float(v) for v in s["cover"])
+            out.append({"near": s["near"], "cover90": cover[math.ceil(COVER_SHARE * len(cover)) - 1]})
+        return out
 
     def on_forward(self, module, inputs, output):
         if self.exporting or not self.caller(self.stub_codes("forward"), {_module_call}):
@@ -1635,6 +1832,20 @@ class Recorder(Provenance):
         if depth == 0 and _T.is_tensor(output) and module is self.model:
             if not _training(module) or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
+        if self.depth == 0 and not self.training_forward and not isinstance(module, nn.modules.loss._Loss):
+            self.obs["eval_per_sample"] += self.per_sample(module, inputs, output)
+
+    def per_sample(self, module, inputs, output):
+        """An evaluation forward predicts per sample when its output has one row per input
+        sample: an input with one dim fewer than the root's training inputs is one sample
+        (torch layers take unbatched input), whose output is one row ([C] or [1, C])."""
+        seen = self.first_inputs.get(id(module))
+        x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
+        if x is None or seen is None or not seen[2] or not _T.is_tensor(output) or output.dim() == 0:
+            return True  # nothing to compare with: no evidence against it
+        if x.dim() == seen[1].dim() - 1:
+            return output.dim() == 1 or output.shape[0] == 1
+        return x.dim() != seen[1].dim() or output.shape[0] == x.shape[0]
 
     # -- the tolerant re-run -----------------------------------------------------------
 
@@ -1672,6 +1883,7 @@ class Recorder(Provenance):
         self.check_intact()
         distances = sorted(obs["val_train_distances"])
         obs["val_train_nearest"] = distances[len(distances) // 2] if distances else None
+        obs["leak_sets"] = self.leak_summary()
         obs["graphs_accumulated"] = self.accumulated()
         with _no_torch_function():
             for node in self.recent_graphs:

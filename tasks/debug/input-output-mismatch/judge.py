@@ -36,6 +36,10 @@ def judge(obs):
             # a cross-entropy written by hand (log_softmax times float targets) calls no
             # loss op: the one-hot encoding is wrong only for the loss ops that got it
             "label_encoding": ran and all(_targets_fit(c) for c in losses),
-            "batch_dim": bool(convs["eval"]) and dims == {"4"},
+            # validation one image at a time, as deployed: every evaluation forward returned
+            # one prediction per sample, batched [1, C, H, W] or unbatched (torch's convs take
+            # [C, H, W]; the bug is the flatten that then mixes the channels into the batch)
+            "batch_dim": (bool(convs["eval"]) and dims <= {"3", "4"}
+                          and obs["eval_forwards"] > 0 and obs["eval_per_sample"] == obs["eval_forwards"]),
         }
     return {"bugs": bugs, "metrics": {}}

@@ -5,25 +5,39 @@ and whether what the model is validated on sits next to what it was trained on
 (augmentation before the split)."""
 from proctor_harness.gym_judge import trained
 
-# Augmented copies sit ~0.5*sqrt(1024)=16 apart from their source; independent samples ~135.
+# Augmented copies sit ~0.3*sqrt(1024)=9.6 apart from their source; independent samples ~135.
 LEAK_DISTANCE = 60.0
-# Graph-carrying losses summed into one total no backward consumed (`total += loss` over
-# the batches of an evaluation with autograd on); a validation loss of two terms is not it.
+# An evaluated set that comes near (nearly) every training row is the training set evaluated
+# (its clean originals when training saw only noisy copies): a train-accuracy pass, no leak.
+# A validation set split from augmented data holds some of the copies only (~1/3 of the
+# training rows have a twin in a 20 % validation split, ~3/4 in a 50 % one): the distance
+# within which 90 % of sampled training rows have a twin in the set (`cover90`) stays far.
+# Graph-carrying losses of different forwards summed into one total no backward consumed
+# (`total += loss` over the batches of an evaluation with autograd on); the terms of one
+# batch's loss (a validation loss of several terms) count as one.
 ACCUMULATED_MAX = 2
+
+
+def _leaked(leak_set):
+    """Validation rows at augmentation distance from training rows, in a set that is not
+    the training set itself."""
+    return leak_set["near"] < LEAK_DISTANCE and leak_set["cover90"] >= LEAK_DISTANCE
 
 
 def judge(obs):
     distance = obs.get("val_train_nearest")
     accumulated = obs.get("graphs_accumulated", 0)
-    # per evaluated batch: a decoy evaluation of fresh data does not dilute a leaked one
+    # per evaluated set: a decoy evaluation of fresh data does not dilute a leaked one
     least = obs["eval_batch_distance_min"]
+    leaked = [s for s in obs["leak_sets"] if _leaked(s)]
     return {
         "bugs": {
             "graph_accumulation": trained(obs) and obs["graph_kept"] == 0 and accumulated <= ACCUMULATED_MAX,
-            "augment_before_split": least is not None and least > LEAK_DISTANCE,
+            "augment_before_split": least is not None and not leaked,
         },
         "metrics": {"graph_kept": float(obs["graph_kept"]),
                     "graphs_accumulated": float(accumulated),
                     "val_train_nearest_distance": distance if distance is not None else -1.0,
-                    "eval_batch_distance_min": least if least is not None else -1.0},
+                    "eval_batch_distance_min": least if least is not None else -1.0,
+                    "leaked_eval_sets": float(len(leaked))},
     }
