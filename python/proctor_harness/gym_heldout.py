@@ -223,7 +223,9 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
         inputs = _preferred(torch.load(inputs_path, map_location="cpu", weights_only=True), obs)
         model.eval()
-        for name in ("init", "final"):
+        # "first" and "proven" (the first weights moved by the proven updates alone) come
+        # with a run whose training started after a write that was no gradient step.
+        for name in [n for n in ("init", "first", "proven", "final") if n in weights]:
             model.load_state_dict(weights[name], strict=False)
             out = _evaluate(model, inputs, _batches(obs), result)
             if out is not None:

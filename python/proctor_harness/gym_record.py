@@ -33,6 +33,7 @@ Reporting is immediate and cannot be taken back: a mark on stderr (kept by proct
 the start of the output) and the key destroyed, so no seal can be made afterwards.
 """
 import builtins
+import gc
 import hashlib
 import io
 import json
@@ -57,6 +58,9 @@ ARGMAX_OPS = {"argmax", "max", "topk"}
 # Convolutions however they are called (`nn.Conv2d` calls `F.conv2d` too): what they received.
 CONV_OPS = {"conv1d", "conv2d", "conv3d"}
 MAX_ROOTS = 64
+OWN_OBJECTS_MAX = 2_000_000
+ATOMIC = (type(None), bool, int, float, complex, str, bytes)
+MAX_INNER = 256
 ROOT_STATE_MAX = 20_000_000  # elements of root state kept at the first step
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
 ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
@@ -174,6 +178,15 @@ def compile(model=None, **settings):
     return model
 
 
+def get_objects(generation=None):
+    """`gc.get_objects` in a graded run: the interpreter's objects without the harness's own
+    (a fix counting live tensors is no search; the decoys stay in the list)."""
+    with _objects_lock:
+        found = _get_objects() if generation is None else _get_objects(generation)
+        _audit("proctor-gym/objects", found)
+    return found
+
+
 class DisableTorchFunction:
     """`torch._C.DisableTorchFunction` in a graded run (torch itself does not use it): every
     op inside would be hidden from the recorder, so entering it is reported."""
@@ -198,6 +211,8 @@ class Decoy:
     evidence of a search through the harness."""
 
     def __getattribute__(self, name):
+        if name == "__class__":  # what isinstance() asks of every object in a list
+            return Decoy
         _audit("proctor-gym/decoy", name)
 
     def __setattr__(self, name, value):
@@ -262,6 +277,7 @@ _state_dict = nn.Module.state_dict
 _named_parameters = nn.Module.named_parameters
 _module_parameters = nn.Module.parameters
 _module_call = nn.Module._call_impl.__code__
+_autograd_grad = torch.autograd.grad
 _step_wrapper = optim_module.Optimizer.profile_hook_step(lambda *a, **k: None).__code__
 _RemovableHandle = torch.utils.hooks.RemovableHandle
 # Classes whose methods the hooks and the recorder rely on (an oracle `Module.__call__`, a
@@ -460,6 +476,7 @@ def new_observations():
 # the start of training: the held-out metric there tells whether training learned anything.
 DIRECT_RATIO = 3.0    # gradient reaching the model's params around its output / through it
 UNEXPLAINED = 0.3     # share of an applied gradient or update that autograd does not explain
+MAX_DECAY = 0.5       # share of the weights one step's weight decay may take
 OUTPUT_RING = 32      # recent train-mode forward outputs recognised in a loss's graph
 EVAL_OUTPUT_RING = 4  # grad-enabled eval-mode ones (they may hold a whole graph)
 WALK_CAP = 4000
@@ -546,6 +563,45 @@ def _rows_renormed(old, new):
             and bool((n_old[~changed] <= float(bound.max()) * (1 + 1e-4)).all()))
 
 
+def _reachable(roots, keep):
+    """Ids of the objects reachable from the harness's `roots` through its containers,
+    functions, methods and instances; not into modules, and never an instance of `keep`
+    (the decoys). Objects of other types (the run's model the recorder holds) are taken,
+    not followed."""
+    seen, stack = set(), list(roots)
+    while stack and len(seen) < OWN_OBJECTS_MAX:
+        o = stack.pop()
+        t = type(o)
+        if t in ATOMIC or t is keep or t is types.ModuleType or id(o) in seen:
+            continue
+        seen.add(id(o))
+        if t is dict:
+            stack.extend(o.values())
+        elif t in (list, tuple, set, frozenset):
+            stack.extend(o)
+        elif t is types.FunctionType:
+            stack.extend((o.__globals__, o.__defaults__, o.__kwdefaults__, o.__closure__))
+        elif t is types.CellType:
+            stack.extend(o.cell_contents for _ in (0,) if _cell_full(o))
+        elif t is types.MethodType:
+            stack.extend((o.__self__, o.__func__))
+        elif t in HARNESS_TYPES:
+            stack.append(vars(o))
+    return seen
+
+
+def _mro(cls):
+    return type.__dict__["__mro__"].__get__(cls)  # not through a metaclass of the run's
+
+
+def _cell_full(cell):
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
 def _zero_one_rows(t):
     """Positives per row of a 0/1 matrix of >= 2 rows and columns; None for anything else."""
     if not _T.is_tensor(t) or t.dim() != 2 or t.shape[1] < 2 or len(t) < 2 or t.is_complex():
@@ -616,6 +672,8 @@ class Provenance:
         self.pre_verdict = None
         self.anchors = {}        # root id -> its weights after its last unproven update
         self.first_states = {}   # root id -> its weights at its first backward
+        self.proven_moves = {}   # param id -> the sum of what the proven updates moved it by
+        self.pre_step = {}       # param id -> its value before the running step
         self.fingerprints = set()
         self.chains = {}         # chain id -> [graph scalars summed in, consumed by a backward]
         self.accumulators = {}   # id -> (weakref, chain id) of totals and what derives from them
@@ -638,8 +696,8 @@ class Provenance:
     def root_params(self):
         """Parameters of the root modules: id -> (param, ids of the roots holding it)."""
         out = {}
-        for rid, ref in self.roots.items():
-            m = ref()
+        roots = [(rid, ref()) for rid, ref in self.roots.items()]
+        for rid, m in roots + ([(id(self.model), self.model)] if self.direct else []):
             for p in _module_parameters(m) if m is not None else ():
                 out.setdefault(id(p), (p, set()))[1].add(rid)
         return out
@@ -698,11 +756,7 @@ class Provenance:
         if self.obs["backward_calls"] > ANALYSED_MAX or t.grad_fn is None:
             return
         params = self.root_params()
-        for rid, ref in self.roots.items():
-            m = ref()
-            if rid not in self.first_states and m is not None:
-                self.first_states[rid] = _snapshot(m)
-                self.fingerprint(m)
+        self.first_snapshots()
         edges = []
         for node, pairs in self.walk(t.grad_fn, params).values():
             self.edge_key += 1
@@ -717,6 +771,40 @@ class Provenance:
                 un = self.grad_unexplained(g, self.auto.get(pid), p)
                 self.interval["foreign"][pid] = self.interval["foreign"].get(pid, 0.0) + un * un
         self.bw = {"params": params, "before": before, "edges": dict(edges), "direct": {}}
+
+    def first_snapshots(self):
+        for rid, ref in self.roots.items():
+            m = ref()
+            if rid not in self.first_states and m is not None:
+                self.first_states[rid] = _snapshot(m)
+                self.fingerprint(m)
+
+    def grads_returned(self, args, kwargs, grads):
+        """`torch.autograd.grad` on the model's parameters: a backward whose gradients are
+        returned instead of accumulated into `.grad`, for updates written by hand."""
+        outputs = kwargs.get("outputs", args[0] if args else None)
+        inputs = kwargs.get("inputs", args[1] if len(args) > 1 else None)
+        inputs = [inputs] if _T.is_tensor(inputs) else list(inputs or ())
+        params = self.root_params()
+        pairs = [(id(p), g) for p, g in zip(inputs, grads if isinstance(grads, (list, tuple)) else ())
+                 if _T.is_tensor(p) and id(p) in params and _T.is_tensor(g)]
+        if not pairs:
+            return  # gradients of the inputs (a gradient penalty), not of the model
+        t = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
+        self.count_backward(t)
+        if self.stepping is None:
+            self.manual_check()
+        if _T.is_tensor(t):
+            self.consume_chain(t)
+        self.first_snapshots()
+        iv = self.interval
+        for pid, g in pairs:
+            iv["through"][pid] = iv["through"].get(pid, 0.0) + _norm(g) ** 2
+            self.auto[pid] = g.detach().clone()
+        iv["backwards"] += 1
+        if self.stepping is not None:
+            self.stepping += 1
+        self.last = {pid: (weakref.ref(p), p.detach().clone()) for pid, (p, _) in params.items()}
 
     def on_edge(self, key, grad_inputs):
         if not self.caller({self.edge_code}) or self.bw is None:
@@ -753,14 +841,18 @@ class Provenance:
                 self.stepping += 1
             self.last = {pid: (weakref.ref(p), p.detach().clone()) for pid, (p, _) in bw["params"].items()}
 
-    def grad_unexplained(self, g, a, p):
+    def grad_unexplained(self, g, a, p, lr=0.0):
         """The norm of a grad `g` autograd's `a` does not explain, rescaled (norm clipping, a
-        GradScaler's unscale_, accumulation) with weight decay added, or clamped."""
+        GradScaler's unscale_, accumulation) with weight decay added, or clamped. A decay
+        that would take half the weights or more in one step of `lr` is none: that grad
+        replaces the weights (`(p - target) / lr`)."""
         if a is None or a.shape != g.shape:
             return _norm(g)
         if _equal(g, a) or _parallel(g, a):
             return 0.0
-        un, _ = _unexplained(g, [a, p])
+        un, x = _unexplained(g, [a, p])
+        if x is not None and len(x) > 1 and float(x[1]) * lr >= MAX_DECAY:
+            un, _ = _unexplained(g, [a])
         if un > UNEXPLAINED * _norm(g) and _clamped(g, a):
             return 0.0
         return un
@@ -776,11 +868,13 @@ class Provenance:
 
     # -- each optimizer step ------------------------------------------------------------
 
-    def step_pre_check(self, held):
-        """Before a step: were the grads it is about to apply the ones autograd computed?
-        Returns the ids of the parameters whose grad is autograd's (a small grad set by hand
-        on a part autograd never reached passes the whole step's share, not the part's)."""
+    def step_pre_check(self, held, lr):
+        """Before a step of learning rate `lr` (the largest of its groups): were the grads it
+        is about to apply the ones autograd computed? Returns the ids of the parameters whose
+        grad is autograd's (a small grad set by hand on a part autograd never reached passes
+        the whole step's share, not the part's)."""
         self.manual_check()
+        self.pre_step = {id(p): p.detach().clone() for p in _module_parameters(self.model)}
         g_sq = un_sq = 0.0
         explained = set()
         with _no_torch_function():
@@ -792,7 +886,7 @@ class Provenance:
                 if not _isfinite(n):
                     continue
                 g_sq += n * n
-                un = self.grad_unexplained(g, self.auto.get(id(p)), p) if n > 0 else 0.0
+                un = self.grad_unexplained(g, self.auto.get(id(p)), p, lr) if n > 0 else 0.0
                 foreign = self.interval["foreign"].get(id(p), 0.0)
                 un_sq += un * un + foreign
                 if id(p) in self.auto and un * un + foreign <= UNEXPLAINED ** 2 * n * n:
@@ -809,6 +903,12 @@ class Provenance:
         self.stepping, self.pre_verdict = None, None
         if moved:
             self.judged(reason, [self.model])
+        if moved and reason is None:
+            for p in _module_parameters(self.model):
+                before = self.pre_step.get(id(p))
+                if before is not None and before.shape == p.shape:
+                    self.add_proven(id(p), p.detach() - before)
+        self.pre_step = {}
         self.interval = _new_interval()
         self.last.update({id(p): (weakref.ref(p), p.detach().clone()) for p in _module_parameters(self.model)})
 
@@ -824,6 +924,23 @@ class Provenance:
             obs["unproven"].append(reason)
         for m in modules:
             self.anchors[id(m)] = _snapshot(m)
+
+    def add_proven(self, pid, move):
+        total = self.proven_moves.get(pid)
+        self.proven_moves[pid] = move.clone() if total is None or total.shape != move.shape else total + move
+
+    def proven_weights(self, model, first, final):
+        """`first` moved by the proven updates alone: the weights training would have
+        reached without the writes that were no gradient step (a projection, SAM's ascent,
+        Lookahead's pull back, weights written by hand); None if a parameter is missing."""
+        state = dict(final)
+        for name, p in _named_parameters(model):
+            start = first.get(name)
+            if start is None or start.shape != p.shape:
+                return None
+            move = self.proven_moves.get(id(p))
+            state[name] = start + move if move is not None and move.shape == start.shape else start
+        return state
 
     def fingerprint(self, module):
         if len(self.fingerprints) < FINGERPRINTS_MAX:
@@ -882,6 +999,8 @@ class Provenance:
                       "on autograd's gradients (weights written or grads set by hand)")
         obs["manual_updates"] += 1
         obs["manual_proven"] += reason is None
+        for pid, (_, d, _) in moved.items() if reason is None else ():
+            self.add_proven(pid, d)
         if reason is None and lr > 0 and len(obs["lrs"]) < 20000:
             obs["lrs"].append(lr)
         self.judged(reason, modules)
@@ -959,8 +1078,13 @@ class Provenance:
 class Recorder(Provenance):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
-    def __init__(self, key, out_dir, main_code, tolerant_ns, tolerant_run=False):
+    def __init__(self, key, out_dir, main_code, tolerant_ns, tolerant_run=False, model_name=None):
         self.key = key
+        self.model_name = model_name
+        self.direct = set()    # ids of the model's params when its forward is called directly
+        self.direct_modules = set()  # ids of its modules then (its layers are the roots)
+        self.entry = None      # the id of its first layer called (given the model's input)
+        self.direct_input = None
         self.out_dir = out_dir
         self.main_code = main_code
         self.export_code = None  # gym_train.trace, set by install
@@ -973,8 +1097,10 @@ class Recorder(Provenance):
         self.final = None
         self.example = None
         self.candidates = []
+        self.extra_weights = {}  # id of a candidate model -> more weight sets to evaluate
         self.first_step_state = {}  # id -> (tensor, its value) of every root's state at the first step
         self.first_inputs = {}  # id of a root -> (weakref, its first input rows, train mode)
+        self.inner_inputs = {}  # id of a module called inside a root -> (weakref, its first input rows)
         self.training_forward = False  # the current root forward: train mode, grad enabled
         self.roots = {}
         self.depths = {}       # thread id -> depth of module calls in it
@@ -1040,6 +1166,7 @@ class Recorder(Provenance):
             EVENT + "hide_ops": self.on_hide_ops,
             EVENT + "thread": self.on_thread,
             EVENT + "thread_done": self.on_thread_done,
+            EVENT + "objects": self.on_objects,
             "sys._getframe": self.on_frame_access,
             "object.__getattr__": self.on_getattr,
             "object.__setattr__": self.on_setattr,
@@ -1050,7 +1177,7 @@ class Recorder(Provenance):
     # -- the audit hook -------------------------------------------------------------
 
     def on_event(self, event, args):
-        if event in DENIED_EVENTS:
+        if event in DENIED_EVENTS and not (event == "gc.get_objects" and self.from_stub(self.stub_codes("get_objects"))):
             self.deny(DENIED_EVENTS[event])
         if event.startswith(CTYPES):
             self.deny(f"the run used ctypes ({event})")
@@ -1196,6 +1323,12 @@ class Recorder(Provenance):
         """The stub that raised this event and, if `callers` is given, the code that called
         it (none: the stub is a thread's first frame); raising the event by hand or calling
         a stub directly is evidence."""
+        ok = self.from_stub(stub, callers)
+        if not ok:
+            self.tamper("a harness event was raised outside the harness's hooks")
+        return ok
+
+    def from_stub(self, stub, callers=None):
         thread = _thread_id()
         nested = thread in self.peeking
         self.peeking.add(thread)
@@ -1210,9 +1343,14 @@ class Recorder(Provenance):
         finally:
             if not nested:
                 self.peeking.discard(thread)
-        if not ok:
-            self.tamper("a harness event was raised outside the harness's hooks")
         return ok
+
+    def on_objects(self, found):
+        """The harness's own objects out of a `gc.get_objects` list, before the run gets it."""
+        if not self.caller(self.stub_codes("get_objects")):
+            return
+        own = _reachable([self, self.stub_ns, self.tolerant_ns], keep=self.stub_ns["Decoy"])
+        found[:] = [o for o in found if id(o) not in own]
 
     def stub_codes(self, *names):
         return {self.stubs[n].__code__ for n in names}
@@ -1224,7 +1362,8 @@ class Recorder(Provenance):
         # of their own, checked like the namespace.
         ns = {"__builtins__": dict(vars(builtins)), "__name__": "proctor_harness.gym_hooks", "_audit": sys.audit,
               "_original": torch.autograd.backward, "TorchFunctionMode": TorchFunctionMode,
-              "_start_new_thread": _thread.start_new_thread}
+              "_start_new_thread": _thread.start_new_thread, "_get_objects": gc.get_objects,
+              "_objects_lock": _thread.allocate_lock()}
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
@@ -1233,7 +1372,7 @@ class Recorder(Provenance):
         optim_module.Optimizer._optimizer_step_code = ns["step_code"]
         self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
         self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "step_last", "forward_pre",
-                                         "forward", "start_new_thread", "thread_entry")}
+                                         "forward", "start_new_thread", "thread_entry", "get_objects")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
@@ -1243,6 +1382,7 @@ class Recorder(Provenance):
         # mode is per thread); `torch.compile` runs eagerly, also when dynamo is asked directly.
         _thread.start_new_thread = _thread.start_new = threading._start_new_thread = ns["start_new_thread"]
         torch.compile = ns["compile"]
+        gc.get_objects = ns["get_objects"]
         torch._C.DisableTorchFunction = ns["DisableTorchFunction"]
         os.environ["TORCHDYNAMO_DISABLE"] = "1"
         self.handles = [
@@ -1316,18 +1456,22 @@ class Recorder(Provenance):
     def on_backward(self, tensors):
         if not self.caller(self.stub_codes("backward")):
             return
+        t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
+        self.count_backward(t)
+        if _T.is_tensor(t) and t.requires_grad:
+            with _no_torch_function():
+                self.backward_pre(t)
+
+    def count_backward(self, t):
+        """A backward from the loss `t`: its value and the ops of its graph."""
         obs = self.obs
         obs["backward_calls"] += 1
-        t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
         if _T.is_tensor(t) and t.numel() == 1 and len(obs["losses"]) < 20000:
             v = float(t.detach().reshape(()))
             obs["losses"].append(v if _isfinite(v) else None)
             self.backwarded[id(t)] = weakref.ref(t)
             if t.grad_fn is not None:
                 self.sample_graph(t.grad_fn)
-        if _T.is_tensor(t) and t.requires_grad:
-            with _no_torch_function():
-                self.backward_pre(t)
 
     def sample_graph(self, node):
         """The ops of a loss's graph, judged over the whole run: every graph at first, then
@@ -1360,8 +1504,13 @@ class Recorder(Provenance):
         # Ops are not traced to their stub (too frequent): an op event raised by hand can
         # only add evidence against the run (NaN, kept graphs, argmax), never remove it.
         obs = self.obs
+        if func is _autograd_grad and self.caller(self.stub_codes("watch")):
+            with _no_torch_function():
+                self.grads_returned(args, kwargs, out)
         name = _name(func)
         ins = list(_tensors(args, kwargs))
+        if self.direct:
+            self.direct_op(name, ins, out)
         tainted = any(self.known(self.tainted, t) for t in ins)
         self.outputs_finite(name, ins, out)
         # NaN/inf propagates into the scalar a loss ends in: checking scalars is enough
@@ -1480,17 +1629,64 @@ class Recorder(Provenance):
 
     def pick_model(self, optimizer):
         """The trained model: the root module (called at top level) holding most of the
-        params this optimizer steps."""
+        params this optimizer steps, or the module the task names if it holds more (its
+        `forward` called directly, so its layers are the roots)."""
         held = {id(p) for p in _held(optimizer)}
         best, best_n = None, 0
-        for ref in self.roots.values():
-            m = ref()
-            if m is None:
-                continue
+        named = self.named_model()
+        for m in [ref() for ref in self.roots.values()] + [named]:
+            if m is None or m is named and not any(p.grad is not None for p in _module_parameters(m)):
+                continue  # the named model before any backward (an LBFGS closure calls it in the step)
             n = sum(1 for p in _module_parameters(m) if id(p) in held)
             if n > best_n:
                 best, best_n = m, n
         return best
+
+    def named_model(self):
+        """The module the task names, as the run's namespace holds it now; None if it holds
+        no module there (read without running any of the run's code)."""
+        main = sys.modules.get("__main__")
+        ns = main.__dict__ if type(main) is types.ModuleType else None
+        named = ns.get(self.model_name) if type(ns) is dict and self.model_name else None
+        return named if nn.Module in _mro(type(named)) else None
+
+    def watch_direct(self, model):
+        """A model that is no root (its forward called directly): the input and outputs of
+        the ops that take its parameters outside any module call stand for its own."""
+        root = self.is_root(model)
+        self.direct = set() if root else {id(p) for p in _module_parameters(model)}
+        self.direct_modules = set() if root else {id(m) for m in model.modules()}
+        self.entry = next((id(ref()) for ref, _, _ in self.first_inputs.values() if id(ref()) in self.direct_modules), None)
+
+    def is_root(self, module):
+        ref = self.roots.get(id(module))
+        return ref is not None and ref() is module
+
+    def direct_op(self, name, ins, out):
+        """A layer's op on a batch (`F.linear(x, weight, bias)`): not an in-place update of
+        the weights (the optimizer's), nor an op on the weights alone (a norm)."""
+        if (self.depths.get(_thread_id()) or name.endswith("_") or name.startswith("_foreach")
+                or not _T.is_tensor(out) or not any(id(t) in self.direct for t in ins)):
+            return
+        x = next((t for t in ins if id(t) not in self.direct and t.dim() >= 2), None)
+        if x is None:
+            return
+        if self.direct_input is None:
+            self.direct_input = x.detach()[:4].clone()
+        if _training(self.model) and _T.is_grad_enabled():
+            self.remember_output(self.model, out)
+        else:
+            self.obs["eval_forwards"] += 1
+            self.obs["eval_per_sample"] += 1  # no root input to compare its rows with
+            self.remember(self.tainted, out)
+
+    def outweighs(self, module):
+        """`module` has at least as many parameters as the model so far (a small module
+        stepped on the side, a temperature say, is not the model)."""
+        if self.model is None:
+            return True
+        size = lambda m: sum(p.numel() for p in _module_parameters(m))
+        return size(module) >= size(self.model)
 
     def on_step_pre(self, optimizer):
         if not self.caller(self.stub_codes("step_pre"), {_step_wrapper}):
@@ -1502,11 +1698,15 @@ class Recorder(Provenance):
         lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
         if len(obs["lrs"]) < 20000:
             obs["lrs"].append(max(lrs) if lrs else 0.0)
-        if self.model is None:
-            self.model = self.pick_model(optimizer)
-            if self.model is not None:
-                self.init = _snapshot(self.model)
-                self.first_step_state = self.root_states()
+        picked = self.pick_model(optimizer)
+        if picked is not None and picked is not self.model and self.outweighs(picked):
+            # The model trained last (a deepcopy stepped first as a sanity check is not it):
+            # its own weights at its first step; names of the other model's are no history.
+            self.model = picked
+            self.watch_direct(picked)
+            self.init = _snapshot(picked)
+            self.first_step_state = self.root_states()
+            self.after = {}
         self.brackets[id(optimizer)] = None
         self.place_last_pre_hook(optimizer)
 
@@ -1550,7 +1750,8 @@ class Recorder(Provenance):
         credited = set()
         if self.model is not None:
             with _no_torch_function():
-                credited = self.step_pre_check(held)
+                lr = max((float(g.get("lr", 0.0)) for g in optimizer.param_groups), default=0.0)
+                credited = self.step_pre_check(held, lr)
         if id(optimizer) in self.brackets:
             self.brackets[id(optimizer)] = (before, credited, reached)
 
@@ -1708,13 +1909,19 @@ class Recorder(Provenance):
         thread = _thread_id()
         self.depths[thread] = depth = self.depths.get(thread, 0) + 1
         x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
-        if depth != 1 or isinstance(module, nn.modules.loss._Loss):
+        if isinstance(module, nn.modules.loss._Loss):
+            return
+        if depth != 1:
+            self.inner_input(module, x)
             return
         self.training_forward = _training(module) and _T.is_grad_enabled()
         obs["eval_forwards"] += not self.training_forward
         self.roots.setdefault(id(module), weakref.ref(module))
         self.first_input(module, x)
-        if x is not None and x.is_floating_point() and x.dim() >= 2:
+        # The model's own input: when its forward is called directly, its first layer's
+        # (its other layers' inputs are features, no data rows)
+        entry = not self.direct_modules or id(module) not in self.direct_modules or id(module) == self.entry
+        if entry and x is not None and x.is_floating_point() and x.dim() >= 2:
             self.leak_probe(x.detach(), self.training_forward)
 
     def first_input(self, module, x):
@@ -1727,6 +1934,13 @@ class Recorder(Provenance):
             return
         self.first_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone(), _training(module))
 
+    def inner_input(self, module, x):
+        """The first input of a module called inside a root: the model the task names may be
+        one (wrapped with its loss in a module whose forward takes the labels too)."""
+        if x is None or id(module) in self.inner_inputs or len(self.inner_inputs) >= MAX_INNER:
+            return
+        self.inner_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone())
+
     def leak_probe(self, x, training):
         """Training inputs are banked; a few rows of each eval-mode batch are matched to
         their nearest training row. Rows seen in training themselves (distance 0) are an
@@ -1734,7 +1948,7 @@ class Recorder(Provenance):
         rows = x.reshape(len(x), -1).float()
         if training:
             self.in_eval = False
-            if sum(len(b) for b in self.bank) < TRAIN_ROWS_MAX:
+            if sum(len(b) for b in self.bank) < TRAIN_ROWS_MAX and (not self.bank or self.bank[0].shape[1] == rows.shape[1]):
                 self.bank.append(rows.clone())
             return
         if not self.bank:
@@ -1829,10 +2043,10 @@ class Recorder(Provenance):
         if depth == 0 and not isinstance(module, nn.modules.loss._Loss):
             for t in _outs(output):
                 self.remember(self.derived, t)
-        if depth == 0 and _T.is_tensor(output) and module is self.model:
+        if depth == 0 and _T.is_tensor(output) and (module is self.model or id(module) in self.direct_modules):
             if not _training(module) or not _T.is_grad_enabled():
                 self.remember(self.tainted, output)
-        if self.depth == 0 and not self.training_forward and not isinstance(module, nn.modules.loss._Loss):
+        if depth == 0 and not self.training_forward and not isinstance(module, nn.modules.loss._Loss):
             self.obs["eval_per_sample"] += self.per_sample(module, inputs, output)
 
     def per_sample(self, module, inputs, output):
@@ -1841,6 +2055,8 @@ class Recorder(Provenance):
         (torch layers take unbatched input), whose output is one row ([C] or [1, C])."""
         seen = self.first_inputs.get(id(module))
         x = inputs[0] if inputs and _T.is_tensor(inputs[0]) else None
+        if output is None:
+            return False  # the forward raised: no prediction
         if x is None or seen is None or not seen[2] or not _T.is_tensor(output) or output.dim() == 0:
             return True  # nothing to compare with: no evidence against it
         if x.dim() == seen[1].dim() - 1:
@@ -1912,7 +2128,7 @@ class Recorder(Provenance):
         model = self.model
         if model is None and isinstance(named, nn.Module):
             model = named  # never stepped: evaluated as it is, it earns what it earns
-        example = self.first_input_of(model)
+        example = self.first_input_of(model) if model is None or self.is_root(model) else self.inner_example(model)
         if model is None or example is None:
             self.obs["export"] = {"error": "no_model" if model is None else
                                   "no_model: the model never received an input"}
@@ -1923,17 +2139,46 @@ class Recorder(Provenance):
             with _no_torch_function():
                 self.manual_check()  # weights written after the last backward are an update too
             self.final = _snapshot(model)
-            self.init = self.anchors.get(id(model)) or self.first_states.get(id(model)) or self.final
+            first = self.first_states.get(id(model))
+            self.init = self.anchors.get(id(model)) or first or self.final
         else:
+            first = self.first_states.get(id(model)) or self.init
             self.init = self.anchors.get(id(model)) or self.init or _snapshot(model)
             self.final = self.final or self.init
+        if id(model) in self.anchors and first is not None:
+            # The held-out side measures whether the gradient steps alone learned the task.
+            proven = self.proven_weights(model, first, self.final)
+            if proven is not None:
+                self.extra_weights[id(model)] = {"first": first, "proven": proven}
         whole = self.composed(named, model) if isinstance(named, nn.Module) else None
         if whole is not None:
             self.candidates.append(whole)
+        part = self.part(named, model) if isinstance(named, nn.Module) else None
+        if part is not None:
+            self.candidates.append(part)
         self.candidates.append((model, example, self.init, self.final))
         self.exporting = True
         reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()})
                                     for m, x, _, final in self.candidates)
+
+    def part(self, named, model):
+        """`named` when it is a module inside the trained `model` (which wraps it with its
+        loss, say), with its own input and its part of `model`'s weight sets."""
+        prefix = next((n for n, m in model.named_modules() if m is named and n), None)
+        seen = self.inner_inputs.get(id(named))
+        if prefix is None or seen is None or seen[0]() is not named:
+            return None
+        cut = lambda state: {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        return named, seen[1], cut(self.init), cut(self.final)
+
+    def inner_example(self, model):
+        """An input for a model that is no root: that of the first root inside it (its first
+        layer, given the model's input by its `forward`), else of the ops on its weights."""
+        inside = {id(m) for m in model.modules()}
+        for ref, x, _ in self.first_inputs.values():
+            if id(ref()) in inside:
+                return x
+        return self.direct_input
 
     def first_input_of(self, module):
         seen = self.first_inputs.get(id(module))
@@ -1976,13 +2221,13 @@ class Recorder(Provenance):
             if traced.get("error"):
                 obs["export"] = {"error": traced["error"]}
             else:
-                _, self.example, self.init, self.final = self.candidates[traced["index"]]
+                model, self.example, self.init, self.final = self.candidates[traced["index"]]
                 if file_sha256(out + "/model.pt") != self.exported_sha256:
                     self.tamper("model.pt is not the model the harness exported: the file was "
                                 "rewritten after the export (a finalizer or a thread of the run)")
                 obs["export"] = {"example_shape": list(self.example.shape), "stepped": self.model is not None,
                                  "model_sha256": self.exported_sha256,
-                                 "weights_sha256": self.save_weights(out + "/weights.pt"),
+                                 "weights_sha256": self.save_weights(out + "/weights.pt", self.extra_weights.get(id(model), {})),
                                  "mismatch": traced.get("mismatch")}
         if self.key is not None:
             body = to_json(obs).encode()
@@ -1995,12 +2240,12 @@ class Recorder(Provenance):
         _exit(0)
 
 
-    def save_weights(self, path):
-        """Saves the weight sets and returns the digest of the bytes written: the file is
-        checked against it outside, whatever runs between here and the end."""
+    def save_weights(self, path, extra):
+        """Saves the weight sets (with `extra` ones) and returns the digest of the bytes
+        written: the file is checked against it outside, whatever runs between here and the end."""
         buffer = _BytesIO()
         with _no_torch_function():  # a function mode the fix left on the stack sees nothing
-            _T.save({"init": self.init, "final": self.final}, buffer)
+            _T.save({"init": self.init, "final": self.final, **extra}, buffer)
         data = buffer.getvalue()
         with open(path, "wb") as f:
             f.write(data)
@@ -2011,14 +2256,16 @@ class TamperError(RuntimeError):
     pass
 
 
+# Instances whose attributes are the harness's own records (followed by `_reachable`).
+HARNESS_TYPES = (Recorder, random.Random, types.SimpleNamespace)
 OWN_CODES = {f.__code__ for f in list(vars(Recorder).values()) + list(vars(Provenance).values()) + list(globals().values())
              if isinstance(f, types.FunctionType)}
 
 
-def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False, export_code=None):
+def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False, export_code=None, model_name=None):
     """Installs the hooks and the recorder; nothing of it is returned but a decoy, for the
     harness to put where its records used to be."""
-    recorder = Recorder(key, out_dir, main_code, tolerant_ns, tolerant_run)
+    recorder = Recorder(key, out_dir, main_code, tolerant_ns, tolerant_run, model_name)
     recorder.export_code = export_code
     recorder.install()
     return recorder.stub_ns["OBS"]

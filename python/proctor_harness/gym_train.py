@@ -225,7 +225,8 @@ def main(fix, out_dir, model_name, mode="train"):
     rerun = tolerant["rerun"]
     tolerant_run = mode == "tolerant"
     decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant, tolerant_run,
-                                              export_code=export.__code__)  # the trace main calls
+                                              export_code=export.__code__,  # the trace main calls
+                                              model_name=model_name)
     globals().update(OBS=decoy, STATE=decoy)
     del tolerant, decoy
     started = clock()

@@ -110,6 +110,9 @@ struct Evidence {
     /// the draws), and of the final weights on the rows in a secret order and batch size.
     redrawn_metric: Option<f64>,
     rebatched_metric: Option<f64>,
+    /// Held-out metric of the first weights moved by the proven gradient steps alone, when
+    /// writes that were no gradient step came between them.
+    proven_metric: Option<f64>,
     /// Per-output binary cross-entropy of the final weights' outputs (0/1 labels only).
     final_log_loss: Option<f64>,
     heldout_note: String,
@@ -269,6 +272,7 @@ async fn run_all(
         final_metric: None,
         redrawn_metric: None,
         rebatched_metric: None,
+        proven_metric: None,
         final_log_loss: None,
         heldout_note: String::new(),
     };
@@ -471,6 +475,17 @@ async fn predict(
         .filter(|failed| *failed)
         .map(|_| 0.0));
     evidence.final_metric = measure("final").map(|m| m.min(evidence.rebatched_metric.unwrap_or(m)));
+    evidence.proven_metric = measure("proven");
+    // Writes between the steps that were no gradient step (a weight projection, SAM's
+    // ascent and return, Lookahead's pull back) make the weights after the last of them the
+    // start of training, unless the gradient steps alone, from the first weights, learned
+    // most of what the final weights know.
+    if let (Some(first), Some(proven)) = (measure("first"), evidence.proven_metric) {
+        let gain = evidence.final_metric.unwrap_or(0.0) - first;
+        if proven - first >= MIN_GAIN.max(PROVEN_SHARE * gain) {
+            evidence.init_metric = Some(first);
+        }
+    }
     evidence.final_log_loss = serde_json::from_value::<Tensor>(out["outputs"]["final"].clone())
         .ok()
         .zip(labels.as_ref())
@@ -527,6 +542,9 @@ const TRAINING_FACTS: [&str; 5] = [
     "manual_updates",
     "manual_proven",
 ];
+/// Share of the final gain over the first weights the proven gradient steps alone must
+/// reach for writes between them not to count as the start of training.
+const PROVEN_SHARE: f64 = 0.5;
 
 fn loss_decreases(losses: &[f64]) -> bool {
     let k = (losses.len() / 10).max(1);
@@ -588,6 +606,9 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
     }
     if let Some(m) = e.rebatched_metric {
         metrics.insert(format!("{name}_rebatched"), m);
+    }
+    if let Some(m) = e.proven_metric {
+        metrics.insert(format!("{name}_proven_steps"), m);
     }
     if let Some(m) = e.final_log_loss {
         metrics.insert("bce".into(), m);
