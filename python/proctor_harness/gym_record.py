@@ -33,6 +33,7 @@ Reporting is immediate and cannot be taken back: a mark on stderr (kept by proct
 the start of the output) and the key destroyed, so no seal can be made afterwards.
 """
 import builtins
+import copyreg
 import gc
 import hashlib
 import io
@@ -390,12 +391,30 @@ def to_json(value):
     return _encode_str(str(value))
 
 
-def hmac_sha256(key, body):
-    block = 64
-    key = _sha256(key).digest() if len(key) > block else key
-    key = key + b"\0" * (block - len(key))
-    inner = _sha256(bytes(k ^ 0x36 for k in key) + body).digest()
-    return _sha256(bytes(k ^ 0x5C for k in key) + inner).hexdigest()
+def hmac_midstates(key):
+    """The HMAC-SHA256 key `key` (a bytearray the caller zeroes) as the two hash states after
+    its padded blocks (RFC 2104): all the seal needs, and no copy of the key or of its pads
+    is left in memory for the run's code to find (it can read its whole process)."""
+    if len(key) > 64:
+        key = bytearray(_sha256(key).digest())
+    states = []
+    for pad in (0x36, 0x5C):
+        block = bytearray(64)
+        block[:len(key)] = key
+        for i in range(64):
+            block[i] ^= pad
+        h = _sha256()
+        h.update(block)
+        block[:] = bytes(64)
+        states.append(h)
+    return tuple(states)
+
+
+def hmac_sha256(midstates, body):
+    inner, outer = (h.copy() for h in midstates)
+    inner.update(body)
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def file_sha256(path):
@@ -1370,7 +1389,12 @@ class Recorder(Provenance):
         # Called by torch's step wrapper right after the update, before the optimizer's own
         # post-hooks (which could put back an lr its own pre-hooks raised).
         optim_module.Optimizer._optimizer_step_code = ns["step_code"]
-        self.classes = {t: dict(vars(t)) for t in PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])}
+        watched = PROTECTED_TYPES + (ns["Watch"], ns["Decoy"])
+        for t in watched:
+            # pickling an instance (torch.save of a checkpoint) caches this on the class: cached
+            # now, it is no change of the class afterwards (RT-2)
+            copyreg._slotnames(t)
+        self.classes = {t: dict(vars(t)) for t in watched}
         self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "step_last", "forward_pre",
                                          "forward", "start_new_thread", "thread_entry", "get_objects")}
         self.stubs["watch"] = ns["Watch"].__torch_function__

@@ -195,22 +195,47 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
     return (("error", f"no_model: tracing failed: {'; '.join(errors)}"[:2000]),)
 
 
-def take_key():
-    """The run key, out of the environment and out of the process's initial environment
-    block too: a cold run's interpreter was started with the key in it, and
-    /proc/self/environ reads that block from memory whatever os.environ says now."""
-    key = os.environ.pop(KEY_ENV, "")
+def take_key(midstates):
+    """The run key as the HMAC states that seal with it (`gym_record.hmac_midstates`), taken
+    out of the environment and then out of every writable page of the process: the fix can
+    read its own memory (numpy's array interface takes any address, RT-1), and the key came
+    in the warm child's job message or a cold run's initial environment block, and went
+    through os.environ, whose freed copies keep it."""
+    key = bytearray(os.environ.pop(KEY_ENV, "").encode())
+    sealer = midstates(key)
     if key:
-        import ctypes  # before the recorder is installed: afterwards, ctypes is tampering
+        scrub(key)
+    return sealer
 
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[47]), int(fields[48])  # env_start, env_end: proc(5) fields 50, 51
-        entry = f"{KEY_ENV}={key}".encode()
-        at = ctypes.string_at(start, end - start).find(entry)
-        if at >= 0:
-            ctypes.memset(start + at, 0, len(entry))
-    return key.encode()
+
+SCRUB_CHUNK = 8 << 20
+
+
+def scrub(secret):
+    """Zeroes every copy of `secret` in the anonymous writable mappings (heap, stack, malloc
+    and pymalloc arenas), `secret` itself included. Runs before the recorder is installed
+    (ctypes is still allowed) and allocates nothing large while it reads, so no mapping it
+    listed goes away under it."""
+    import ctypes
+
+    buffer = bytearray(SCRUB_CHUNK + len(secret))
+    base = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    with open("/proc/self/maps") as f:
+        regions = [line.split() for line in f]
+    spans = [tuple(int(x, 16) for x in r[0].split("-")) for r in regions
+             if r[1].startswith("rw") and (len(r) < 6 or r[5] in ("[heap]", "[stack]") or r[5].startswith("[anon"))]
+    found = []
+    for lo, hi in spans:
+        for at in range(lo, hi, SCRUB_CHUNK):
+            n = min(len(buffer), hi - at)
+            ctypes.memmove(base, at, n)
+            i = buffer.find(secret, 0, n)
+            while i >= 0:
+                found.append(at + i)
+                i = buffer.find(secret, i + 1, n)
+    for at in found:
+        ctypes.memset(at, 0, len(secret))
+    ctypes.memset(base, 0, len(buffer))
 
 
 def main(fix, out_dir, model_name, mode="train"):
@@ -224,11 +249,12 @@ def main(fix, out_dir, model_name, mode="train"):
     tolerant = private("gym_tolerant")
     rerun = tolerant["rerun"]
     tolerant_run = mode == "tolerant"
-    decoy = private("gym_record")["install"](take_key(), out_dir, main.__code__, tolerant, tolerant_run,
-                                              export_code=export.__code__,  # the trace main calls
-                                              model_name=model_name)
+    record = private("gym_record")
+    decoy = record["install"](take_key(record["hmac_midstates"]), out_dir, main.__code__, tolerant, tolerant_run,
+                              export_code=export.__code__,  # the trace main calls
+                              model_name=model_name)
     globals().update(OBS=decoy, STATE=decoy)
-    del tolerant, decoy
+    del tolerant, decoy, record
     started = clock()
     if tolerant_run:
         crashed, error, namespace = rerun(fix, run), None, {}
