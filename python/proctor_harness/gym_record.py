@@ -42,6 +42,7 @@ import math
 import _thread
 import os
 import random
+import _signal
 import sys
 import threading
 import time
@@ -188,6 +189,34 @@ def get_objects(generation=None):
     return found
 
 
+def signal(signalnum, handler):
+    """`_signal.signal` (which `signal.signal` calls) in a graded run: Python runs a handler at
+    a bytecode boundary of the main thread, the recorder's included, and hands it the frame
+    it interrupted; the run's handlers get None instead, as the signal module allows."""
+    if callable(handler):
+        wrapper = frameless(handler)
+        _signal_handlers[id(wrapper)] = (wrapper, handler)
+        handler = wrapper
+    return handler_given(_set_signal(signalnum, handler))
+
+
+def getsignal(signalnum):
+    return handler_given(_get_signal(signalnum))
+
+
+def handler_given(handler):
+    """The handler the run gave for `handler`, the wrapper installed in its place."""
+    entry = _signal_handlers.get(id(handler))
+    return entry[1] if entry is not None and entry[0] is handler else handler
+
+
+def frameless(handler):
+    def call(signum, frame):
+        del frame
+        return handler(signum, None)
+    return call
+
+
 class DisableTorchFunction:
     """`torch._C.DisableTorchFunction` in a graded run (torch itself does not use it): every
     op inside would be hidden from the recorder, so entering it is reported."""
@@ -262,6 +291,7 @@ _tf_modes = torch._C._len_torch_function_stack
 _enter_mode = TorchFunctionMode.__enter__  # not the instance's attribute, which the run could set
 _set_tracing_state = torch._C._set_tracing_state
 _thread_id = _thread.get_ident
+_get_signal = _signal.getsignal
 _exit = os._exit
 _write = os.write
 _dup = os.dup
@@ -1287,6 +1317,10 @@ class Recorder(Provenance):
     def on_frame_access(self, args):
         if self.recording_here():
             self.deny("the run looked at frames while the harness recorded")
+        # code of the run's that runs between the recorder's frames without an event being
+        # handled (a signal handler at the first instruction of `on_event`)
+        if args and _thread_id() not in self.peeking and self.key is not None and self.leads_here(args[0], "f_back"):
+            self.deny("the run took a frame called from the harness's recorder")
 
     def on_getattr(self, args):
         if len(args) < 2 or args[1] not in FRAME_ATTRIBUTES:
@@ -1382,7 +1416,8 @@ class Recorder(Provenance):
         ns = {"__builtins__": dict(vars(builtins)), "__name__": "proctor_harness.gym_hooks", "_audit": sys.audit,
               "_original": torch.autograd.backward, "TorchFunctionMode": TorchFunctionMode,
               "_start_new_thread": _thread.start_new_thread, "_get_objects": gc.get_objects,
-              "_objects_lock": _thread.allocate_lock()}
+              "_objects_lock": _thread.allocate_lock(), "_set_signal": _signal.signal,
+              "_get_signal": _signal.getsignal, "_signal_handlers": {}}
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
@@ -1396,7 +1431,8 @@ class Recorder(Provenance):
             copyreg._slotnames(t)
         self.classes = {t: dict(vars(t)) for t in watched}
         self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "step_last", "forward_pre",
-                                         "forward", "start_new_thread", "thread_entry", "get_objects")}
+                                         "forward", "start_new_thread", "thread_entry", "get_objects", "signal",
+                                         "getsignal")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
@@ -1407,6 +1443,9 @@ class Recorder(Provenance):
         _thread.start_new_thread = _thread.start_new = threading._start_new_thread = ns["start_new_thread"]
         torch.compile = ns["compile"]
         gc.get_objects = ns["get_objects"]
+        # the handlers that were there before the run (Python's SIGINT one, say)
+        self.signal_handlers = {n: _signal.getsignal(n) for n in _signal.valid_signals()}
+        _signal.signal, _signal.getsignal = ns["signal"], ns["getsignal"]
         torch._C.DisableTorchFunction = ns["DisableTorchFunction"]
         os.environ["TORCHDYNAMO_DISABLE"] = "1"
         self.handles = [
@@ -1452,6 +1491,21 @@ class Recorder(Provenance):
         tolerant = self.tolerant_ns
         if any(tolerant.get(k) is not v for k, v in self.tolerant_items.items()):
             self.tamper("the harness's tolerant re-run was altered")
+        self.check_signal_handlers()
+
+    def check_signal_handlers(self):
+        """Every Python signal handler was there before the run or came through the harness's
+        `signal`: one set through another instance of `_signal` would get the frames it
+        interrupts, the recorder's among them (RT-4)."""
+        if _signal.signal is not self.stubs["signal"] or _signal.getsignal is not self.stubs["getsignal"]:
+            self.tamper("the harness's signal registration was replaced")
+        known = self.stub_ns["_signal_handlers"]
+        for n, before in self.signal_handlers.items():
+            h = _get_signal(n)
+            entry = known.get(id(h))
+            if h is not before and callable(h) and not (entry is not None and entry[0] is h):
+                self.tamper("a signal handler was set around the harness's signal registration")
+                return
 
     def on_hide_ops(self):
         self.tamper("the run turned torch function handling off (torch._C.DisableTorchFunction)")
