@@ -33,6 +33,7 @@ Reporting is immediate and cannot be taken back: a mark on stderr (kept by proct
 the start of the output) and the key destroyed, so no seal can be made afterwards.
 """
 import builtins
+import contextlib
 import copyreg
 import gc
 import hashlib
@@ -228,12 +229,49 @@ class DisableTorchFunction:
         return None
 
 
+def torch_own(func):
+    """`func` is torch's: a function of torch's package, or a C function, method or attribute
+    of torch's tensors and modules (what torch hands a TorchFunctionMode)."""
+    kind = type(func)
+    if kind is _MethodType:
+        func, kind = func.__func__, type(func.__func__)
+    if kind is _FunctionType:
+        return func.__code__.co_filename.startswith(_TORCH_DIR)
+    if kind is _BuiltinFunctionType:
+        owner = getattr(func, "__self__", None)
+        if isinstance(owner, _TensorBase):
+            return True
+        return (getattr(func, "__module__", None) or "").startswith("torch")
+    if kind is _MethodWrapperType:
+        bound = func.__self__
+        owner = getattr(bound, "__objclass__", None) or type(bound)
+    elif kind in _DESCRIPTOR_TYPES:
+        owner = func.__objclass__
+    else:
+        return (kind.__module__ or "").startswith("torch")
+    return isinstance(owner, type) and issubclass(owner, _TensorBase)
+
+
 class Watch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        if torch_own(func):
+            out = func(*args, **kwargs)
+        else:
+            # the run's own function, routed here through handle_torch_function (which takes
+            # this mode off the stack to call it): its ops are watched like any other (RT-6b)
+            with self:
+                out = func(*args, **kwargs)
         _audit("proctor-gym/op", func, args, kwargs, out)
         return out
+
+
+def pop_torch_function_stack():
+    """`torch._C._pop_torch_function_stack` in a graded run: torch takes the harness's mode off
+    the stack to call it (handle_torch_function); the run may not (RT-6)."""
+    mode = _pop_stack()
+    _audit("proctor-gym/pop_mode", mode)
+    return mode
 
 
 class Decoy:
@@ -314,6 +352,13 @@ _RemovableHandle = torch.utils.hooks.RemovableHandle
 # Classes whose methods the hooks and the recorder rely on (an oracle `Module.__call__`, a
 # `Tensor.backward` that skips autograd): patching them is compared at every step.
 PROTECTED_TYPES = (torch.Tensor, nn.Module, nn.Parameter, optim_module.Optimizer, TorchFunctionMode)
+# How torch takes a mode off the stack (`_pop_mode`, its temporary form, a mode's exit), and who
+# may: torch to call the mode (handle_torch_function); the harness's mode re-entered for a run's
+# function, and the harness itself, are added at install.
+POP_MACHINERY = {torch.overrides._pop_mode.__code__, torch.overrides._pop_mode_temporarily.__wrapped__.__code__,
+                 TorchFunctionMode.__exit__.__code__, contextlib._GeneratorContextManager.__enter__.__code__,
+                 contextlib._GeneratorContextManager.__exit__.__code__}
+POP_CALLERS = {torch.overrides.handle_torch_function.__code__}
 
 
 def _name(func):
@@ -1216,6 +1261,7 @@ class Recorder(Provenance):
             EVENT + "thread": self.on_thread,
             EVENT + "thread_done": self.on_thread_done,
             EVENT + "objects": self.on_objects,
+            EVENT + "pop_mode": self.on_pop_mode,
             "sys._getframe": self.on_frame_access,
             "object.__getattr__": self.on_getattr,
             "object.__setattr__": self.on_setattr,
@@ -1417,7 +1463,13 @@ class Recorder(Provenance):
               "_original": torch.autograd.backward, "TorchFunctionMode": TorchFunctionMode,
               "_start_new_thread": _thread.start_new_thread, "_get_objects": gc.get_objects,
               "_objects_lock": _thread.allocate_lock(), "_set_signal": _signal.signal,
-              "_get_signal": _signal.getsignal, "_signal_handlers": {}}
+              "_get_signal": _signal.getsignal, "_signal_handlers": {},
+              "_pop_stack": torch._C._pop_torch_function_stack, "_FunctionType": types.FunctionType,
+              "_MethodType": types.MethodType, "_BuiltinFunctionType": types.BuiltinFunctionType,
+              "_MethodWrapperType": types.MethodWrapperType, "_TensorBase": torch._C.TensorBase,
+              "_DESCRIPTOR_TYPES": (types.MethodDescriptorType, types.WrapperDescriptorType,
+                                    types.GetSetDescriptorType, types.ClassMethodDescriptorType),
+              "_TORCH_DIR": os.path.dirname(torch.__file__) + os.sep}
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
@@ -1432,7 +1484,7 @@ class Recorder(Provenance):
         self.classes = {t: dict(vars(t)) for t in watched}
         self.stubs = {n: ns[n] for n in ("backward", "step_pre", "step_post", "step_code", "step_last", "forward_pre",
                                          "forward", "start_new_thread", "thread_entry", "get_objects", "signal",
-                                         "getsignal")}
+                                         "getsignal", "pop_torch_function_stack")}
         self.stubs["watch"] = ns["Watch"].__torch_function__
         self.stubs["edge_hook"] = ns["edge_hook"]
         self.edge_code = ns["edge_hook"](0).__code__
@@ -1446,6 +1498,8 @@ class Recorder(Provenance):
         # the handlers that were there before the run (Python's SIGINT one, say)
         self.signal_handlers = {n: _signal.getsignal(n) for n in _signal.valid_signals()}
         _signal.signal, _signal.getsignal = ns["signal"], ns["getsignal"]
+        torch._C._pop_torch_function_stack = torch.overrides._pop_torch_function_stack = ns["pop_torch_function_stack"]
+        self.pop_callers = POP_CALLERS | {ns["Watch"].__torch_function__.__code__}
         torch._C.DisableTorchFunction = ns["DisableTorchFunction"]
         os.environ["TORCHDYNAMO_DISABLE"] = "1"
         self.handles = [
@@ -1492,6 +1546,9 @@ class Recorder(Provenance):
         if any(tolerant.get(k) is not v for k, v in self.tolerant_items.items()):
             self.tamper("the harness's tolerant re-run was altered")
         self.check_signal_handlers()
+        pop = self.stubs["pop_torch_function_stack"]
+        if torch._C._pop_torch_function_stack is not pop or torch.overrides._pop_torch_function_stack is not pop:
+            self.tamper("the harness's torch function stack pop was replaced")
 
     def check_signal_handlers(self):
         """Every Python signal handler was there before the run or came through the harness's
@@ -1506,6 +1563,30 @@ class Recorder(Provenance):
             if h is not before and callable(h) and not (entry is not None and entry[0] is h):
                 self.tamper("a signal handler was set around the harness's signal registration")
                 return
+
+    def on_pop_mode(self, mode):
+        """The harness's mode taken off the stack: by torch to call it (handle_torch_function),
+        by itself, or by the harness; anything else hides the ops that follow (RT-6)."""
+        if mode is not self.mode or not self.watching or not self.caller(self.stub_codes("pop_torch_function_stack")):
+            return
+        if not self.popped_by_torch():
+            self.tamper("the run took the harness's TorchFunctionMode off the stack")
+
+    def popped_by_torch(self):
+        thread = _thread_id()
+        nested = thread in self.peeking
+        self.peeking.add(thread)
+        try:
+            frame = _getframe(1)
+            while frame is not None and frame.f_code in OWN_CODES:
+                frame = frame.f_back  # this handler's
+            frame = frame.f_back if frame is not None else None  # the stub's caller
+            while frame is not None and frame.f_code in POP_MACHINERY:
+                frame = frame.f_back
+            return frame is not None and (frame.f_code in self.pop_callers or frame.f_code in OWN_CODES)
+        finally:
+            if not nested:
+                self.peeking.discard(thread)
 
     def on_hide_ops(self):
         self.tamper("the run turned torch function handling off (torch._C.DisableTorchFunction)")
