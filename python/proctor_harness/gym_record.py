@@ -255,13 +255,19 @@ def torch_own(func):
 class Watch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if torch_own(func):
+        entered = (_get_ident(), id(func))
+        if torch_own(func) or entered in _reentered:
             out = func(*args, **kwargs)
         else:
             # the run's own function, routed here through handle_torch_function (which takes
-            # this mode off the stack to call it): its ops are watched like any other (RT-6b)
-            with self:
-                out = func(*args, **kwargs)
+            # this mode off the stack to call it): its ops are watched like any other (RT-6b).
+            # Once: a function that dispatches itself again (`has_torch_function`) would loop.
+            _reentered.add(entered)
+            try:
+                with self:
+                    out = func(*args, **kwargs)
+            finally:
+                _reentered.discard(entered)
         _audit("proctor-gym/op", func, args, kwargs, out)
         return out
 
@@ -1469,7 +1475,8 @@ class Recorder(Provenance):
               "_MethodWrapperType": types.MethodWrapperType, "_TensorBase": torch._C.TensorBase,
               "_DESCRIPTOR_TYPES": (types.MethodDescriptorType, types.WrapperDescriptorType,
                                     types.GetSetDescriptorType, types.ClassMethodDescriptorType),
-              "_TORCH_DIR": os.path.dirname(torch.__file__) + os.sep}
+              "_TORCH_DIR": os.path.dirname(torch.__file__) + os.sep, "_get_ident": _thread.get_ident,
+              "_reentered": set()}
         exec(compile(STUBS, "<proctor-gym hooks>", "exec"), ns)
         self.stub_ns = ns
         self.stub_builtins = dict(ns["__builtins__"])
