@@ -256,7 +256,11 @@ class Watch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         entered = (_get_ident(), id(func))
-        if torch_own(func) or entered in _reentered:
+        if torch_own(func):
+            out = func(*args, **kwargs)
+        elif entered in _reentered:
+            # it dispatched itself again (`has_torch_function`): its body runs unwatched
+            _audit("proctor-gym/unwatched", func)
             out = func(*args, **kwargs)
         else:
             # the run's own function, routed here through handle_torch_function (which takes
@@ -1268,6 +1272,7 @@ class Recorder(Provenance):
             EVENT + "thread_done": self.on_thread_done,
             EVENT + "objects": self.on_objects,
             EVENT + "pop_mode": self.on_pop_mode,
+            EVENT + "unwatched": self.on_unwatched,
             "sys._getframe": self.on_frame_access,
             "object.__getattr__": self.on_getattr,
             "object.__setattr__": self.on_setattr,
@@ -1578,6 +1583,13 @@ class Recorder(Provenance):
             return
         if not self.popped_by_torch():
             self.tamper("the run took the harness's TorchFunctionMode off the stack")
+
+    def on_unwatched(self, func):
+        """A function of the run's dispatched itself to the harness's mode from inside the mode
+        (RT-6c): its body runs with the mode off the stack, its ops unseen, so what it did is
+        unknown and no bug is proven fixed (counted as a lost event)."""
+        if self.watching and self.caller(self.stub_codes("watch")):
+            self.lose(EVENT + "unwatched", Unreadable(f"{_name(func)} ran with the harness's mode off the stack"))
 
     def popped_by_torch(self):
         thread = _thread_id()
