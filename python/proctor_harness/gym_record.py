@@ -66,7 +66,10 @@ ATOMIC = (type(None), bool, int, float, complex, str, bytes)
 MAX_INNER = 256
 ROOT_STATE_MAX = 20_000_000  # elements of root state kept at the first step
 THRESHOLD_OPS = {"gt", "ge", "lt", "le", "__gt__", "__ge__", "__lt__", "__le__", "round"}
-ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat"}
+# Ops that fold values into a running total: sums, and differences (`total -= -loss`).
+# Any other op of two grad-carrying tensors combines them as well (`_accumulates`).
+ADD_OPS = {"add", "__add__", "__iadd__", "__radd__", "add_", "sum", "stack", "cat",
+           "sub", "__sub__", "__isub__", "__rsub__", "sub_", "rsub", "subtract"}
 MAX_RECORDS = 400
 # Frames a handler may use above wherever the run raised its event: a run that lowers the
 # recursion limit around an op (or a step) must not make the handler fail.
@@ -349,7 +352,8 @@ _BytesIO = io.BytesIO
 _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
-    "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like")})
+    "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
+    "sign", "get_rng_state", "set_rng_state")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -381,6 +385,12 @@ def _tensors(args, kwargs):
             yield a
         elif isinstance(a, (list, tuple)):
             yield from (x for x in a if _T.is_tensor(x))
+
+
+def _accumulates(name, ins):
+    """An op that can fold a value into a running total: a sum or difference (of one tensor
+    and a Python number too), or any op combining two grad-carrying tensors."""
+    return name in ADD_OPS or sum(t.requires_grad for t in ins) >= 2
 
 
 def _outs(out):
@@ -591,14 +601,13 @@ ADAM_BETAS = (0.9, 0.999)  # a hand-written Adam is recognised with the default 
 ORIGIN_WALK = 256     # nodes walked from a summed graph scalar to the forward it came from
 ANALYSED_MAX = 20000  # backwards analysed
 FINGERPRINTS_MAX = 20000
-RAW_PROBABILITIES = {"SigmoidBackward0", "SoftmaxBackward0"}
-# Between a probability and its log: 1 - p, -p and reshapes keep a zero a zero.
-TRANSPARENT_NODES = {"RsubBackward0", "RsubBackward1", "NegBackward0", "SubBackward0", "SqueezeBackward0",
-                     "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "ViewBackward0",
-                     "ReshapeAliasBackward0", "UnsafeViewBackward0", "ExpandBackward0", "SelectBackward0",
-                     "SliceBackward0", "IndexBackward0", "TBackward0", "PermuteBackward0", "CloneBackward0",
-                     "TransposeBackward0"}
-LOG_NODES = {"LogBackward0", "Log1pBackward0", "Log2Backward0", "Log10Backward0"}
+# Ops that saturate as their input grows: a float32 sigmoid is exactly 1.0 from a logit of
+# ~17 on (tanh likewise), so what a log takes of them must survive their limit.
+SATURATING_OPS = {"sigmoid", "expit", "tanh", "exp"}
+SATURATED_INPUT = 40.0   # sigmoid(40) == 1.0 in float32 and float64; exp(40) is finite
+LOG_OPS = {"log", "log2", "log10", "log1p", "xlogy"}
+TAPE_MAX = 512           # ops kept between two backwards to replay a log's input
+RAW_LOGS_KEPT = 64
 _no_torch_function = torch._C.DisableTorchFunction
 _no_python_dispatch = torch._C._DisableTorchDispatch
 _lstsq = torch.linalg.lstsq
@@ -828,26 +837,16 @@ class Provenance:
         return edges
 
     def raw_logs(self, node):
-        """Logs in the graph taken of a sigmoid/softmax output as it is (its input not
-        clamped, no epsilon added): they reach -inf once the probability saturates."""
+        """Logs in the graph that turned -inf or NaN with the sigmoid (tanh, exp) before
+        them at its limit (`Saturation`): they reach it once the probability saturates."""
         count, seen, stack = 0, {}, [node]
         while stack and len(seen) < WALK_CAP:
             n = stack.pop()
             if n is None or id(n) in seen:
                 continue
-            seen[id(n)] = n
-            nexts = [nx for nx, _ in n.next_functions if nx is not None]
-            if type(n).__name__ in LOG_NODES and nexts:
-                x = nexts[0]
-                while type(x).__name__ in TRANSPARENT_NODES:
-                    inner = [nx for nx, _ in x.next_functions if nx is not None]
-                    if len(inner) != 1:
-                        break
-                    x = inner[0]
-                if type(x).__name__ in RAW_PROBABILITIES:
-                    inner = [nx for nx, _ in x.next_functions if nx is not None]
-                    count += not (inner and type(inner[0]).__name__.startswith("Clamp"))
-            stack.extend(nexts)
+            seen[id(n)] = n  # alive while walking: ids of freed wrappers get reused
+            count += self.raw_log_nodes.get(id(n)) is n
+            stack.extend(nx for nx, _ in n.next_functions)
         return count
 
     # -- each backward ---------------------------------------------------------------
@@ -1131,7 +1130,7 @@ class Provenance:
             entry = self.accumulators.get(id(t))
             if entry is not None and entry[0]() is t:
                 chain = entry[1]
-        if name in ADD_OPS and out.requires_grad:
+        if _accumulates(name, ins):
             fresh = [t for t in ins if t.requires_grad and t.grad_fn is not None and t.numel() == 1
                      and not self.known(self.backwarded, t) and self.accumulators.get(id(t)) is None]
             if chain is None and fresh:
@@ -1154,14 +1153,14 @@ class Provenance:
         """The forward a graph scalar was computed from: the recent root output its graph
         reaches first; None for a term of the weights alone (not derived from any output);
         one whose forward is no longer remembered, or too deep to tell, is its own."""
-        seen, stack = set(), [t.grad_fn]
+        seen, stack = {}, [t.grad_fn]
         while stack and len(seen) < ORIGIN_WALK:
             node = stack.pop()
             if node is None or id(node) in seen:
                 continue
             if id(node) in self.outputs:
                 return id(node)
-            seen.add(id(node))
+            seen[id(node)] = node  # alive while walking: ids of freed wrappers get reused
             stack.extend(n for n, _ in node.next_functions)
         return ("own", id(t)) if stack or self.known(self.derived, t) else None
 
@@ -1179,7 +1178,101 @@ class Provenance:
         return max(kept, default=0)
 
 
-class Recorder(Provenance):
+def _in_place(name, kwargs):
+    return "out" in kwargs or name.startswith("__i") or name.endswith("_") and not name.endswith("__") \
+        or name == "__setitem__"
+
+
+def _limit_of(x):
+    """x pushed to +-SATURATED_INPUT by its sign, within the bounds of a clamp it comes
+    straight out of (logits clamped inside the model's forward)."""
+    limit = _T.sign(x.detach()) * SATURATED_INPUT
+    node = x.grad_fn
+    if type(node).__name__.startswith("Clamp"):
+        lo, hi = getattr(node, "_saved_min", None), getattr(node, "_saved_max", None)
+        limit = _T.clamp(limit, min=lo, max=hi) if lo is not None or hi is not None else limit
+    return limit
+
+
+class Saturation:
+    """Whether a log in the loss is protected, judged by its value at the limit: the ops
+    between a saturating op (sigmoid, tanh, exp) and a log are kept as they run, and the
+    log is replayed with that op gone to its limit (its input pushed to +-40 by its sign,
+    as training pushes a confident logit). A log that turns -inf or NaN there is raw,
+    whatever arithmetic wraps it (`p * 1.0`, `1 - p`, a cast); a clamp, an epsilon or a
+    `where` that keeps it finite is a protection. Mixed into the Recorder."""
+
+    def init_saturation(self):
+        self.tape = {}           # id -> (weakref, func, args, kwargs, source) since the last backward
+        self.raw_log_nodes = {}  # id of a log's graph node -> the node, for the graph walks
+
+    def saturation_op(self, func, name, args, kwargs, ins, out):
+        tape = self.tape
+        taped = [t for t in ins if self.on_tape(t)]
+        if _in_place(name, kwargs):
+            for t in taped:  # written in place (`p.clamp_(...)`): its value is no longer the op's
+                tape.pop(id(t), None)
+            return
+        source = name in SATURATING_OPS and out.requires_grad
+        if not taped and not source:
+            return
+        if name in LOG_OPS and out.requires_grad and not self.finite_at_limit(func, args, kwargs):
+            if len(self.raw_log_nodes) >= RAW_LOGS_KEPT:
+                self.raw_log_nodes.pop(next(iter(self.raw_log_nodes)))
+            self.raw_log_nodes[id(out.grad_fn)] = out.grad_fn
+        if len(tape) < TAPE_MAX:  # masks too (`torch.where(p < eps, eps, p)`): they change at the limit
+            tape[id(out)] = (weakref.ref(out), func, args, kwargs, source)
+
+    def tape_logits(self, output):
+        """The model's outputs, when they are scores (not probabilities already), are pushed
+        to their limit too: a clamp of the logits before the sigmoid is a protection."""
+        for t in _outs(output):
+            if t.requires_grad and t.is_floating_point() and not self.on_tape(t) and t.numel():
+                with _T.no_grad():
+                    probabilities = bool(_T.amin(t) >= 0) and bool(_T.amax(t) <= 1)
+                if not probabilities and len(self.tape) < TAPE_MAX:
+                    self.tape[id(t)] = (weakref.ref(t), None, (t,), {}, True)
+
+    def on_tape(self, t):
+        entry = self.tape.get(id(t))
+        return entry is not None and entry[0]() is t
+
+    def finite_at_limit(self, func, args, kwargs):
+        state = _T.get_rng_state()  # a replayed dropout must not move the run's random stream
+        try:
+            with _T.no_grad():
+                memo = {}
+                out = func(*self.at_limit(args, memo), **self.at_limit(kwargs, memo))
+            return not _T.is_tensor(out) or bool(_T.isfinite(out).all())
+        except Exception:
+            return True  # what cannot be replayed is no evidence
+        finally:
+            _T.set_rng_state(state)
+
+    def at_limit(self, value, memo):
+        if isinstance(value, dict):
+            return {k: self.at_limit(v, memo) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.at_limit(v, memo) for v in value)
+        if not _T.is_tensor(value) or not self.on_tape(value):
+            return value
+        if id(value) not in memo:
+            _, func, args, kwargs, source = self.tape[id(value)]
+            if source:
+                x = next(a for a in args if _T.is_tensor(a))
+                # an input that is itself at its limit (clamped logits) stays what it is there
+                limit = self.at_limit(x, memo) if self.on_tape(x) else _limit_of(x)
+                args = [limit if a is x else a for a in args]
+            else:
+                args = self.at_limit(args, memo)
+            memo[id(value)] = args[0] if func is None else func(*args, **self.at_limit(kwargs, memo))
+        return memo[id(value)]
+
+    def saturation_backward(self):
+        self.tape.clear()
+
+
+class Recorder(Provenance, Saturation):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
     def __init__(self, key, out_dir, main_code, tolerant_ns, tolerant_run=False, model_name=None):
@@ -1196,6 +1289,7 @@ class Recorder(Provenance):
         self.harness_dir = os.path.dirname(main_code.co_filename) + os.sep
         self.obs = new_observations()
         self.init_provenance()
+        self.init_saturation()
         self.model = None
         self.init = None
         self.final = None
@@ -1230,7 +1324,7 @@ class Recorder(Provenance):
         self.lr_read = True    # the running step's lr was read inside it
         self.rng = random.Random(os.urandom(16))  # which evaluation batches are probed
         self.eval_batches = 0
-        self.backwarded = {}   # id -> weakref of tensors backward ran on
+        self.backwarded = {}   # id -> weakref of tensors backward ran on, and values computed from them
         self.recent_graphs = []  # the last graphs of backward (their root nodes)
         self.walked_recent = []  # the last graphs walked
         # Per thread: the fix's code may run inside an event's handler, but only in the
@@ -1650,6 +1744,7 @@ class Recorder(Provenance):
             self.backwarded[id(t)] = weakref.ref(t)
             if t.grad_fn is not None:
                 self.sample_graph(t.grad_fn)
+        self.saturation_backward()
 
     def sample_graph(self, node):
         """The ops of a loss's graph, judged over the whole run: every graph at first, then
@@ -1706,9 +1801,10 @@ class Recorder(Provenance):
                 # thresholded outputs are predictions: what follows scores them
                 for t in _outs(out):
                     self.remember(self.tainted, t)
-        if name in ADD_OPS and _T.is_tensor(out) and out.requires_grad:
-            if any(self.known(self.backwarded, t) for t in ins):
-                obs["graph_kept"] += 1
+        if _T.is_tensor(out) and out.requires_grad:
+            self.kept_after_backward(name, ins, out)
+        if _T.is_tensor(out):
+            self.saturation_op(func, name, args, kwargs, ins, out)
         if name in CONV_OPS and ins:
             training = self.training_forward if self.depths.get(_thread_id()) else _T.is_grad_enabled()
             dims = obs["conv_inputs"]["training" if training else "eval"]
@@ -1717,6 +1813,16 @@ class Recorder(Provenance):
             self.loss_call(name, ins[0], ins[1])
         if _T.is_tensor(out) and out.requires_grad:
             self.chain_op(name, ins, out)
+
+    def kept_after_backward(self, name, ins, out):
+        """A loss backward ran on, or a value computed from it (`-loss`, `loss * n`), folded
+        into a total with grad keeps that graph alive, whatever the arithmetic."""
+        if not any(self.known(self.backwarded, t) for t in ins):
+            return
+        if _accumulates(name, ins):
+            self.obs["graph_kept"] += 1
+        for t in _outs(out):
+            self.remember(self.backwarded, t)
 
     def outputs_finite(self, name, ins, out):
         """NaN/inf computed from a model's outputs in any grad mode: a loss computed under
@@ -2092,6 +2198,7 @@ class Recorder(Provenance):
         if depth != 1:
             self.inner_input(module, x)
             return
+        self.tape.clear()  # a loss is computed between two forwards of the model
         self.training_forward = _training(module) and _T.is_grad_enabled()
         obs["eval_forwards"] += not self.training_forward
         self.roots.setdefault(id(module), weakref.ref(module))
@@ -2218,6 +2325,7 @@ class Recorder(Provenance):
         self.depths[thread] = depth = max(0, self.depths.get(thread, 0) - 1)
         if depth == 0 and _T.is_grad_enabled() and not isinstance(module, nn.modules.loss._Loss):
             self.remember_output(module, output)
+            self.tape_logits(output)
         if depth == 0 and not isinstance(module, nn.modules.loss._Loss):
             for t in _outs(output):
                 self.remember(self.derived, t)
