@@ -4,7 +4,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tasks/debug");
+    // Read at run time, not with env!(): a build script compiled in another checkout (a
+    // target dir copied from it) would otherwise keep embedding that checkout's tasks.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../../tasks/debug");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut out = String::from("/// (slug, [(file name, contents)]) of every embedded task.\npub const EMBEDDED: &[(&str, &[(&str, &str)])] = &[\n");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
