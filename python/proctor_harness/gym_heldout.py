@@ -164,7 +164,11 @@ def _evaluate(model, inputs, batches, result):
     return None
 
 
-REDRAWS = 3
+# The median of the re-drawn metric decides. A binary task's trained MLP, its weights shuffled,
+# lands anywhere from 0.2 to 0.8: with 3 draws a correct fix of silent-nan-loss once had a
+# median of 0.804 ("not learned", 0.57 when graded again); 7 draws make that negligible.
+# An oracle stays high in every draw.
+REDRAWS = 7
 
 
 def _redrawn(init, final, parameters, generator):

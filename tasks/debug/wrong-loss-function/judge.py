@@ -1,5 +1,5 @@
 """wrong-loss-function: the loss whose gradients trained the model (its autograd graph,
-however it was called: no softmax over the tags, a per-tag binary loss), and the rule the
+however it was called: no softmax over the tags), and the rule the
 script applied to its model's outputs in evaluation: no argmax, whether called by name or
 written another way (predictions with one tag in every row: equal to the row's max, sort,
 one_hot, scatter). A threshold may be applied where torch cannot see it, in numpy or on
@@ -7,8 +7,11 @@ lists; the F1 the script reports must then agree with what its model gets under 
 which the task's gate checks (it can only lower a score)."""
 from proctor_harness.gym_judge import SOFTMAX_NODES, evaluated, graph_has, trained
 
-PER_TAG = ("BinaryCrossEntropyWithLogitsBackward0", "BinaryCrossEntropyBackward0",
-           "LogSigmoidBackward0", "SoftplusBackward0", "SigmoidBackward0")
+# A per-tag binary loss is not recognised by the ops it is written with: BCE modules, a
+# softplus / log1p(exp) / logaddexp written by hand, a soft-margin (logistic) loss on -1/+1
+# targets, a sigmoid made of tanh all are one. That the model learned independent per-tag
+# probabilities is measured on held-out data by the bug's gate (calibration, `bce`); the
+# graph can only show the bug: a softmax over the tags in any loss that trained it.
 
 
 def _one_tag_per_row(obs):
@@ -23,7 +26,7 @@ def _one_tag_per_row(obs):
 def judge(obs):
     return {
         "bugs": {
-            "wrong_loss": trained(obs) and graph_has(obs, *PER_TAG) and not graph_has(obs, *SOFTMAX_NODES),
+            "wrong_loss": trained(obs) and not graph_has(obs, *SOFTMAX_NODES),
             "argmax_eval": evaluated(obs) and obs["eval_argmax"] == 0 and not _one_tag_per_row(obs),
         },
         "metrics": {},

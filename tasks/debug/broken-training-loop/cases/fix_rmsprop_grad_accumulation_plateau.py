@@ -1,0 +1,57 @@
+"""RMSprop, gradient accumulation over two half-batches, ReduceLROnPlateau on the epoch loss."""
+import json
+import logging
+
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+N_FEATURES = 20
+
+
+def make_data(n, seed):
+    """Two overlapping Gaussian classes; features are raw (unnormalised) readings."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    direction = torch.linspace(-1.0, 1.0, N_FEATURES)
+    x = torch.randn(n, N_FEATURES, generator=g) * 3.0
+    x = x + (2 * y.float() - 1).unsqueeze(1) * direction * 2.0
+    return x, y
+
+
+X_train, y_train = make_data(1000, seed=1)
+X_val, y_val = make_data(500, seed=2)
+
+model = nn.Linear(N_FEATURES, 2)
+criterion = nn.CrossEntropyLoss()
+optimizer = torch.optim.RMSprop(model.parameters(), lr=0.002)
+scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=1)
+
+EPOCHS = 20
+BATCH = 100
+ACCUM = 2
+MICRO = BATCH // ACCUM
+losses = []
+for epoch in range(EPOCHS):
+    perm = torch.randperm(len(X_train))
+    epoch_loss = 0.0
+    for i in range(0, len(X_train), BATCH):
+        idx = perm[i:i + BATCH]
+        optimizer.zero_grad()
+        for j in range(0, len(idx), MICRO):
+            sub = idx[j:j + MICRO]
+            loss = criterion(model(X_train[sub]), y_train[sub])
+            (loss / ACCUM).backward()
+            epoch_loss += loss.item() * len(sub)
+        optimizer.step()
+    losses.append(round(epoch_loss / len(X_train), 4))
+    scheduler.step(losses[-1])
+
+with torch.no_grad():
+    val_acc = (model(X_val).argmax(dim=1) == y_val).float().mean().item()
+
+print("LOSSES:" + json.dumps(losses))
+print(f"FINAL_LOSS:{losses[-1]:.4f}")
+print(f"VAL_ACC:{val_acc:.4f}")
