@@ -79,7 +79,8 @@ HANDLER_HEADROOM = 2000
 GRAPHS_ALL = 100
 GRAPHS_SAMPLE_EVERY = 4
 GRAPHS_LAST = 4
-TRAIN_ROWS_MAX = 8000
+TRAIN_ROWS_MAX = 8000  # training rows banked: a uniform sample (reservoir) over the whole run
+TRAIN_FINGERPRINTS_MAX = 200_000  # training rows whose fingerprints tell them apart from their twins
 PROBE_ROWS = 8
 # Every evaluation batch is probed for the leak at first, then a batch of n rows with
 # probability n / PROBE_EVERY_ROWS: many small decoy batches cannot push a dataset's
@@ -91,6 +92,12 @@ PROBE_EVERY_ROWS = 256
 COVER_ROWS = 64
 COVER_SHARE = 0.9
 LEAK_SETS_MAX = 256
+# A train-mode forward with grad is training or evaluation by its fate: pending until a
+# backward's walk of its graph (bounded) reaches its output, evaluation once the next
+# optimizer step, or PENDING_BACKWARDS backwards, or the end of the run passed without one.
+PENDING_BACKWARDS = 2
+PENDING_MAX = 256
+PENDING_WALK = 2000
 # Ops whose answer is about finiteness: what they are asked about is seen, whatever the grad mode.
 DIV_OPS = {"div", "divide", "true_divide", "__truediv__", "__rtruediv__", "__itruediv__", "div_"}
 FINITE_CHECK_OPS = {"isfinite", "isnan", "isinf", "isposinf", "isneginf", "nan_to_num", "nan_to_num_"}
@@ -353,7 +360,7 @@ _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
     "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
-    "sign", "get_rng_state", "set_rng_state")})
+    "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -455,6 +462,30 @@ def _graph_ops(root, cap=400):
         names[n] = names.get(n, 0) + 1
         stack.extend(nx for nx, _ in getattr(node, "next_functions", ()))
     return names
+
+
+def _node_key(node):
+    """An autograd node as it can be recognised later without keeping it alive."""
+    return (type(node).__name__, node._sequence_nr())
+
+
+def _reached_keys(roots, wanted):
+    """The keys in `wanted` of the nodes a walk of the graph from `roots` reaches: breadth
+    first (a forward's output sits near its loss), bounded, ending when all are found."""
+    found, seen, queue, head = set(), set(), list(roots), 0
+    while head < len(queue) and len(seen) < PENDING_WALK and len(found) < len(wanted):
+        node = queue[head]
+        head += 1
+        if node is None:
+            continue
+        key = _node_key(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        if key in wanted:
+            found.add(key)
+        queue.extend(nx for nx, _ in node.next_functions)
+    return found
 
 
 def _snapshot(model):
@@ -1304,15 +1335,20 @@ class Recorder(Provenance, Saturation):
         self.depths = {}       # thread id -> depth of module calls in it
         self.run_limit = None  # the run's recursion limit while a handler runs
         self.after = {}
-        self.bank = []
+        self.bank = None       # the banked training rows [n, features]
+        self.bank_seen = 0     # training rows offered to the bank so far
+        self.bank_changed = True
         self.bank_sq = None
-        self.bank_fp = None    # two random projections of each banked row: exact copies
+        self.train_fp = None   # two random projections of every training row seen: exact copies
         self.projection = None
         self.eval_pass = 0     # evaluation passes (eval forwards between training forwards)
         self.in_eval = False
         self.cover_rows = None  # the training rows sampled for the running pass
         self.leak_sets = {}
         self.tainted = {}      # id -> weakref of tensors derived from eval-mode model outputs
+        self.pending = []      # train-mode forwards with grad whose fate is not known yet
+        self.pending_tainted = {}  # id -> (weakref, pending forward) of what derives from their outputs
+        self.probe_inputs = {}  # thread id -> the rows of the root forward under way to probe
         self.thresholded = {}  # id -> weakref of eval outputs compared with a threshold
         self.zero_div = {}     # id -> weakref of tensors whose NaN is a metric's 0/0
         self.one_rows = {}     # id -> (weakref, its root) of one-positive-per-row predictions
@@ -1729,6 +1765,7 @@ class Recorder(Provenance, Saturation):
         if not self.caller(self.stub_codes("backward")):
             return
         t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
+        self.settle_by_backward(tensors)
         self.count_backward(t)
         if _T.is_tensor(t) and t.requires_grad:
             with _no_torch_function():
@@ -1779,28 +1816,29 @@ class Recorder(Provenance, Saturation):
         obs = self.obs
         if func is _autograd_grad and self.caller(self.stub_codes("watch")):
             with _no_torch_function():
+                self.settle_by_backward(kwargs.get("outputs", args[0] if args else None))
                 self.grads_returned(args, kwargs, out)
         name = _name(func)
         ins = list(_tensors(args, kwargs))
         if self.direct:
             self.direct_op(name, ins, out)
-        tainted = any(self.known(self.tainted, t) for t in ins)
+        tainted, owner = self.taint_of(ins)
         self.outputs_finite(name, ins, out)
         # NaN/inf propagates into the scalar a loss ends in: checking scalars is enough
         if _T.is_tensor(out) and out.requires_grad and out.numel() == 1 and out.is_floating_point():
             if not _isfinite(float(out.detach())):
                 obs["nonfinite_in_graph"] += 1
         if tainted:
-            self.one_per_row(name, args, out, ins)
+            self.one_per_row(name, args, out, ins, owner)
             if name in THRESHOLD_OPS:
                 for t in _outs(out):
                     self.remember(self.thresholded, t)
             if name in ARGMAX_OPS and name != "max" or (name == "max" and (len(args) > 1 or "dim" in kwargs)):
-                obs["eval_argmax"] += 1
+                self.count("eval_argmax", 1, owner)
             elif name not in THRESHOLD_OPS and _T.is_tensor(out):
                 # thresholded outputs are predictions: what follows scores them
                 for t in _outs(out):
-                    self.remember(self.tainted, t)
+                    self.mark_tainted(t, owner)
         if _T.is_tensor(out) and out.requires_grad:
             self.kept_after_backward(name, ins, out)
         if _T.is_tensor(out):
@@ -1858,7 +1896,7 @@ class Recorder(Provenance, Saturation):
                 self.remember(self.zero_div, t)
         return honest
 
-    def one_per_row(self, name, args, out, ins):
+    def one_per_row(self, name, args, out, ins, owner):
         """A 0/1 tensor made from eval outputs with exactly one positive in every row is an
         argmax however it was written (equal to the row's amax, sort, one_hot, scatter,
         an index assignment); what is derived from it counts with it, once. Joined with a
@@ -1867,7 +1905,7 @@ class Recorder(Provenance, Saturation):
         targets = _outs(out)
         if (name.endswith("_") or name == "__setitem__") and args and _T.is_tensor(args[0]):
             targets = targets + [args[0]]
-            self.remember(self.tainted, args[0])
+            self.mark_tainted(args[0], owner)
         roots = [self.one_rows[id(t)] for t in ins if id(t) in self.one_rows and self.one_rows[id(t)][0]() is t]
         for t in targets:
             rows = _zero_one_rows(t)
@@ -1875,8 +1913,8 @@ class Recorder(Provenance, Saturation):
                 continue
             if bool((rows == 1).all()):
                 root = roots[0][1] if roots else {"key": "eval_one_per_row" if len(t) >= 8 else
-                                                  "eval_small_one_per_row", "counted": True}
-                self.obs[root["key"]] += not roots
+                                                  "eval_small_one_per_row", "counted": True, "owner": owner}
+                self.count(root["key"], not roots, root["owner"])
                 if len(self.one_rows) > 4096:
                     for k in [k for k, (r, _) in self.one_rows.items() if r() is None]:
                         del self.one_rows[k]
@@ -1885,7 +1923,7 @@ class Recorder(Provenance, Saturation):
                 for _, root in roots:
                     if root["counted"]:
                         root["counted"] = False
-                        self.obs[root["key"]] -= 1
+                        self.count(root["key"], -1, root["owner"])
 
     def remember(self, table, t):
         if len(table) > 4096:
@@ -1959,6 +1997,9 @@ class Recorder(Provenance, Saturation):
             self.direct_input = x.detach()[:4].clone()
         if _training(self.model) and _T.is_grad_enabled():
             self.remember_output(self.model, out)
+            forward = self.open_pending([out], None, True)  # no root input to compare its rows with
+            if forward is not None:
+                self.mark_tainted(out, forward)
         else:
             self.obs["eval_forwards"] += 1
             self.obs["eval_per_sample"] += 1  # no root input to compare its rows with
@@ -1976,6 +2017,7 @@ class Recorder(Provenance, Saturation):
         if not self.caller(self.stub_codes("step_pre"), {_step_wrapper}):
             return
         self.check_intact()
+        self.settle_all()
         self.lr_pre(optimizer)
         obs = self.obs
         obs["steps"] += 1
@@ -2200,14 +2242,18 @@ class Recorder(Provenance, Saturation):
             return
         self.tape.clear()  # a loss is computed between two forwards of the model
         self.training_forward = _training(module) and _T.is_grad_enabled()
-        obs["eval_forwards"] += not self.training_forward
         self.roots.setdefault(id(module), weakref.ref(module))
         self.first_input(module, x)
         # The model's own input: when its forward is called directly, its first layer's
         # (its other layers' inputs are features, no data rows)
         entry = not self.direct_modules or id(module) not in self.direct_modules or id(module) == self.entry
-        if entry and x is not None and x.is_floating_point() and x.dim() >= 2:
-            self.leak_probe(x.detach(), self.training_forward)
+        rows = x.detach() if entry and x is not None and x.is_floating_point() and x.dim() >= 2 else None
+        if self.training_forward:
+            self.probe_inputs[thread] = rows  # probed once the forward's fate is known
+            return
+        obs["eval_forwards"] += 1
+        if rows is not None:
+            self.leak_probe(rows, False)
 
     def first_input(self, module, x):
         """An input for tracing each root, a train-mode one when there is one: the model
@@ -2227,34 +2273,59 @@ class Recorder(Provenance, Saturation):
         self.inner_inputs[id(module)] = (weakref.ref(module), x.detach()[:4].clone())
 
     def leak_probe(self, x, training):
-        """Training inputs are banked; a few rows of each eval-mode batch are matched to
-        their nearest training row. Rows seen in training themselves (distance 0) are an
-        evaluation of the training set, not validation, and are left out."""
+        """Training inputs are banked; a few rows of each evaluation batch are matched to
+        their nearest training row. Rows seen in training themselves (by their fingerprints,
+        banked or not) are an evaluation of the training set, not validation, and are left out."""
         rows = x.reshape(len(x), -1).float()
         if training:
             self.in_eval = False
-            if sum(len(b) for b in self.bank) < TRAIN_ROWS_MAX and (not self.bank or self.bank[0].shape[1] == rows.shape[1]):
-                self.bank.append(rows.clone())
+            self.bank_rows(rows)
             return
-        if not self.bank:
+        train = self.bank
+        if train is None:
             return
         self.eval_batches += 1
-        train = _T.cat(self.bank) if len(self.bank) > 1 else self.bank[0]
-        self.bank = [train]
         if train.shape[1] != rows.shape[1]:
             return
-        if self.bank_sq is None or len(self.bank_sq) != len(train):
+        if self.bank_changed:
+            self.bank_changed = False
             self.bank_sq = _T.sum(_T.mul(train, train), dim=1)
-            gen = _T.Generator().manual_seed(self.rng.getrandbits(63))  # not the run's RNG
-            self.projection = _T.randn(train.shape[1], 2, dtype=_T.float64, generator=gen)
-            self.bank_fp = _T.mm(train.double(), self.projection)
         leak_set = self.leak_set(x, train)
         self.cover(leak_set, rows)
         if self.eval_batches > PROBE_ALL_BATCHES and self.rng.random() * PROBE_EVERY_ROWS >= len(rows):
             return
         probe = rows[self.rng.sample(range(len(rows)), min(PROBE_ROWS, len(rows)))]
-        d = self.nearest(probe, train, self.bank_sq)
+        d = self.nearest(probe[~self.training_rows(probe)], train, self.bank_sq)
         self.probed_batch([float(v) for v in d if v > 1.0], leak_set)  # 0 up to rounding: the same row
+
+    def bank_rows(self, rows):
+        """Training rows banked as a uniform sample over the run (a reservoir, private RNG):
+        forwards of noise before or between the real training batches cannot fill it."""
+        if self.bank is not None and self.bank.shape[1] != rows.shape[1]:
+            return
+        if self.projection is None:
+            gen = _T.Generator().manual_seed(self.rng.getrandbits(63))  # not the run's RNG
+            self.projection = _T.randn(rows.shape[1], 2, dtype=_T.float64, generator=gen)
+        if self.train_fp is None or len(self.train_fp) < TRAIN_FINGERPRINTS_MAX:
+            fp = _T.mm(rows.double(), self.projection)
+            self.train_fp = fp if self.train_fp is None else _T.cat([self.train_fp, fp])
+        seen, self.bank_seen = self.bank_seen, self.bank_seen + len(rows)
+        room = 0 if self.bank is None else TRAIN_ROWS_MAX - len(self.bank)
+        if self.bank is None or room > 0:
+            kept = rows[:TRAIN_ROWS_MAX if self.bank is None else room].clone()
+            self.bank = kept if self.bank is None else _T.cat([self.bank, kept])
+            self.bank_changed = True
+            seen, rows = seen + len(kept), rows[len(kept):]
+        if not len(rows):
+            return
+        gen = _T.Generator().manual_seed(self.rng.getrandbits(63))
+        # row i of the batch replaces a random banked row with probability MAX / (rows seen + 1)
+        chance = _T.div(float(TRAIN_ROWS_MAX), _T.arange(seen + 1, seen + len(rows) + 1, dtype=_T.float64))
+        taken = _T.rand(len(rows), generator=gen, dtype=_T.float64) < chance
+        if bool(taken.any()):
+            slots = _T.randint(0, TRAIN_ROWS_MAX, (int(taken.sum()),), generator=gen)
+            self.bank[slots] = rows[taken]
+            self.bank_changed = True
 
     @staticmethod
     def nearest(rows, train, train_sq):
@@ -2279,16 +2350,20 @@ class Recorder(Provenance, Saturation):
             found = self.leak_sets[key] = {"near": None, "cover": _T.full((len(self.cover_rows),), 1e30)}
         return found
 
+    def training_rows(self, rows):
+        """Which rows are training rows themselves (any seen in training, banked or not)."""
+        fp = _T.mm(rows.double(), self.projection)
+        tol = _T.mul(_T.add(_T.amax(_T.abs(fp), dim=1, keepdim=True), 1.0), 1e-7)
+        found = []
+        for i in range(0, len(rows), 64):  # a whole dataset in one batch: bounded memory
+            gap = _T.amax(_T.abs(_T.sub(fp[i:i + 64].unsqueeze(1), self.train_fp.unsqueeze(0))), dim=2)
+            found.append((gap <= tol[i:i + 64]).any(dim=1))
+        return _T.cat(found)
+
     def cover(self, leak_set, rows):
         """How near the set comes to each sampled training row, leaving out rows that are
         training rows themselves (their noisy twins in training are no held-out data)."""
-        fp = _T.mm(rows.double(), self.projection)
-        tol = _T.mul(_T.add(_T.amax(_T.abs(fp), dim=1, keepdim=True), 1.0), 1e-7)
-        kept = []
-        for i in range(0, len(rows), 64):  # a whole dataset in one batch: bounded memory
-            gap = _T.amax(_T.abs(_T.sub(fp[i:i + 64].unsqueeze(1), self.bank_fp.unsqueeze(0))), dim=2)
-            kept.append(~(gap <= tol[i:i + 64]).any(dim=1))
-        rest = rows[_T.cat(kept)]
+        rest = rows[~self.training_rows(rows)]
         if len(rest):
             d = self.nearest(self.cover_rows, rest, _T.sum(_T.mul(rest, rest), dim=1))
             leak_set["cover"] = _T.minimum(leak_set["cover"], d)
@@ -2329,11 +2404,105 @@ class Recorder(Provenance, Saturation):
         if depth == 0 and not isinstance(module, nn.modules.loss._Loss):
             for t in _outs(output):
                 self.remember(self.derived, t)
-        if depth == 0 and _T.is_tensor(output) and (module is self.model or id(module) in self.direct_modules):
-            if not _training(module) or not _T.is_grad_enabled():
+        if depth != 0 or isinstance(module, nn.modules.loss._Loss):
+            return
+        the_model = _T.is_tensor(output) and (module is self.model or id(module) in self.direct_modules)
+        if not self.training_forward:
+            if the_model:
                 self.remember(self.tainted, output)
-        if depth == 0 and not self.training_forward and not isinstance(module, nn.modules.loss._Loss):
             self.obs["eval_per_sample"] += self.per_sample(module, inputs, output)
+            return
+        rows = self.probe_inputs.pop(thread, None)
+        outputs = _outs(list(output.values()) if isinstance(output, dict) else output)
+        forward = self.open_pending(outputs, rows, self.per_sample(module, inputs, output))
+        if forward is None:
+            if rows is not None:
+                self.leak_probe(rows, True)  # nothing to train on in its outputs: as its mode says
+        elif the_model:
+            self.mark_tainted(output, forward)
+
+
+    # -- train-mode forwards with grad: training or evaluation by their fate -------------
+
+    def open_pending(self, outputs, rows, per_sample):
+        """A train-mode forward with grad: pending until its fate shows whether it trained
+        (its outputs' graph nodes, by sequence number: keeping the nodes would keep the
+        graphs). None when no output carries a graph."""
+        keys = {_node_key(t.grad_fn) for t in outputs if t.grad_fn is not None}
+        if not keys:
+            return None
+        forward = {"keys": keys, "rows": rows, "per_sample": bool(per_sample), "counts": {},
+                   "backwards": 0, "fate": None}
+        self.pending.append(forward)
+        if len(self.pending) > PENDING_MAX:
+            self.settle(self.pending[0], False)
+        return forward
+
+    def settle(self, forward, trained):
+        """A pending forward's fate: its rows are training rows, or it was an evaluation
+        (counted, probed for the leak, its outputs' predictions judged)."""
+        self.pending.remove(forward)
+        forward["fate"] = "training" if trained else "evaluation"
+        if trained:
+            if forward["rows"] is not None:
+                self.leak_probe(forward["rows"], True)
+            return
+        obs = self.obs
+        obs["eval_forwards"] += 1
+        obs["eval_per_sample"] += forward["per_sample"]
+        for key, n in forward["counts"].items():
+            obs[key] += n
+        if forward["rows"] is not None:
+            self.leak_probe(forward["rows"], False)
+
+    def settle_by_backward(self, tensors):
+        """A backward (or `autograd.grad`) from `tensors`: the pending forwards its graph
+        reaches trained; one that two backwards passed by was an evaluation."""
+        roots = [t.grad_fn for t in _outs(tensors) if t.grad_fn is not None]
+        if not self.pending or not roots:
+            return
+        wanted = {k for forward in self.pending for k in forward["keys"]}
+        reached = _reached_keys(roots, wanted)
+        for forward in list(self.pending):
+            if forward["keys"] & reached:
+                self.settle(forward, True)
+            else:
+                forward["backwards"] += 1
+                if forward["backwards"] >= PENDING_BACKWARDS:
+                    self.settle(forward, False)
+
+    def settle_all(self):
+        """An optimizer step, or the end of the run: what no backward reached was evaluation."""
+        for forward in list(self.pending):
+            self.settle(forward, False)
+
+    def mark_tainted(self, t, owner):
+        """`t` derives from an evaluation output (owner None) or from a pending forward's."""
+        if owner is None or owner["fate"] == "evaluation":
+            self.remember(self.tainted, t)
+        elif owner["fate"] is None:
+            if len(self.pending_tainted) > 4096:
+                for k in [k for k, (r, _) in self.pending_tainted.items() if r() is None]:
+                    del self.pending_tainted[k]
+            self.pending_tainted[id(t)] = (weakref.ref(t), owner)
+
+    def taint_of(self, ins):
+        """(tainted, owner) of an op's inputs: derived from an evaluation output (owner
+        None), else from a pending forward's (that forward), else not tainted."""
+        if any(self.known(self.tainted, t) for t in ins):
+            return True, None
+        for t in ins:
+            entry = self.pending_tainted.get(id(t))
+            if entry is not None and entry[0]() is t and entry[1]["fate"] != "training":
+                return True, (None if entry[1]["fate"] else entry[1])
+        return False, None
+
+    def count(self, key, n, owner):
+        """An evaluation fact, kept with its pending forward until that one's fate is known."""
+        if owner is None or owner["fate"] == "evaluation":
+            self.obs[key] += n
+        elif owner["fate"] is None:
+            owner["counts"][key] = owner["counts"].get(key, 0) + n
 
     def per_sample(self, module, inputs, output):
         """An evaluation forward predicts per sample when its output has one row per input
@@ -2383,6 +2552,7 @@ class Recorder(Provenance, Saturation):
         obs = self.obs
         obs["crashed"], obs["error"], obs["train_seconds"] = crashed, error, seconds
         self.check_intact()
+        self.settle_all()
         distances = sorted(obs["val_train_distances"])
         obs["val_train_nearest"] = distances[len(distances) // 2] if distances else None
         obs["leak_sets"] = self.leak_summary()
