@@ -1239,6 +1239,8 @@ class Saturation:
 
     def saturation_op(self, func, name, args, kwargs, ins, out):
         tape = self.tape
+        if not tape and name not in SATURATING_OPS:
+            return  # every op of the run comes here: nothing kept, nothing to follow
         taped = [t for t in ins if self.on_tape(t)]
         if _in_place(name, kwargs):
             for t in taped:  # written in place (`p.clamp_(...)`): its value is no longer the op's
@@ -1298,9 +1300,6 @@ class Saturation:
                 args = self.at_limit(args, memo)
             memo[id(value)] = args[0] if func is None else func(*args, **self.at_limit(kwargs, memo))
         return memo[id(value)]
-
-    def saturation_backward(self):
-        self.tape.clear()
 
 
 class Recorder(Provenance, Saturation):
@@ -1781,7 +1780,7 @@ class Recorder(Provenance, Saturation):
             self.backwarded[id(t)] = weakref.ref(t)
             if t.grad_fn is not None:
                 self.sample_graph(t.grad_fn)
-        self.saturation_backward()
+        self.tape.clear()  # the loss it kept ops for is spent
 
     def sample_graph(self, node):
         """The ops of a loss's graph, judged over the whole run: every graph at first, then
