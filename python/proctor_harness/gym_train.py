@@ -156,18 +156,96 @@ def eager_outputs(model, probe, thawed=thawed, frozen=frozen, first=first_tensor
         return None
 
 
+def predictions(out, reshape=torch.reshape, size=_BASE.size, argmax=torch.argmax, gt=torch.gt, amin=torch.amin,
+                amax=torch.amax, nan_to_num=torch.nan_to_num, float=float):
+    """What outputs predict per row, whatever monotone map (softmax, sigmoid) a model applies
+    only when evaluated: the argmax of several scores, one score's side of its threshold
+    (0.5 for probabilities, 0 for logits)."""
+    rows = nan_to_num(reshape(out, [size(out)[0], -1]))
+    if size(rows)[1] > 1:
+        return argmax(rows, 1)
+    probabilities = float(amin(rows)) >= 0.0 and float(amax(rows)) <= 1.0
+    return gt(reshape(rows, [-1]), 0.5 if probabilities else 0.0)
+
+
+def disagreement(a, b, ne=torch.ne, sum=torch.sum, int=int, size=_BASE.size):
+    """Share of rows whose predictions differ (1 when the outputs' shapes differ)."""
+    if size(a) != size(b):
+        return 1.0
+    pa, pb = predictions(a), predictions(b)
+    return 1.0 if size(pa) != size(pb) else int(sum(ne(pa, pb))) / size(pa)[0]
+
+
+# Rows allowed to be predicted otherwise in training than when evaluated, beyond the
+# training computation's own randomness: a batch norm's batch statistics against its
+# running ones (GYM-32).
+MODE_SLACK = 0.05
+MODE_ROWS = 128
+
+
+def mixed_rows(example, rows=MODE_ROWS, urandom=os.urandom, generator=torch.Generator, randint=torch.randint,
+               gather=torch.gather, size=_BASE.size, int_from=int.from_bytes, list=list):
+    """`rows` rows whose every entry is taken from a random row of the example (the example
+    keeps only a few): each feature keeps the values it has in the data, the rows differ."""
+    g = generator().manual_seed(int_from(urandom(8), "little") >> 1)
+    index = randint(0, size(example)[0], [rows] + list(size(example)[1:]), generator=g)
+    return gather(example, 0, index)
+
+
+def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=object.__setattr__):
+    """Every module's flag set directly: a module's own `train` or `__setattr__` could keep
+    it as it was."""
+    for m in modules(model):
+        set_attribute(m, "training", training)
+
+
+def mode_mismatch(model, example, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
+                  first=first_tensor, disagreement=disagreement, set_mode=set_mode, no_grad=torch.no_grad,
+                  enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
+                  no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max,
+                  slack=MODE_SLACK, rows=MODE_ROWS):
+    """Why the model evaluated (eval mode, no gradients) predicts rows otherwise than the
+    same model computes them while training (train mode, gradients on), or None. The
+    held-out side only ever sees the evaluated model: a forward that answers from a rule or
+    baked-in data when evaluated, and trains honestly, earns what it did not learn (GYM-32).
+    Two training passes measure the training computation's own randomness (dropout); a
+    model that takes no such batch is not judged."""
+    try:
+        # outside any torch function or dispatch mode: the fix's would answer for its model,
+        # the recorder's would record the passes (anomaly detection's stack traces included)
+        with no_torch_function(), no_python_dispatch():
+            probe = frozen(probe_rows(mixed_rows(example)))
+            with no_grad():
+                e = first(model(thawed(probe)))
+            set_mode(model, True)
+            with enable_grad():
+                a, b = first(model(thawed(probe))), first(model(thawed(probe)))
+            if e is None or a is None or b is None:
+                return None
+            noise = disagreement(a, b)
+            differ = (disagreement(a, e) + disagreement(b, e)) / 2
+    except exception:
+        return None
+    finally:
+        set_mode(model, False)
+    if differ > noise + max(slack, 2.0 / rows):
+        return (f"the model evaluated predicts {differ:.0%} of {rows} rows otherwise than it computes them "
+                f"in training ({noise:.0%} between two training passes)")
+    return None
+
+
 def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad, probe_rows=probe_rows,
           frozen=frozen, eager_outputs=eager_outputs, compare=compare, modules=torch.nn.Module.modules,
           jit_save=torch.jit.save, bytes_io=io.BytesIO, digest=hashlib.sha256, audit=sys.audit, open=open,
-          enumerate=enumerate, exception=Exception, type=type, tuple=tuple,
+          enumerate=enumerate, exception=Exception, type=type, tuple=tuple, mode_mismatch=mode_mismatch,
           no_torch_function=torch._C.DisableTorchFunction, no_python_dispatch=torch._C._DisableTorchDispatch):
     """The first of the (model, input, weights after the last step) candidates that traces,
     as TorchScript; the fix's forward runs here, with no recorder frame on the stack. The
     model's eager outputs on rows the trace never saw are taken first and compared with the
     trace's: a forward that answers otherwise when traced (`torch.jit.is_tracing()`, the
-    example itself) is reported as `mismatch`. What this compares is bound here, before
-    the fix's code runs again. The answer is a tuple of pairs: nothing can edit it before
-    the seal."""
+    example itself) or when evaluated than in training is reported as `mismatch`. What
+    this compares is bound here, before the fix's code runs again. The answer is a tuple
+    of pairs: nothing can edit it before the seal."""
     errors = []
     for index, (model, example, final) in enumerate(tuple(candidates)):
         try:
@@ -189,6 +267,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
+            mismatch = mismatch or mode_mismatch(model, example)
             return (("index", index), ("mismatch", mismatch))
         except exception as e:
             errors.append(f"{type(e).__name__}: {e}")

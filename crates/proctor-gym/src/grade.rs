@@ -699,8 +699,9 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
         Some((
             "export_mismatch",
             format!(
-                "the exported model does not compute what the script's model computes on \
-                 rows it was not traced with ({why}): the model evaluated is not the one trained"
+                "the exported model does not compute what the script's model computes in \
+                 training on rows it was not traced with ({why}): the model evaluated is not \
+                 the one trained"
             ),
         ))
     } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
