@@ -81,6 +81,10 @@ GRAPHS_SAMPLE_EVERY = 4
 GRAPHS_LAST = 4
 TRAIN_ROWS_MAX = 8000  # training rows banked: a uniform sample (reservoir) over the whole run
 TRAIN_FINGERPRINTS_MAX = 200_000  # training rows whose fingerprints tell them apart from their twins
+# Known fingerprints a lookup compares at once (a window of equal first projections); wider
+# windows, rows nearly equal to many training rows, are compared one by one.
+FINGERPRINT_WINDOW = 64
+FINGERPRINT_ROWS_AT_ONCE = 1024
 PROBE_ROWS = 8
 # Every evaluation batch is probed for the leak at first, then a batch of n rows with
 # probability n / PROBE_EVERY_ROWS: many small decoy batches cannot push a dataset's
@@ -360,7 +364,8 @@ _encode_str = json.encoder.encode_basestring_ascii
 _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
     "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
-    "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint")})
+    "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint", "empty", "zeros", "ones",
+    "searchsorted", "argsort", "ne")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -1302,6 +1307,72 @@ class Saturation:
         return memo[id(value)]
 
 
+class RowFingerprints:
+    """Two random projections of every distinct training row seen (up to a cap): a row is a
+    training row itself when its fingerprint is within rounding of one of them. Kept sorted
+    by the first projection, so a lookup compares a narrow window of it, not every training
+    row (an evaluation of a whole dataset against all training rows, each epoch, was most of
+    the recorder's time); the same rows trained again each epoch are kept once."""
+
+    def __init__(self, projection):
+        self.projection = projection
+        self.known = _T.empty((0, 2), dtype=_T.float64)  # ascending in column 0
+        self.pending = []
+        self.pending_rows = 0
+
+    def add(self, rows):
+        if len(self.known) + self.pending_rows < TRAIN_FINGERPRINTS_MAX:
+            self.pending.append(_T.mm(rows.double(), self.projection))
+            self.pending_rows += len(rows)
+
+    def training(self, rows):
+        """Which of `rows` are training rows."""
+        self.merge()
+        fp = _T.mm(rows.double(), self.projection)
+        return self.lookup(fp, _T.mul(_T.add(_T.amax(_T.abs(fp), dim=1), 1.0), 1e-7))
+
+    def merge(self):
+        if not self.pending:
+            return
+        new = _T.cat(self.pending)
+        self.pending, self.pending_rows = [], 0
+        new = new[_T.isfinite(new).all(dim=1)]
+        new = new[~self.lookup(new, _T.zeros(len(new), dtype=_T.float64))]
+        new = new[_T.argsort(new[:, 1], stable=True)]
+        new = new[_T.argsort(new[:, 0], stable=True)]  # equal rows side by side
+        if len(new) > 1:
+            new = new[_T.cat([_T.ones(1, dtype=_bool), _T.ne(new[1:], new[:-1]).any(dim=1)])]
+        if len(new):
+            known = _T.cat([self.known, new])
+            self.known = known[_T.argsort(known[:, 0], stable=True)].contiguous()
+
+    def lookup(self, fp, tol):
+        """Whether each fingerprint is within its tolerance of a known one (non-finite ones
+        never are)."""
+        found = _T.zeros(len(fp), dtype=_bool)
+        known = self.known
+        if not len(known) or not len(fp):
+            return found
+        first = known[:, 0].contiguous()
+        lo = _T.searchsorted(first, _T.sub(fp[:, 0], tol))
+        hi = _T.searchsorted(first, _T.add(fp[:, 0], tol), right=True)
+        width = _T.sub(hi, lo)
+        candidates = _T.isfinite(fp).all(dim=1) & (width > 0)
+        narrow = (candidates & (width <= FINGERPRINT_WINDOW)).nonzero().flatten()
+        offsets = _T.arange(FINGERPRINT_WINDOW)
+        for start in range(0, len(narrow), FINGERPRINT_ROWS_AT_ONCE):
+            at = narrow[start:start + FINGERPRINT_ROWS_AT_ONCE]
+            index = _T.add(lo[at].unsqueeze(1), offsets)
+            inside = index < hi[at].unsqueeze(1)
+            near = known[_T.clamp(index, max=len(known) - 1)]
+            gap = _T.amax(_T.abs(_T.sub(near, fp[at].unsqueeze(1))), dim=2)
+            found[at] = ((gap <= tol[at].unsqueeze(1)) & inside).any(dim=1)
+        for i in (candidates & (width > FINGERPRINT_WINDOW)).nonzero().flatten().tolist():
+            gap = _T.amax(_T.abs(_T.sub(known[int(lo[i]):int(hi[i])], fp[i])), dim=1)
+            found[i] = bool((gap <= tol[i]).any())
+        return found
+
+
 class Recorder(Provenance, Saturation):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
@@ -1338,8 +1409,7 @@ class Recorder(Provenance, Saturation):
         self.bank_seen = 0     # training rows offered to the bank so far
         self.bank_changed = True
         self.bank_sq = None
-        self.train_fp = None   # two random projections of every training row seen: exact copies
-        self.projection = None
+        self.training_prints = None  # of every training row seen: exact copies told from twins
         self.eval_pass = 0     # evaluation passes (eval forwards between training forwards)
         self.in_eval = False
         self.cover_rows = None  # the training rows sampled for the running pass
@@ -2302,12 +2372,10 @@ class Recorder(Provenance, Saturation):
         forwards of noise before or between the real training batches cannot fill it."""
         if self.bank is not None and self.bank.shape[1] != rows.shape[1]:
             return
-        if self.projection is None:
+        if self.training_prints is None:
             gen = _T.Generator().manual_seed(self.rng.getrandbits(63))  # not the run's RNG
-            self.projection = _T.randn(rows.shape[1], 2, dtype=_T.float64, generator=gen)
-        if self.train_fp is None or len(self.train_fp) < TRAIN_FINGERPRINTS_MAX:
-            fp = _T.mm(rows.double(), self.projection)
-            self.train_fp = fp if self.train_fp is None else _T.cat([self.train_fp, fp])
+            self.training_prints = RowFingerprints(_T.randn(rows.shape[1], 2, dtype=_T.float64, generator=gen))
+        self.training_prints.add(rows)
         seen, self.bank_seen = self.bank_seen, self.bank_seen + len(rows)
         room = 0 if self.bank is None else TRAIN_ROWS_MAX - len(self.bank)
         if self.bank is None or room > 0:
@@ -2351,13 +2419,7 @@ class Recorder(Provenance, Saturation):
 
     def training_rows(self, rows):
         """Which rows are training rows themselves (any seen in training, banked or not)."""
-        fp = _T.mm(rows.double(), self.projection)
-        tol = _T.mul(_T.add(_T.amax(_T.abs(fp), dim=1, keepdim=True), 1.0), 1e-7)
-        found = []
-        for i in range(0, len(rows), 64):  # a whole dataset in one batch: bounded memory
-            gap = _T.amax(_T.abs(_T.sub(fp[i:i + 64].unsqueeze(1), self.train_fp.unsqueeze(0))), dim=2)
-            found.append((gap <= tol[i:i + 64]).any(dim=1))
-        return _T.cat(found)
+        return self.training_prints.training(rows)
 
     def cover(self, leak_set, rows):
         """How near the set comes to each sampled training row, leaving out rows that are
