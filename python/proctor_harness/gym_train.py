@@ -202,32 +202,39 @@ def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=obj
 def mode_mismatch(model, example, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
                   first=first_tensor, disagreement=disagreement, set_mode=set_mode, no_grad=torch.no_grad,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
-                  no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max,
-                  slack=MODE_SLACK, rows=MODE_ROWS):
+                  no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
+                  str=str, slack=MODE_SLACK, rows=MODE_ROWS):
     """Why the model evaluated (eval mode, no gradients) predicts rows otherwise than the
     same model computes them while training (train mode, gradients on), or None. The
     held-out side only ever sees the evaluated model: a forward that answers from a rule or
     baked-in data when evaluated, and trains honestly, earns what it did not learn (GYM-32).
     Two training passes measure the training computation's own randomness (dropout); a
-    model that takes no such batch is not judged."""
-    try:
-        # outside any torch function or dispatch mode: the fix's would answer for its model,
-        # the recorder's would record the passes (anomaly detection's stack traces included)
-        with no_torch_function(), no_python_dispatch():
+    model that takes no such batch when evaluated is not judged, one that then fails on it
+    in training is (it would hide what it computes there)."""
+    # outside any torch function or dispatch mode: the fix's would answer for its model, the
+    # recorder's would record the passes (anomaly detection's stack traces included)
+    with no_torch_function(), no_python_dispatch():
+        try:
             probe = frozen(probe_rows(mixed_rows(example)))
             with no_grad():
                 e = first(model(thawed(probe)))
+        except exception:
+            return None
+        if e is None:
+            return None
+        try:
             set_mode(model, True)
             with enable_grad():
                 a, b = first(model(thawed(probe))), first(model(thawed(probe)))
-            if e is None or a is None or b is None:
-                return None
+            if a is None or b is None:
+                return "the model evaluated returns scores for rows it returns none for in training"
             noise = disagreement(a, b)
             differ = (disagreement(a, e) + disagreement(b, e)) / 2
-    except exception:
-        return None
-    finally:
-        set_mode(model, False)
+        except exception as error:
+            return (f"the model evaluated takes rows its training computation fails on: "
+                    f"{type(error).__name__}: {str(error)[:200]}")
+        finally:
+            set_mode(model, False)
     if differ > noise + max(slack, 2.0 / rows):
         return (f"the model evaluated predicts {differ:.0%} of {rows} rows otherwise than it computes them "
                 f"in training ({noise:.0%} between two training passes)")
