@@ -357,6 +357,7 @@ _get_signal = _signal.getsignal
 _exit = os._exit
 _write = os.write
 _dup = os.dup
+_getpid = os.getpid
 _isfinite = math.isfinite
 _sha256 = hashlib.sha256
 _BytesIO = io.BytesIO
@@ -1373,7 +1374,147 @@ class RowFingerprints:
         return found
 
 
-class Recorder(Provenance, Saturation):
+# -- the observations streamed out as they happen ---------------------------------------
+# The run can read and write its whole process (numpy's array interface takes any address,
+# RT-3): a fact kept only here could be rewritten after the fact. So at the end of every
+# event the recorder handled, what changed in the observations since the last line goes out
+# on the mark fd as authenticated lines, which no code of the run can take back; the grader
+# replays them and checks that every fact only moved forward (`stream.rs`).
+STREAM_MARK = "[proctor-gym] obs "
+# Payload characters per line: a line is one write under PIPE_BUF, never interleaved with
+# what another thread or process writes to stderr meanwhile.
+STREAM_CHUNK = 3000
+# A line's MAC covers the previous line's: none can be dropped, reordered or replayed.
+STREAM_MAC_HEX = 16
+# Facts that only credit a fix (the run could raise them before any event ended, whatever
+# is streamed; the held-out measurement gates the credit): sent with the seal only, which
+# keeps the stream small (`params_moved` changes at every step).
+STREAMED_AT_SEAL = frozenset({"params_moved", "loss_graph_ops", "graphs_walked", "effective_steps", "idle_steps",
+                              "finite_grad_steps", "proven_updates", "manual_proven"})
+_NOT_SENT = object()
+
+
+def _copied(value):
+    """What a dict of the observations holds now (nested dicts and lists copied; each read
+    at once, in C: another thread's handler may add an entry meanwhile)."""
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in list(value.items())}
+    return list(value) if type(value) is list else value
+
+
+def _merged(old, new):
+    """The entries of dict `new` that differ from `old` (nested dicts as their own changes),
+    or None when an entry of `old` is gone (sent whole instead)."""
+    changed = {}
+    for k, v in new.items():  # `new` is a copy
+        was = old.get(k, _NOT_SENT)
+        if type(was) is dict and type(v) is dict:
+            inner = _merged(was, v)
+            if inner is None:
+                return None
+            if inner:
+                changed[k] = inner
+        elif was is _NOT_SENT or type(was) is not type(v) or was != v:
+            changed[k] = v
+    return changed if all(k in new for k in old) else None
+
+
+class Observations(dict):
+    """The observations, noting the keys set since the last line (so that the check after
+    every op reads only those)."""
+
+    __slots__ = ("set_keys",)
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.set_keys = set(items)
+
+    def __setitem__(self, key, value):
+        self.set_keys.add(key)
+        dict.__setitem__(self, key, value)
+
+
+class Stream:
+    """Sends the observations' changes out as they happen (see `STREAM_MARK`)."""
+
+    def init_stream(self):
+        self.sent = {}  # key -> the object sent last (a list or dict: the one it was sent from)
+        self.sent_lists = {}  # key -> (length sent, JSON of the last entry sent)
+        self.sent_dicts = {}  # key -> a copy of the dict as sent
+        self.stream_mac = ""  # the last line's
+        self.stream_pid = _getpid()  # a forked child (a DataLoader worker) sends nothing
+        self.stream_lock = _thread.allocate_lock()
+        self.main_step = None  # the harness's step (ran, export, seal...) whose changes go next
+
+    def changes(self, last):
+        """What changed since the last line, by key: `key` set, `key+` a list's appended tail,
+        `key*` the number of copies of its last entry appended (a loss call like the one
+        before), `key~` a dict's changed entries."""
+        obs, sent = self.obs, self.sent
+        # Fast, as it runs after every op: the keys set since the last line (the last one reads
+        # them all), and the lists that grew and the dicts edited in place, told by the length
+        # and the copy sent.
+        keys, obs.set_keys = (list(obs) if last else obs.set_keys), set()
+        keys = list(keys)  # another thread's handler may set one meanwhile
+        keys += [k for k, (n, _) in self.sent_lists.items() if obs.get(k) is sent[k] and len(sent[k]) != n]
+        keys += [k for k, copy in self.sent_dicts.items() if obs.get(k) is sent[k] and sent[k] != copy]
+        out = {}
+        for k in keys:
+            if (last or k not in STREAMED_AT_SEAL) and k in obs:
+                out.update(self.change(k, obs[k]))
+        return out
+
+    def change(self, k, v):
+        """The change of key `k`, now `v`, since the last line; records it as sent."""
+        old, kind = self.sent.get(k, _NOT_SENT), type(v)
+        self.sent[k] = v
+        listed, copy = self.sent_lists.pop(k, (0, None)), self.sent_dicts.pop(k, None)
+        if kind is list:
+            if old is v and len(v) == listed[0]:
+                self.sent_lists[k] = listed
+                return {}
+            now = list(v)
+            grew = old is v and len(now) > listed[0]
+            tail = [to_json(x) for x in now[listed[0]:]] if grew else None
+            self.sent_lists[k] = (len(now), tail[-1] if grew else to_json(now[-1]) if now else None)
+            if not grew:
+                return {k: now}
+            if listed[1] is not None and all(x == listed[1] for x in tail):
+                return {k + "*": len(tail)}
+            return {k + "+": now[listed[0]:]}
+        if kind is dict:
+            now = self.sent_dicts[k] = _copied(v)
+            merged = _merged(copy, now) if old is v and copy is not None else None
+            return {k: now} if merged is None else {k + "~": merged} if merged else {}
+        if old is not _NOT_SENT and type(old) is kind and old == v:
+            return {}  # the same value again
+        return {k: v}
+
+    def flush(self, event, last=False):
+        """One authenticated line (or several, for a long change) per flush that changed
+        anything: `tag more mac payload`, `more` "+" for a continued payload, "." for a
+        complete one and "$" for the last, sealed one."""
+        if self.key is None or _getpid() != self.stream_pid:
+            return
+        with self.stream_lock:
+            tag, self.main_step = self.main_step or event, None
+            changes = self.changes(last)
+            if not changes and not last:
+                return
+            payload = to_json(changes)
+            pieces = [payload[i:i + STREAM_CHUNK] for i in range(0, len(payload), STREAM_CHUNK)] or [""]
+            for i, piece in enumerate(pieces):
+                more = "+" if i < len(pieces) - 1 else "$" if last else "."
+                head = f"{tag} {more}"
+                mac = hmac_sha256(self.key, f"{self.stream_mac} {head} {piece}".encode())[:STREAM_MAC_HEX]
+                try:
+                    _write(self.mark_fd, f"\n{STREAM_MARK}{head} {mac} {piece}\n".encode())
+                except OSError:
+                    pass  # nobody reads the output any more: the grader sees the stream end
+                self.stream_mac = mac
+
+
+class Recorder(Provenance, Saturation, Stream):
     """Receives the stubs' events (as audit events) and keeps the observations."""
 
     def __init__(self, key, out_dir, main_code, tolerant_ns, tolerant_run=False, model_name=None):
@@ -1388,9 +1529,10 @@ class Recorder(Provenance, Saturation):
         self.export_code = None  # gym_train.trace, set by install
         self.exported_sha256 = None
         self.harness_dir = os.path.dirname(main_code.co_filename) + os.sep
-        self.obs = new_observations()
+        self.obs = Observations(new_observations())
         self.init_provenance()
         self.init_saturation()
+        self.init_stream()
         self.model = None
         self.init = None
         self.final = None
@@ -1526,6 +1668,7 @@ class Recorder(Provenance, Saturation):
             self.busy[thread] -= 1
             if not self.busy[thread]:
                 del self.busy[thread]
+                self.flush(event[len(EVENT):])
             if not self.busy:
                 self.give_back_limit()
 
@@ -2599,6 +2742,7 @@ class Recorder(Provenance, Saturation):
             return
         if not self.caller({self.main_code}):
             return
+        self.main_step = what  # the tag of the changes this step makes (the grader's rules name it)
         {"ran": self.after_run, "tolerant": self.tolerant_done, "export": self.hand_over,
          "seal": self.seal}[what](*args)
 
@@ -2746,6 +2890,7 @@ class Recorder(Provenance, Saturation):
                                  "model_sha256": self.exported_sha256,
                                  "weights_sha256": self.save_weights(out + "/weights.pt", self.extra_weights.get(id(model), {})),
                                  "mismatch": traced.get("mismatch")}
+        self.flush("seal", last=True)
         if self.key is not None:
             body = to_json(obs).encode()
             mac = hmac_sha256(self.key, body)
@@ -2785,4 +2930,5 @@ def install(key, out_dir, main_code, tolerant_ns, tolerant_run=False, export_cod
     recorder = Recorder(key, out_dir, main_code, tolerant_ns, tolerant_run, model_name)
     recorder.export_code = export_code
     recorder.install()
+    recorder.flush("install")  # the observations as they start, before any code of the run
     return recorder.stub_ns["OBS"]

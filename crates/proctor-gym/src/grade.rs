@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::heldout::Tensor;
 use crate::score::{self, Outcome};
+use crate::stream;
 use crate::task::Task;
 use crate::GymError;
 
@@ -25,6 +26,10 @@ use crate::GymError;
 const GRADE_MEMORY_HEADROOM: u64 = 4;
 /// Graded runs get this multiple of the task's time limit (instrumentation costs time).
 const GRADE_TIME_FACTOR: f64 = 3.0;
+
+/// Output a train run may write: what the fix prints and the observations the recorder
+/// streams on stderr as they happen (`stream`, ~250 bytes per optimizer step).
+const TRAIN_OUTPUT_BYTES: u64 = 8 << 20;
 
 /// The largest script accepted for grading.
 pub const MAX_CODE_BYTES: usize = 100_000;
@@ -301,10 +306,13 @@ fn train_job(task: &Task, tmp: &Path, dir: &str, key: &str) -> Job {
     })
     .with_input(tmp.join("fix.py"), "fix.py")
     .with_input(tmp.join("broken.py"), "broken.py")
-    .with_limits(limits(
-        spec.timeout_s * GRADE_TIME_FACTOR,
-        spec.memory_mb * GRADE_MEMORY_HEADROOM,
-    ))
+    .with_limits(Limits {
+        max_output_bytes: TRAIN_OUTPUT_BYTES,
+        ..limits(
+            spec.timeout_s * GRADE_TIME_FACTOR,
+            spec.memory_mb * GRADE_MEMORY_HEADROOM,
+        )
+    })
     .collect_into(tmp.join(dir));
     job.env
         .push(("PROCTOR_GYM_RUN_KEY".into(), key.to_string()));
@@ -315,7 +323,15 @@ fn train_job(task: &Task, tmp: &Path, dir: &str, key: &str) -> Job {
 /// the marks the harness printed), sorted.
 fn sealed(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<String>) {
     let marks = tamper_marks(&run.stderr);
-    let (obs, mut tampered) = read_observations(dir, key, run);
+    let (mut obs, mut tampered) = read_observations(dir, key, run);
+    if !obs.is_null() {
+        match streamed(key, run, &obs) {
+            Ok(replayed) => obs = replayed,
+            Err(why) if run.status == Status::Ok => tampered.extend(why),
+            // Killed by a limit (output past the cap ends the lines): nothing to read.
+            Err(_) => obs = Value::Null,
+        }
+    }
     if !marks.is_empty() {
         // Reported at once by the harness, which then destroyed its key: no seal follows.
         tampered.retain(|t| !t.starts_with(NO_SEAL));
@@ -327,6 +343,35 @@ fn sealed(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<S
 }
 
 const NO_SEAL: &str = "the run ended before the harness recorded its observations";
+
+/// The observations as the run streamed them while they happened (`stream`), when the
+/// lines are the harness's, complete, every fact in them only moved forward and the sealed
+/// observations are the replayed ones; else why not.
+fn streamed(
+    key: &str,
+    run: &proctor_core::RunResult,
+    sealed: &Value,
+) -> Result<Value, Vec<String>> {
+    let replay = stream::replay(&run.stderr, key);
+    let mut why = replay.violations;
+    if !replay.complete {
+        why.push("the observations streamed during the run end before the seal".into());
+    } else if why.is_empty() {
+        let changed = stream::differing(&replay.obs, sealed);
+        if !changed.is_empty() {
+            why.push(format!(
+                "the observations were changed after they were recorded (the sealed ones \
+                 are not those streamed as they happened): {}",
+                changed.join(", ")
+            ));
+        }
+    }
+    if why.is_empty() {
+        Ok(Value::Object(replay.obs))
+    } else {
+        Err(why)
+    }
+}
 
 /// The sealed observations of the train run, or why there are none worth reading.
 fn read_observations(dir: &Path, key: &str, run: &proctor_core::RunResult) -> (Value, Vec<String>) {
@@ -758,8 +803,7 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
         error_log.push_str(&format!("\n[held-out] {}", e.heldout_note));
     }
     if run.status != Status::Ok {
-        let tail: String = run
-            .stderr
+        let tail: String = stream::without_lines(&run.stderr)
             .chars()
             .rev()
             .take(4000)

@@ -25,6 +25,7 @@ pub mod heldout;
 pub mod mcp;
 pub mod score;
 pub mod server;
+pub mod stream;
 pub mod task;
 pub mod ui;
 
