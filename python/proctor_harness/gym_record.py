@@ -138,7 +138,7 @@ def backward(tensors, *args, **kwargs):
 def edge_hook(key):
     """A hook for one autograd node of a loss's graph: the gradients it sends on."""
     def hook(grad_inputs, grad_outputs):
-        _audit("proctor-gym/edge", key, grad_inputs)
+        _audit("proctor-gym/edge", key, grad_inputs, grad_outputs)
     return hook
 
 
@@ -366,7 +366,7 @@ _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
     "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
     "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint", "empty", "zeros", "ones",
-    "searchsorted", "argsort", "ne")})
+    "searchsorted", "argsort", "ne", "softmax", "sigmoid", "where", "sort", "cumsum", "stack", "tensor")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -577,6 +577,8 @@ def new_observations():
         "lrs": [],
         "lr_in_step_max": 0.0,      # the largest lr read inside a step (after the update)
         "lr_measured_max": 0.0,     # the largest lr an SGD update really applied (from its move)
+        "lr_effective_max": 0.0,    # the same on the gradient of the loss as a mean over its
+                                    # rows (times `k` of `loss * k`, over a GradScaler's scale)
         "steps_lr_unread": 0,       # steps whose lr could not be read inside the step
         "optimizer_params": [],     # per step (first 20): params held, frozen among them
         "model_params": 0,
@@ -801,18 +803,217 @@ def _fingerprint(module):
 
 def _new_interval():
     # Since the last update: per param id, squared norms of the gradient autograd sent
-    # around the model's output (direct) and through it, and of grads found set by hand.
-    return {"direct": {}, "through": {}, "foreign": {}, "backwards": 0}
+    # around the model's output (direct) and through it, and of grads found set by hand;
+    # the |gradient| at the model's final outputs a label-like target explains, and in all;
+    # the scale of the losses accumulated in the grads (relative to a mean over their rows).
+    return {"direct": {}, "through": {}, "foreign": {}, "backwards": 0, "paired": 0.0, "output_grad": 0.0,
+            "loss_scale": 0.0}
+
+
+# -- the gradient at the model's output: a loss pairing it with targets ----------------------
+# A loss of the model's output z against targets t sends it g = c * (link(z) - t) (cross-
+# entropy after softmax, BCE after sigmoid, NLL, BCE or MSE on probabilities), c > 0 the
+# loss's scale (mean, sum, loss * k, a GradScaler). So the implied target t = link(z) - s g,
+# s = 1 / c shared by every row, is label-like for an honest loss: one class holding most of
+# the mass (label smoothing, soft targets of a confident teacher), or tags held evenly. A
+# step crafted to land on chosen weights (`(model(P) * C).sum()`) has no such s (GYM-28).
+LABEL_MASS = 0.8        # an implied target puts this much on one class, or evenly on its tags
+TARGET_SLACK = 0.02     # implied targets may leave [0, 1] by this much (rounding, eps)
+UNPAIRED = 0.2          # share of an update's output gradient no label-like target explains
+PAIRED_ROWS = 512       # rows of one output judged (evenly spaced when there are more)
+OUTPUT_VALUE_MAX = 262_144  # elements of a root output kept to judge its gradient by
+TAGS_MAX = 16           # classes of an output judged for multi-hot targets too
+PAIRED_AT_ONCE = 0.95   # share explained at the pinned s that needs no search (soft targets' is lower)
+_inf = math.inf
+
+
+def _s_intervals(q, g):
+    """Rows (q: the link's output, g: the gradient in its terms; R x K) -> per candidate
+    class (the one the gradient pushes up most, the most probable one) the interval
+    [lo, hi] of s over which t = q - s g is a distribution (up to slack) holding LABEL_MASS
+    on that class."""
+    d = TARGET_SLACK
+    tiny = 1e-300
+    # t_j >= -d where g_j > 0 and t_j <= 1 + d where g_j < 0: upper bounds on s
+    ub = _T.where(g > 0, (q + d) / g.clamp(min=tiny), (1 + d - q) / (-g).clamp(min=tiny))
+    s_max = _T.where(g == 0, _inf, ub).amin(dim=1)
+    los, his = [], []
+    pushed, likely = g.argmin(dim=1), q.argmax(dim=1)
+    for k in (pushed, _T.where(pushed == likely, -1, likely)):
+        same = k < 0
+        k = k.clamp(min=0)
+        qk, gk = q.gather(1, k[:, None])[:, 0], g.gather(1, k[:, None])[:, 0]
+        lo = _T.where(gk < 0, ((LABEL_MASS - qk) / (-gk).clamp(min=tiny)).clamp(min=0),
+                      _T.where(qk >= LABEL_MASS, 0.0, _inf))
+        hi = _T.where(gk > 0, (qk - LABEL_MASS) / gk.clamp(min=tiny), _inf)
+        los.append(_T.where(same, _inf, lo))
+        his.append(_T.minimum(hi, s_max))
+    return los, his
+
+
+def _best_share(los, his, w):
+    """The largest weight share of rows whose interval (of either candidate: a target
+    holding LABEL_MASS > 1/2 on one class holds it on one only) contains one common s."""
+    oks = [lo <= hi for lo, hi in zip(los, his)]
+    ends = _T.cat([lo[ok] for lo, ok in zip(los, oks)] + [hi[ok] for hi, ok in zip(his, oks)])
+    weights = _T.cat([w[ok] for ok in oks] + [-w[ok] for ok in oks])
+    if not len(ends):
+        return 0.0
+    order = _T.sort(ends, stable=True).indices  # a row's start before any end at the same s
+    return float(_T.cumsum(weights[order], 0).max()) / float(w.sum())
+
+
+def _off_target_ratios(q, g):
+    """Per row, the smallest q_j / g_j over the classes the gradient pushes down: a class
+    off target (t_j = 0) has g_j = c q_j, so this is s exactly (inf: no such class)."""
+    return _T.where(g > 0, q / g.clamp(min=1e-300), _inf).amin(dim=1)
+
+
+def _pinned_s(q, g):
+    """The loss's s as the rows' classes off target pin it (whatever the predictions' confidence)."""
+    ratio = _off_target_ratios(q, g)
+    ratio = ratio[ratio < _inf]
+    return float(ratio.median()) if len(ratio) else _inf
+
+
+def _class_weighted_share(los, his, w, pushed):
+    """Class weights (`cross_entropy(weight=...)`) give each label its own scale: the share
+    of rows label-like on the class the gradient pushes up, at one s per such class."""
+    covered = 0.0
+    for k in pushed.unique():
+        rows = pushed == k
+        weight = float(w[rows].sum())
+        if weight > 0:
+            covered += _best_share([los[0][rows]], [his[0][rows]], w[rows]) * weight
+    return covered / float(w.sum())
+
+
+def _tags_share(q, g, w):
+    """Cross-entropy on multi-hot targets t (m tags of a row, each 1): g = c (m q - t), so a
+    class off target has q_j / g_j = s / m exactly, the smallest of the row's. The weight
+    share of rows whose t is 0/1 (up to 1 - LABEL_MASS) for a whole m, at the best s among
+    whole multiples of those ratios; and that s."""
+    ratio = _off_target_ratios(q, g)
+    classes = q.shape[1]
+    if classes > TAGS_MAX or not bool((ratio < _inf).any()):
+        return 0.0, _inf
+    whole = _T.arange(1, classes + 1, dtype=_T.float64)
+    bases = ratio[ratio < _inf].quantile(_T.tensor([0.5, 0.75, 0.9], dtype=_T.float64))
+    return _tags_share_at(q, g, w, (bases[:, None] * whole[None, :]).reshape(-1))
+
+
+def _tags_share_at(q, g, w, s):
+    """`_tags_share` at the candidate values `s` (a 1-d tensor)."""
+    whole = _T.arange(1, q.shape[1] + 1, dtype=_T.float64)
+    # candidate s x tags m x rows x classes
+    t = whole[None, :, None, None] * q[None, None] - s[:, None, None, None] * g[None, None]
+    ok = (((t - t.round()).abs() <= 1 - LABEL_MASS).all(dim=-1)
+          & (t.amin(dim=-1) >= -TARGET_SLACK) & (t.amax(dim=-1) <= 1 + TARGET_SLACK)).any(dim=1)
+    covered = (ok * w[None, :]).sum(dim=1)
+    best = int(covered.argmax())
+    return float(covered[best]) / float(w.sum()), float(s[best])
+
+
+LABEL_FAMILIES = ("softmax", "log_probs", "sigmoid", "probs_bce", "probs_mse")
+
+
+def _label_family(name, z, g):
+    """One way the output z (rows x classes) may be scored against targets, as (link
+    output, gradient in its terms, whether it is a softmax over classes, terms of the loss
+    per row: a mean over them makes s that many times the rows); None where it cannot be."""
+    if name in ("softmax", "log_probs"):
+        if z.shape[1] < 2:
+            return None
+        if name == "log_probs":  # NLL on log-probabilities
+            return _T.zeros_like(z), g, False, 1
+        # softmax is shift invariant: a loss of it sends rows summing to 0
+        zero_sum = g.sum(dim=1).abs() <= 1e-3 * g.abs().sum(dim=1) + 1e-30
+        return _T.softmax(z, 1)[zero_sum], g[zero_sum], True, 1
+    if name == "sigmoid":
+        p, gp = _T.sigmoid(z), g
+    elif not bool(((z >= 0) & (z <= 1)).all()):
+        return None
+    else:  # BCE or MSE on probabilities
+        p, gp = z, g * z * (1 - z) if name == "probs_bce" else g
+    p, gp = p.reshape(-1), gp.reshape(-1)
+    return _T.stack([p, 1 - p], 1), _T.stack([gp, -gp], 1), False, z.shape[1]
+
+
+def _label_like_at(q, g, w, s):
+    """The weight share of rows whose implied target at s holds LABEL_MASS on one class."""
+    t = q - s * g
+    ok = (t.amin(dim=1) >= -TARGET_SLACK) & (t.amax(dim=1) <= 1 + TARGET_SLACK) & (t.amax(dim=1) >= LABEL_MASS)
+    return float(w[ok].sum()) / float(w.sum())
+
+
+def _paired_share(z, g, hint=(None, None)):
+    """How much of the output gradient's |g| a label-like target explains at one loss scale:
+    (share, the scale relative to a mean over the output's rows: 1 for a mean loss, the rows
+    for a sum, k for `loss * k`, the family that explained it, the s of multi-hot targets);
+    None for an output it does not apply to (a scalar). Each family is first tried at the s
+    its rows off target pin, the one of `hint` (the last found) first: a loss on hard labels
+    passes there at once. Only a gradient that none explains so is searched."""
+    if z.dim() == 0 or z.shape != g.shape or z.numel() <= 1:
+        return None
+    z, g = z.detach().double(), g.detach().double()
+    if z.dim() == 1:
+        z, g = z[:, None], g[:, None]
+    elif z.dim() > 2:  # classes along dim 1 (cross-entropy's convention for K-dim outputs)
+        z, g = z.movedim(1, -1).reshape(-1, z.shape[1]), g.movedim(1, -1).reshape(-1, g.shape[1])
+    rows = len(z)
+    if rows > PAIRED_ROWS:
+        keep = _T.arange(0, rows, rows / PAIRED_ROWS, dtype=_T.float64).long()
+        z, g = z[keep], g[keep]
+    total = float(g.abs().sum())
+    if not _isfinite(total) or total <= 0:
+        return None
+    families = []
+    for name in sorted(LABEL_FAMILIES, key=lambda n: n != hint[0]):
+        family = _label_family(name, z, g)
+        w = family[1].abs().sum(dim=1) if family is not None else None
+        if w is None or not len(w) or float(w.sum()) <= 0:
+            continue
+        q, gq, softmax, terms = family
+        # the rows a softmax family leaves out (not summing to 0) count as unexplained
+        families.append((name, q, gq, w, softmax, rows * terms, float(w.sum()) / total if softmax else 1.0))
+        if softmax and name == hint[0] and hint[1] is not None:
+            share, s = _tags_share_at(q, gq, w, _T.tensor([hint[1]], dtype=_T.float64))
+            tags = s
+        else:
+            s, tags = _pinned_s(q, gq), None
+            share = _label_like_at(q, gq, w, s)
+        if share * families[-1][-1] >= PAIRED_AT_ONCE:
+            return share * families[-1][-1], _scale(rows * terms, s), name, tags
+    best = (0.0, 0.0, None, None)
+    for name, q, gq, w, softmax, terms, part in families:
+        intervals = _s_intervals(q, gq)
+        share, s, tags = _best_share(*intervals, w), _pinned_s(q, gq), None
+        if softmax and share < 1 - UNPAIRED:
+            share = max(share, _class_weighted_share(*intervals, w, gq.argmin(dim=1)))
+            tagged, tags = _tags_share(q, gq, w)
+            share, s, tags = max((share, s, None), (tagged, tags, tags), key=_share)
+        best = max(best, (share * part, _scale(terms, s), name, tags), key=_share)
+    return best
+
+
+def _share(judged):
+    return judged[0]
+
+
+def _scale(terms, s):
+    return terms / s if 0 < s < _inf else 0.0
 
 
 class Provenance:
     """What each update of the model was made of (mixed into the Recorder)."""
 
     def init_provenance(self):
-        self.outputs = {}        # id of a node -> (node, root id): recent root forward outputs
+        self.outputs = {}        # id of a node -> (node, root id, {output_nr: value}): recent
+                                 # root forward outputs, with the values their gradient is judged by
         self.adam = {}           # param id -> (m, v, t): Adam's moments of autograd's grads
         self.output_ids = ([], [])  # train-mode, eval-mode ids, oldest first
         self.bw = None           # the backward being analysed
+        self.pairing = (None, None)  # the label family (and s of multi-hot targets) last found
         self.edge_key = 0
         self.auto = {}           # param id -> its grad as autograd left it
         self.last = {}           # param id -> (weakref, value) after the last backward / update
@@ -829,7 +1030,9 @@ class Provenance:
         self.accumulators = {}   # id -> (weakref, chain id) of totals and what derives from them
         self.members = {}        # id -> (weakref, chain id) of scalars summed into a chain
 
-    def remember_output(self, module, output):
+    def remember_output(self, module, output, judged=True):
+        """`judged`: its gradient is judged by its value (not the ops of a model whose forward
+        is called directly: each of them stands for the model's output)."""
         if isinstance(output, dict):
             output = list(output.values())
         training = _training(module)
@@ -837,7 +1040,11 @@ class Provenance:
         for t in output if isinstance(output, (list, tuple)) else [output]:
             if _T.is_tensor(t) and t.grad_fn is not None:
                 node = t.grad_fn
-                self.outputs[id(node)] = (node, id(module))
+                known = self.outputs.get(id(node))
+                values = known[2] if known is not None and known[0] is node else {}
+                if judged and t.is_floating_point() and t.numel() <= OUTPUT_VALUE_MAX:
+                    values[t.output_nr] = t.detach().clone()
+                self.outputs[id(node)] = (node, id(module), values)
                 ring.append(id(node))
         cap = OUTPUT_RING if training else EVAL_OUTPUT_RING
         while len(ring) > cap:
@@ -854,8 +1061,11 @@ class Provenance:
 
     def walk(self, node, params):
         """Edges of the loss's graph into a root's parameter that do not pass through an
-        output of a root holding it: node id -> (node, [(edge index, param id)])."""
+        output of a root holding it: node id -> (node, [(edge index, param id)]); and the
+        final root outputs: node id -> node of those the loss reaches through no other
+        (not the features a model returns next to the logits made of them)."""
         edges, seen, stack, keep = {}, set(), [(node, frozenset())], []
+        finals, inner = {}, set()
         while stack and len(seen) < WALK_CAP:
             node, crossed = stack.pop()
             if node is None or (id(node), crossed) in seen:
@@ -864,6 +1074,10 @@ class Provenance:
             keep.append(node)  # alive while walking: ids of freed wrappers get reused
             out = self.outputs.get(id(node))
             if out is not None and out[0] is node:
+                if crossed:
+                    inner.add(id(node))
+                else:
+                    finals[id(node)] = node
                 crossed = crossed | {out[1]}
             for i, (nx, _) in enumerate(node.next_functions):
                 var = getattr(nx, "variable", None) if nx is not None else None
@@ -871,7 +1085,7 @@ class Provenance:
                     stack.append((nx, crossed))
                 elif id(var) in params and not crossed & params[id(var)][1]:
                     edges.setdefault(id(node), (node, []))[1].append((i, id(var)))
-        return edges
+        return edges, {k: n for k, n in finals.items() if k not in inner}
 
     def raw_logs(self, node):
         """Logs in the graph that turned -inf or NaN with the sigmoid (tanh, exp) before
@@ -897,20 +1111,28 @@ class Provenance:
             return
         params = self.root_params()
         self.first_snapshots()
-        edges = []
-        for node, pairs in self.walk(t.grad_fn, params).values():
+        edges, outputs = [], {}
+        walked, finals = self.walk(t.grad_fn, params)
+        for node, pairs in walked.values():
             self.edge_key += 1
             node.register_hook(self.stub_ns["edge_hook"](self.edge_key))
             edges.append((self.edge_key, pairs))
-        before = {}
+        for nid, node in finals.items():
+            if self.outputs[nid][2]:
+                self.edge_key += 1
+                node.register_hook(self.stub_ns["edge_hook"](self.edge_key))
+                outputs[self.edge_key] = self.outputs[nid][2]
+        before, kept = {}, False
         for pid, (p, _) in params.items():
             g = p.grad
             before[pid] = None if g is None else g.detach().clone()
             if g is not None and bool(g.detach().ne(0).any()):
                 # a grad already there is what autograd left (maybe rescaled), or was set by hand
+                kept = True
                 un = self.grad_unexplained(g, self.auto.get(pid), p)
                 self.interval["foreign"][pid] = self.interval["foreign"].get(pid, 0.0) + un * un
-        self.bw = {"params": params, "before": before, "edges": dict(edges), "direct": {}}
+        self.bw = {"params": params, "before": before, "edges": dict(edges), "direct": {}, "outputs": outputs,
+                   "scale": 0.0, "fresh": not kept}
 
     def first_snapshots(self):
         for rid, ref in self.roots.items():
@@ -946,15 +1168,55 @@ class Provenance:
             self.stepping += 1
         self.last = {pid: (weakref.ref(p), p.detach().clone()) for pid, (p, _) in params.items()}
 
-    def on_edge(self, key, grad_inputs):
+    def on_edge(self, key, grad_inputs, grad_outputs):
         if not self.caller({self.edge_code}) or self.bw is None:
             return
         with _no_torch_function():
+            self.judge_output_grad(self.bw["outputs"].get(key, {}), grad_outputs)
             direct = self.bw["direct"]
             for i, pid in self.bw["edges"].get(key, ()):
                 g = grad_inputs[i] if i < len(grad_inputs) else None
                 if _T.is_tensor(g):
                     direct[pid] = g.detach().clone() if pid not in direct else direct[pid] + g.detach()
+
+    def judge_output_grad(self, values, grad_outputs):
+        """The gradient a backward sent a final root output: how much of it a loss pairing
+        the output with label-like targets explains."""
+        iv = self.interval
+        for nr, z in values.items():
+            g = grad_outputs[nr] if nr < len(grad_outputs) else None
+            judged = _paired_share(z, g, self.pairing) if _T.is_tensor(g) else None
+            if judged is not None:
+                share, scale, family, tags_s = judged
+                size = float(g.detach().double().abs().sum())
+                iv["output_grad"] += size
+                iv["paired"] += share * size
+                if share >= 1 - UNPAIRED:  # an unpaired gradient tells no loss scale
+                    self.pairing = (family, tags_s)
+                    self.bw["scale"] = max(self.bw["scale"], scale)
+
+    def pairing_verdict(self):
+        iv = self.interval
+        if iv["output_grad"] > 0 and iv["paired"] < (1 - UNPAIRED) * iv["output_grad"]:
+            return ("the gradient at the model's output was not that of a loss pairing it with "
+                    "targets (a step crafted to land on chosen weights)")
+        return None
+
+    def effective_lr(self, lr, before):
+        """An SGD update's lr (`before`: its params, values, grads and buffers) on the gradient
+        of the loss as a mean over its rows: times the scale of the losses in the grads
+        (`loss * 1000` at lr 0.01 steps as lr 10), times the share of autograd's gradients
+        the step applied (a GradScaler's unscale, clipping)."""
+        applied = computed = 0.0
+        for params in before:
+            for p, _, g, _ in params:
+                a = self.auto.get(id(p))
+                if a is not None and a.shape == g.shape:
+                    applied += _norm(g) ** 2
+                    computed += _norm(a) ** 2
+        if not computed > 0 or not _isfinite(applied):
+            return 0.0
+        return lr * self.interval["loss_scale"] * math.sqrt(applied / computed)
 
     def on_backward_done(self, tensors):
         if not self.caller(self.stub_codes("backward")):
@@ -964,6 +1226,7 @@ class Provenance:
             return
         with _no_torch_function():
             iv = self.interval
+            iv["loss_scale"] = bw["scale"] + (0.0 if bw["fresh"] else iv["loss_scale"])
             for pid, (p, _) in bw["params"].items():
                 g = p.grad
                 if g is None:
@@ -1039,7 +1302,7 @@ class Provenance:
     def step_post_check(self, moved):
         """After a step that moved the model: learned from the loss, or the new start."""
         pids = [id(p) for p in _module_parameters(self.model)]
-        reason = self.pre_verdict or self.direct_verdict(pids)
+        reason = self.pre_verdict or self.direct_verdict(pids) or self.pairing_verdict()
         self.stepping, self.pre_verdict = None, None
         if moved:
             self.judged(reason, [self.model])
@@ -1133,7 +1396,7 @@ class Provenance:
                 if x is not None and d.numel() > LR_MIN_ENTRIES:
                     lr = max(lr, float(x[0]))
             self.prev_update[pid] = -d.clone()
-        reason = self.direct_verdict(list(moved))
+        reason = self.direct_verdict(list(moved)) or self.pairing_verdict()
         if reason is None and un_sq > UNEXPLAINED ** 2 * d_sq:
             reason = ("parameters were changed in place by something other than a gradient step "
                       "on autograd's gradients (weights written or grads set by hand)")
@@ -2208,7 +2471,7 @@ class Recorder(Provenance, Saturation, Stream):
         if self.direct_input is None:
             self.direct_input = x.detach()[:4].clone()
         if _training(self.model) and _T.is_grad_enabled():
-            self.remember_output(self.model, out)
+            self.remember_output(self.model, out, judged=False)
             forward = self.open_pending([out], None, True)  # no root input to compare its rows with
             if forward is not None:
                 self.mark_tainted(out, forward)
@@ -2401,7 +2664,9 @@ class Recorder(Provenance, Saturation, Stream):
         lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
         obs["lr_in_step_max"] = max([obs["lr_in_step_max"]] + lrs)
         if self.sgd_before is not None:
-            obs["lr_measured_max"] = max(obs["lr_measured_max"], self.sgd_lr(optimizer, self.sgd_before))
+            lr = self.sgd_lr(optimizer, self.sgd_before)
+            obs["lr_measured_max"] = max(obs["lr_measured_max"], lr)
+            obs["lr_effective_max"] = max(obs["lr_effective_max"], self.effective_lr(lr, self.sgd_before))
         self.sgd_before = None
         self.measure_step(optimizer)
 
