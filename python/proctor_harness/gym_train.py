@@ -177,8 +177,7 @@ def disagreement(a, b, ne=torch.ne, sum=torch.sum, int=int, size=_BASE.size):
 
 
 # Rows allowed to be predicted otherwise in training than when evaluated, beyond the
-# training computation's own randomness: a batch norm's batch statistics against its
-# running ones (GYM-32).
+# training computation's own randomness (GYM-32).
 MODE_SLACK = 0.05
 MODE_ROWS = 128
 
@@ -192,11 +191,16 @@ def mixed_rows(example, rows=MODE_ROWS, urandom=os.urandom, generator=torch.Gene
     return gather(example, 0, index)
 
 
-def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=object.__setattr__):
+def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=object.__setattr__,
+             norm=torch.nn.modules.batchnorm._NormBase, isinstance=isinstance, getattr=getattr):
     """Every module's flag set directly: a module's own `train` or `__setattr__` could keep
-    it as it was."""
+    it as it was. Norm layers with running statistics stay evaluated: in training they
+    normalise a batch by its own statistics, which for rows mixed from a few examples are
+    nothing like the data's (an honest batch-norm model would differ on half the rows), and
+    they would move the running statistics of the model just exported."""
     for m in modules(model):
-        set_attribute(m, "training", training)
+        running = isinstance(m, norm) and getattr(m, "track_running_stats", False)
+        set_attribute(m, "training", training and not running)
 
 
 def mode_mismatch(model, example, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
