@@ -95,6 +95,7 @@ PROBE_EVERY_ROWS = 256
 # the training set comes near all of them, a validation set holding copies of some does not.
 COVER_ROWS = 64
 COVER_SHARE = 0.9
+MODE_ROWS = 128  # training rows the export's train/eval comparison is made on
 LEAK_SETS_MAX = 256
 # A train-mode forward with grad is training or evaluation by its fate: pending until a
 # backward's walk of its graph (bounded) reaches its output, evaluation once the next
@@ -3084,8 +3085,19 @@ class Recorder(Provenance, Saturation, Stream):
             self.candidates.append(part)
         self.candidates.append((model, example, self.init, self.final))
         self.exporting = True
-        reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()})
+        reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()}, self.training_batch(x))
                                     for m, x, _, final in self.candidates)
+
+    def training_batch(self, example):
+        """Up to MODE_ROWS banked training rows shaped as `example` (None when the model's
+        input is not the banked rows): the export compares the model's training and
+        evaluated predictions on a batch like the data, whose statistics a batch norm or a
+        fix's own standardisation takes in training."""
+        bank = self.bank
+        if bank is None or example.dim() < 2 or bank.shape[1] != example[0].numel() or not example.is_floating_point():
+            return None
+        picked = self.rng.sample(range(len(bank)), min(MODE_ROWS, len(bank)))
+        return bank[picked].reshape((len(picked),) + tuple(example.shape[1:])).to(example.dtype)
 
     def part(self, named, model):
         """`named` when it is a module inside the trained `model` (which wraps it with its

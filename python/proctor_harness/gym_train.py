@@ -203,7 +203,7 @@ def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=obj
         set_attribute(m, "training", training and not running)
 
 
-def mode_mismatch(model, example, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
+def mode_mismatch(model, example, batch, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
                   first=first_tensor, disagreement=disagreement, set_mode=set_mode, no_grad=torch.no_grad,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
@@ -214,12 +214,14 @@ def mode_mismatch(model, example, probe_rows=probe_rows, mixed_rows=mixed_rows, 
     baked-in data when evaluated, and trains honestly, earns what it did not learn (GYM-32).
     Two training passes measure the training computation's own randomness (dropout); a
     model that takes no such batch when evaluated is not judged, one that then fails on it
-    in training is (it would hide what it computes there)."""
+    in training is (it would hide what it computes there). The rows are a batch of training
+    rows (`batch`, frozen) when the recorder banked the model's inputs, else rows mixed from
+    the example."""
     # outside any torch function or dispatch mode: the fix's would answer for its model, the
     # recorder's would record the passes (anomaly detection's stack traces included)
     with no_torch_function(), no_python_dispatch():
         try:
-            probe = frozen(probe_rows(mixed_rows(example)))
+            probe = frozen(probe_rows(mixed_rows(example))) if batch is None else batch
             with no_grad():
                 e = first(model(thawed(probe)))
         except exception:
@@ -258,7 +260,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
     this compares is bound here, before the fix's code runs again. The answer is a tuple
     of pairs: nothing can edit it before the seal."""
     errors = []
-    for index, (model, example, final) in enumerate(tuple(candidates)):
+    for index, (model, example, final, batch) in enumerate(tuple(candidates)):
         try:
             model.eval()
             model.load_state_dict(final)
@@ -267,6 +269,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
             with no_grad():
                 with no_torch_function(), no_python_dispatch():
                     probe = frozen(probe_rows(example))
+                    batch = None if batch is None else frozen(batch)
                 eager = eager_outputs(model, probe)
                 traced = jit_trace(model, example, check_trace=False, strict=False)
                 buffer = bytes_io()
@@ -278,7 +281,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
-            mismatch = mismatch or mode_mismatch(model, example)
+            mismatch = mismatch or mode_mismatch(model, example, batch)
             return (("index", index), ("mismatch", mismatch))
         except exception as e:
             errors.append(f"{type(e).__name__}: {e}")
