@@ -353,6 +353,9 @@ _tf_mode_enabled = torch._C._is_torch_function_mode_enabled
 _tf_modes = torch._C._len_torch_function_stack
 _enter_mode = TorchFunctionMode.__enter__  # not the instance's attribute, which the run could set
 _set_tracing_state = torch._C._set_tracing_state
+_anomaly_enabled = torch.is_anomaly_enabled
+_anomaly_check_nan = torch.is_anomaly_check_nan_enabled
+_set_anomaly = torch.set_anomaly_enabled
 _thread_id = _thread.get_ident
 _get_signal = _signal.getsignal
 _exit = os._exit
@@ -1916,6 +1919,12 @@ class Recorder(Provenance, Saturation, Stream):
         tracing = _tracing_state()
         if tracing is not None:
             _set_tracing_state(None)
+        # Nor do they take anomaly mode's stack traces (the run may have turned it on to
+        # find its NaNs): each node the recorder's ops made would walk the frames here.
+        anomaly = _anomaly_enabled()
+        if anomaly:
+            anomaly = (True, _anomaly_check_nan())
+            _set_anomaly(False)
         try:
             # A function or dispatch mode the run pushed (or a tensor subclass of its own)
             # would see, and could answer, every tensor op of the recorder: its snapshots,
@@ -1929,6 +1938,8 @@ class Recorder(Provenance, Saturation, Stream):
         finally:
             if tracing is not None:
                 _set_tracing_state(tracing)
+            if anomaly:
+                _set_anomaly(*anomaly)
             self.busy[thread] -= 1
             if not self.busy[thread]:
                 del self.busy[thread]
