@@ -918,6 +918,30 @@ def _tags_share_at(q, g, w, s):
     return float(covered[best]) / float(w.sum()), float(s[best])
 
 
+def _smoothed_share(q, g, w):
+    """Label smoothing, (1 - e) one-hot + e / K, whatever e: the classes off target share one
+    value, so at the loss's s any two of them have equal t = q - s g, which pins s per row by
+    the two least probable classes. The weight share of rows whose target at the median of
+    those s holds its largest class at 1/2 at least, the others equal; and that s. Two classes
+    have one class off target only: LABEL_MASS alone judges them."""
+    if q.shape[1] < 3:
+        return 0.0, _inf
+    low = q.argsort(dim=1)[:, :2]
+    qi, qj = q.gather(1, low[:, :1])[:, 0], q.gather(1, low[:, 1:])[:, 0]
+    gi, gj = g.gather(1, low[:, :1])[:, 0], g.gather(1, low[:, 1:])[:, 0]
+    spread = gi - gj
+    pinned = (qi - qj) / _T.where(spread == 0, 1.0, spread)
+    pinned = pinned[(spread.abs() > 1e-12 * g.abs().amax(dim=1)) & (pinned > 0)]
+    if not len(pinned):
+        return 0.0, _inf
+    s = float(pinned.median())
+    t = q - s * g
+    top, others = t.amax(dim=1), t.sort(dim=1).values[:, :-1]
+    ok = ((others.amax(dim=1) - others.amin(dim=1) <= TARGET_SLACK) & (top >= 0.5)
+          & (t.amin(dim=1) >= -TARGET_SLACK) & (top <= 1 + TARGET_SLACK))
+    return float(w[ok].sum()) / float(w.sum()), s
+
+
 LABEL_FAMILIES = ("softmax", "log_probs", "sigmoid", "probs_bce", "probs_mse")
 
 
@@ -996,6 +1020,8 @@ def _paired_share(z, g, hint=(None, None)):
             share = max(share, _class_weighted_share(*intervals, w, gq.argmin(dim=1)))
             tagged, tags = _tags_share(q, gq, w)
             share, s, tags = max((share, s, None), (tagged, tags, tags), key=_share)
+            smoothed, at = _smoothed_share(q, gq, w)
+            share, s, tags = max((share, s, tags), (smoothed, at, None), key=_share)
         best = max(best, (share * part, _scale(terms, s), name, tags), key=_share)
     return best
 
