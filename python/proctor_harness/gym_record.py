@@ -1611,6 +1611,7 @@ class RowFingerprints:
     def __init__(self, projection):
         self.projection = projection
         self.known = _T.empty((0, 2), dtype=_T.float64)  # ascending in column 0
+        self.first = self.known[:, 0].contiguous()  # column 0 alone, for searchsorted
         self.pending = []
         self.pending_rows = 0
 
@@ -1639,6 +1640,7 @@ class RowFingerprints:
         if len(new):
             known = _T.cat([self.known, new])
             self.known = known[_T.argsort(known[:, 0], stable=True)].contiguous()
+            self.first = self.known[:, 0].contiguous()
 
     def lookup(self, fp, tol):
         """Whether each fingerprint is within its tolerance of a known one (non-finite ones
@@ -1647,7 +1649,7 @@ class RowFingerprints:
         known = self.known
         if not len(known) or not len(fp):
             return found
-        first = known[:, 0].contiguous()
+        first = self.first
         lo = _T.searchsorted(first, _T.sub(fp[:, 0], tol))
         hi = _T.searchsorted(first, _T.add(fp[:, 0], tol), right=True)
         width = _T.sub(hi, lo)
