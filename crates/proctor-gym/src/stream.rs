@@ -239,10 +239,12 @@ fn merge(into: &mut Value, changes: &Value) {
 /// Whether `after` undoes what `before` recorded, under `rule`.
 fn went_back(rule: Rule, before: &Value, after: &Value) -> bool {
     match rule {
+        // Once a number, always a number no smaller: a counter swapped for `false` or `null`
+        // in the run's memory is no count a check can compare, yet a judge's `False == 0`
+        // reads it as none (the recorder's maxima are finite: it never streams one as null).
         Rule::Counter => before
             .as_f64()
-            .zip(after.as_f64())
-            .is_some_and(|(b, a)| a < b),
+            .is_some_and(|b| after.as_f64().is_none_or(|a| a < b)),
         Rule::Counters => match (before, after) {
             (Value::Object(b), Value::Object(a)) => b
                 .iter()
@@ -403,6 +405,32 @@ mod tests {
             r.violations[1].contains("lrs [1 entries] → [1 entries]"),
             "{r:?}"
         );
+    }
+
+    /// A count swapped in memory for something that is no number (`False == 0` to a judge,
+    /// `null` to `as_u64`) went back as surely as one swapped for 0.
+    #[test]
+    fn a_counter_stays_a_number() {
+        for swapped in [json!(false), Value::Null, json!("0"), json!({"steps": 1})] {
+            let mut parts = honest();
+            parts.insert(
+                4,
+                (
+                    "step_post",
+                    ".",
+                    json!({"model_params_frozen_held": swapped}),
+                ),
+            );
+            let r = replay(&lines(&parts), KEY);
+            assert_eq!(r.violations.len(), 1, "{swapped}: {r:?}");
+            assert!(r.violations[0].contains("model_params_frozen_held 4 →"));
+            let mut parts = honest();
+            parts.insert(
+                4,
+                ("op", ".", json!({"conv_inputs~": {"eval": {"4": swapped}}})),
+            );
+            assert_eq!(replay(&lines(&parts), KEY).violations.len(), 1, "{swapped}");
+        }
     }
 
     #[test]
