@@ -95,6 +95,8 @@ PROBE_EVERY_ROWS = 256
 # the training set comes near all of them, a validation set holding copies of some does not.
 COVER_ROWS = 64
 COVER_SHARE = 0.9
+# Nearest rows of a set this much apart are one row evaluated twice (rounding), not two twins.
+TWIN_APART = 0.01
 MODE_ROWS = 128  # training rows the export's train/eval comparison is made on
 LEAK_SETS_MAX = 256
 # A train-mode forward with grad is training or evaluation by its fate: pending until a
@@ -370,7 +372,8 @@ _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "isfinite", "amin", "mm", "t", "sum", "mul", "add", "sub", "clamp", "sqrt", "cat", "is_tensor",
     "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
     "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint", "empty", "zeros", "ones",
-    "searchsorted", "argsort", "ne", "softmax", "sigmoid", "where", "sort", "cumsum", "stack", "tensor")})
+    "searchsorted", "argsort", "ne", "softmax", "sigmoid", "where", "sort", "cumsum", "stack", "tensor", "topk",
+    "full_like")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -615,7 +618,8 @@ def new_observations():
         "eval_batch_distance_min": None,  # the lowest median distance of a probed batch
         "leak_sets": [],            # per evaluated set (its tensor or pass): lowest probed batch
                                     # median, and the distance within which 90 % of the sampled
-                                    # training rows have a row of the set (`cover90`)
+                                    # training rows have a row of the set (`cover90`), and two
+                                    # distinct rows of it (`second90`)
         "crashed": False,
         "error": None,
         "tamper": [],
@@ -2843,11 +2847,15 @@ class Recorder(Provenance, Saturation, Stream):
             self.bank_changed = True
 
     @staticmethod
-    def nearest(rows, train, train_sq):
-        """Each row's distance to its nearest row of `train`."""
+    def nearest(rows, train, train_sq, k=1):
+        """Each row's distances to its `k` nearest rows of `train` (fewer when `train` has
+        fewer), nearest first; its one nearest as a vector for `k` 1."""
         near = _T.sum(_T.mul(rows, rows), dim=1, keepdim=True)
         sq = _T.sub(_T.add(near, train_sq), _T.mul(_T.mm(rows, _T.t(train)), 2))
-        return _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
+        if k == 1:
+            return _T.sqrt(_T.amin(_T.clamp(sq, min=0), dim=1))
+        least = _T.topk(sq, min(k, sq.shape[1]), dim=1, largest=False).values
+        return _T.sqrt(_T.clamp(least, min=0))
 
     def leak_set(self, x, train):
         """The evaluated set a batch belongs to: a slice of a larger tensor belongs to that
@@ -2862,7 +2870,7 @@ class Recorder(Provenance, Saturation, Stream):
         key = (storage.data_ptr() if whole else None, self.eval_pass)
         found = self.leak_sets.get(key)
         if found is None:
-            found = self.leak_sets[key] = {"near": None, "cover": _T.full((len(self.cover_rows),), 1e30)}
+            found = self.leak_sets[key] = {"near": None, "cover": _T.full((len(self.cover_rows), 2), 1e30)}
         return found
 
     def training_rows(self, rows):
@@ -2870,12 +2878,20 @@ class Recorder(Provenance, Saturation, Stream):
         return self.training_prints.training(rows)
 
     def cover(self, leak_set, rows):
-        """How near the set comes to each sampled training row, leaving out rows that are
-        training rows themselves (their noisy twins in training are no held-out data)."""
+        """How near the set comes to each sampled training row with its nearest row and with
+        a second, distinct one, leaving out rows that are training rows themselves (their
+        noisy twins in training are no held-out data). A pass over the training set has one
+        row near each training row (its clean original); a leaked validation set padded
+        with a noisy copy of every training row has more (the padding and the validation's
+        own twins): near each training row, both."""
         rest = rows[~self.training_rows(rows)]
-        if len(rest):
-            d = self.nearest(self.cover_rows, rest, _T.sum(_T.mul(rest, rest), dim=1))
-            leak_set["cover"] = _T.minimum(leak_set["cover"], d)
+        if not len(rest):
+            return
+        d = self.nearest(self.cover_rows, rest, _T.sum(_T.mul(rest, rest), dim=1), k=4)
+        both = _T.sort(_T.cat([leak_set["cover"], d], dim=1), dim=1).values
+        first = both[:, :1]
+        second = _T.amin(_T.where(both > first + TWIN_APART, both, _T.full_like(both, 1e30)), dim=1, keepdim=True)
+        leak_set["cover"] = _T.cat([first, second], dim=1)
 
     def probed_batch(self, far, leak_set):
         """The leak is judged per evaluated batch: a batch of validation rows at augmentation
@@ -2898,8 +2914,9 @@ class Recorder(Provenance, Saturation, Stream):
         probed = sorted((s for s in self.leak_sets.values() if s["near"] is not None), key=lambda s: s["near"])
         out = []
         for s in probed[:LEAK_SETS_MAX]:
-            cover = sorted(float(v) for v in s["cover"])
-            out.append({"near": s["near"], "cover90": cover[math.ceil(COVER_SHARE * len(cover)) - 1]})
+            at = math.ceil(COVER_SHARE * len(s["cover"])) - 1
+            first, second = (sorted(float(v) for v in s["cover"][:, i]) for i in (0, 1))
+            out.append({"near": s["near"], "cover90": first[at], "second90": second[at]})
         return out
 
     def on_forward(self, module, inputs, output):
