@@ -2887,6 +2887,7 @@ class Recorder(Provenance, Saturation, Stream):
         rest = rows[~self.training_rows(rows)]
         if not len(rest):
             return
+        # a few nearest of the batch: a row repeated in it is one twin, a distinct second may follow
         d = self.nearest(self.cover_rows, rest, _T.sum(_T.mul(rest, rest), dim=1), k=4)
         both = _T.sort(_T.cat([leak_set["cover"], d], dim=1), dim=1).values
         first = both[:, :1]
