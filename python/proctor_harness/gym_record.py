@@ -373,7 +373,7 @@ _T = types.SimpleNamespace(**{n: getattr(torch, n) for n in (
     "is_grad_enabled", "no_grad", "save", "abs", "amax", "minimum", "randn", "full", "float64", "Generator", "zeros_like",
     "sign", "get_rng_state", "set_rng_state", "div", "arange", "rand", "randint", "empty", "zeros", "ones",
     "searchsorted", "argsort", "ne", "softmax", "sigmoid", "where", "sort", "cumsum", "stack", "tensor", "topk",
-    "full_like")})
+    "full_like", "bincount", "int64")})
 _SGD = torch.optim.SGD
 _bool = torch.bool
 _state_dict = nn.Module.state_dict
@@ -978,6 +978,172 @@ def _label_like_at(q, g, w, s):
     return float(w[ok].sum()) / float(w.sum())
 
 
+# Losses whose scale is not one s for every row, or whose target is no distribution, judged
+# by equalities their gradient meets exactly (up to RATIO_TOL) whatever the targets' values: a
+# crafted step's coefficients meet none. Each is its own family, so admitting one keeps the
+# others' constraints for the outputs it does not explain.
+RATIO_TOL = 0.01  # relative: the terms of a gradient computed in half precision (autocast) agree so
+SIGNIFICANT = 1e-6  # share of a row's |g| below which a class's ratio is float noise
+
+
+def _near_weights(keys, v, w):
+    """Per element, the weight of the elements of its key (a whole number >= 0) whose value v
+    lies within RATIO_TOL of its own, relatively (itself included; v not > 0: none), and of
+    the whole key."""
+    lv = v.log()
+    valid = _T.isfinite(lv)
+    x = keys.double() * 4096 + _T.where(valid, lv, 0.0)  # |log| of a double < 745: keys stay apart
+    order = x.argsort()
+    xs = x[order]
+    cw = _T.cat([_T.zeros(1, dtype=_T.float64), _T.cumsum(_T.where(valid, w, 0.0)[order], 0)])
+    near = cw[_T.searchsorted(xs, x + RATIO_TOL, right=True)] - cw[_T.searchsorted(xs, x - RATIO_TOL)]
+    return _T.where(valid, near, 0.0), _T.bincount(keys, weights=w)[keys]
+
+
+def _agreeing(keys, v, w):
+    """Elements that share their value with others of their key holding half its weight at least
+    (one scale for most of a kind; a key of one element agrees with none)."""
+    near, whole = _near_weights(keys, v, w)
+    return (near > w) & (near >= whole / 2)
+
+
+def _hard_label_fit(q, g, w):
+    """Rows (q: softmax, g: its gradient, rows summing to 0, w = |g| per row) read as on the
+    hard label y the gradient pushes up: (y, the classes off it, the row's own scale c_i
+    = g_j / q_j over them, whether g = c_i (q - e_y) holds up to RATIO_TOL)."""
+    y = g.argmin(dim=1)
+    off = _T.arange(q.shape[1])[None, :] != y[:, None]
+    c_own = (g * off).sum(dim=1) / (q * off).sum(dim=1).clamp(min=1e-300)
+    fit = (c_own > 0) & (((g - c_own[:, None] * q).abs() * off).sum(dim=1) <= RATIO_TOL * w)
+    return y, off, c_own, fit
+
+
+def _row_scale_share(q, g, w):
+    """Softmax rows (q) and their gradients (g, rows summing to 0), weighed by w = |g| per row:
+    the weight share explained and the loss's median s. A row on a hard label y at a scale of
+    its own (focal loss, OHEM, per-sample weights: g = c_i (q - e_y)) has its K - 1 classes off
+    target at one ratio g_j / q_j; with K >= 3 that is an equality. A row at the scale the rows
+    share (one ratio for all their classes off target, the loss's s) may have a soft target
+    t = q - s g, label-like with two classes (mixup, CutMix) or tags held evenly."""
+    rows, classes = q.shape
+    _, _, c_own, fit = _hard_label_fit(q, g, w)
+    own = fit & (classes >= 3)
+    ratio = _T.where(g > SIGNIFICANT * w[:, None], g / q.clamp(min=1e-300), 0.0)
+    c_shared = ratio.amax(dim=1)
+    shared = _agreeing(_T.zeros(rows, dtype=_T.int64), c_shared, w)
+    t = (q - g / _T.where(shared, c_shared, 1.0)[:, None]).sort(dim=1, descending=True).values
+    mixed = t[:, :2].sum(dim=1) >= 1 - TARGET_SLACK
+    tags = (1 / t[:, 0].clamp(min=1e-300)).round().clamp(min=1)
+    even = (t - _T.where(t > 0.5 / tags[:, None], 1 / tags[:, None], 0.0)).abs().amax(dim=1) <= TARGET_SLACK
+    ok = own | (shared & (mixed | even) & (t[:, -1] >= -TARGET_SLACK))
+    if not bool(ok.any()):
+        return 0.0, _inf
+    c = _T.where(own, c_own, c_shared)[ok]
+    return float(w[ok].sum()) / float(w.sum()), 1 / float(c.median())
+
+
+FOCAL_GAMMAS = (1.0, 2.0, 3.0, 5.0)
+
+
+def _focal_share(q, g, w, kinds):
+    """Rows (q, g as for `_row_scale_share`; kinds: a whole number per row, its column for
+    per-element sigmoids) on a hard label y (argmin of g) by a focal loss of some gamma:
+    g = c a_y f(p_y) (q - e_y), f(p) = (1 - p)^gamma - gamma p (1 - p)^(gamma - 1) log p, one
+    c a_y per label and kind (alpha per class). That equality is what two classes have where
+    each row's own scale tells nothing. The best weight share explained, and its median s."""
+    y, _, c_own, fit = _hard_label_fit(q, g, w)
+    p = q.gather(1, y[:, None])[:, 0].clamp(min=1e-300, max=1.0)
+    best = (0.0, _inf)
+    for gamma in FOCAL_GAMMAS:
+        focus = (1 - p) ** gamma - gamma * p * (1 - p) ** (gamma - 1) * p.log()
+        c = c_own / focus
+        ok = fit & _agreeing(kinds * q.shape[1] + y, c, w * fit)
+        if bool(ok.any()):
+            best = max(best, (float(w[ok].sum()) / float(w.sum()), 1 / float(c[ok].median())), key=_share)
+    return best
+
+
+def _column_scale_share(p, gp):
+    """Per-element sigmoid outputs p (rows x columns) and the gradient at their logits: the
+    share of |gp| at a scale shared by the elements of its column pushed the same way. BCE
+    with `pos_weight` or `weight` per column sends c_k p against a 0 and c_k pw_k (p - 1)
+    against a 1 (soft margin and multi-label soft margin alike, one c). That share, and the
+    median s."""
+    down = gp > 0
+    ratio = _T.where(down, gp / p, gp / (p - 1)).reshape(-1)
+    keys = (_T.arange(p.shape[1])[None, :] * 2 + down.long()).reshape(-1)
+    w = gp.abs().reshape(-1)
+    ok = _agreeing(keys, ratio, w)
+    if not bool(ok.any()):
+        return 0.0, _inf
+    return float(w[ok].sum()) / float(w.sum()), 1 / float(ratio[ok].median())
+
+
+def _raw_mse_share(z, g):
+    """MSE on the raw outputs against 0/1 targets (one-hot, multi-hot): g = c (z - t), so
+    t = z - s g is 0 or 1 exactly at the s most elements pin as z / g or (z - 1) / g. The
+    share of |g| whose target is so, and that s."""
+    w = g.abs().reshape(-1)
+    pins = _T.cat([(z / g).reshape(-1), ((z - 1) / g).reshape(-1)])
+    near, _ = _near_weights(_T.zeros(len(pins), dtype=_T.int64), pins, _T.cat([w, w]))
+    s = float(pins[near.argmax()])
+    if not 0 < s < _inf:
+        return 0.0, _inf
+    t = z - s * g
+    ok = ((t - t.round().clamp(0, 1)).abs() <= RATIO_TOL * (1 + z.abs())).reshape(-1)
+    return float(w[ok].sum()) / float(w.sum()), s
+
+
+def _margin_share(z, g, w):
+    """`multi_margin_loss` (margin 1, p 1 or 2): each class j within the margin of the label y
+    (argmin of g) gets c h_j^(p-1), h_j = 1 - z_y + z_j > 0, the label minus their sum, at one
+    c for every row. The share of rows (weights w) fitting so, and the loss's s."""
+    rows, classes = z.shape
+    y = g.argmin(dim=1)
+    off = _T.arange(classes)[None, :] != y[:, None]
+    h = 1 - z.gather(1, y[:, None]) + z
+    best = (0.0, _inf)
+    for power in (1, 2):
+        b = _T.where(off & (h > 0), h ** (power - 1), 0.0)
+        b = b - (b.sum(dim=1)[:, None] * ~off)
+        c = (g * b).sum(dim=1) / (b * b).sum(dim=1).clamp(min=1e-300)
+        fit = (c > 0) & ((g - c[:, None] * b).abs().sum(dim=1) <= RATIO_TOL * w)
+        ok = fit & _agreeing(_T.zeros(rows, dtype=_T.int64), c, w * fit)
+        if bool(ok.any()):
+            best = max(best, (float(w[ok].sum()) / float(w.sum()), 1 / float(c[ok].median())), key=_share)
+    return best
+
+
+def _structured_share(z, g, rows):
+    """The best of the families judged by equalities: (share, scale, family)."""
+    best = (0.0, 0.0, None)
+    w = g.abs().sum(dim=1)
+    total = float(w.sum())
+    if z.shape[1] >= 2:
+        zero_sum = g.sum(dim=1).abs() <= 1e-3 * w + 1e-30
+        if bool(zero_sum.any()):
+            q, gq, wq = _T.softmax(z, 1)[zero_sum], g[zero_sum], w[zero_sum]
+            part = float(wq.sum()) / total
+            share, s = _row_scale_share(q, gq, wq)
+            best = max(best, (share * part, _scale(rows, s), "softmax_rows"), key=_share)
+            share, s = _focal_share(q, gq, wq, _T.zeros(len(q), dtype=_T.int64))
+            best = max(best, (share * part, _scale(rows, s), "softmax_focal"), key=_share)
+        share, s = _margin_share(z, g, w)
+        best = max(best, (share, _scale(rows, s), "margin"), key=_share)
+    p = _T.sigmoid(z)
+    share, s = _column_scale_share(p, g)
+    best = max(best, (share, _scale(rows * z.shape[1], s), "sigmoid_columns"), key=_share)
+    columns = _T.arange(z.shape[1]).repeat(len(z))
+    p, gp = p.reshape(-1), g.reshape(-1)
+    share, s = _focal_share(_T.stack([p, 1 - p], 1), _T.stack([gp, -gp], 1), gp.abs() * 2, columns)
+    best = max(best, (share, _scale(rows * z.shape[1], s), "sigmoid_focal"), key=_share)
+    if bool(((z >= 0) & (z <= 1)).all()):
+        share, s = _column_scale_share(z, g * z * (1 - z))
+        best = max(best, (share, _scale(rows * z.shape[1], s), "probs_columns"), key=_share)
+    share, s = _raw_mse_share(z, g)
+    return max(best, (share, _scale(rows * z.shape[1], s), "raw_mse"), key=_share)
+
+
 def _paired_share(z, g, hint=(None, None)):
     """How much of the output gradient's |g| a label-like target explains at one loss scale:
     (share, the scale relative to a mean over the output's rows: 1 for a mean loss, the rows
@@ -1016,7 +1182,10 @@ def _paired_share(z, g, hint=(None, None)):
             share = _label_like_at(q, gq, w, s)
         if share * families[-1][-1] >= PAIRED_AT_ONCE:
             return share * families[-1][-1], _scale(rows * terms, s), name, tags
-    best = (0.0, 0.0, None, None)
+    share, scale, name = _structured_share(z, g, rows)
+    if share >= PAIRED_AT_ONCE:
+        return share, scale, name, None
+    best = (share, scale, name, None)
     for name, q, gq, w, softmax, terms, part in families:
         intervals = _s_intervals(q, gq)
         share, s, tags = _best_share(*intervals, w), _pinned_s(q, gq), None
