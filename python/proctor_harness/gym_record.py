@@ -98,6 +98,11 @@ COVER_SHARE = 0.9
 # Nearest rows of a set this much apart are one row evaluated twice (rounding), not two twins.
 TWIN_APART = 0.01
 MODE_ROWS = 128  # training rows the export's train/eval comparison is made on
+# The model's last training forwards are replayed at the export (GYM-32b): those of the fewest
+# last steps (at most REPLAY_STEPS) that hold REPLAY_ROWS rows, at most REPLAY_FORWARDS a step.
+REPLAY_ROWS = 128
+REPLAY_STEPS = 4
+REPLAY_FORWARDS = 16
 LEAK_SETS_MAX = 256
 # A train-mode forward with grad is training or evaluation by its fate: pending until a
 # backward's walk of its graph (bounded) reaches its output, evaluation once the next
@@ -383,6 +388,8 @@ _module_call = nn.Module._call_impl.__code__
 _autograd_grad = torch.autograd.grad
 _step_wrapper = optim_module.Optimizer.profile_hook_step(lambda *a, **k: None).__code__
 _RemovableHandle = torch.utils.hooks.RemovableHandle
+_tree_flatten = torch.utils._pytree.tree_flatten
+_modules_of = nn.Module.modules
 # Classes whose methods the hooks and the recorder rely on (an oracle `Module.__call__`, a
 # `Tensor.backward` that skips autograd): patching them is compared at every step.
 PROTECTED_TYPES = (torch.Tensor, nn.Module, nn.Parameter, optim_module.Optimizer, TorchFunctionMode)
@@ -2028,6 +2035,10 @@ class Recorder(Provenance, Saturation, Stream):
         self.pending = []      # train-mode forwards with grad whose fate is not known yet
         self.pending_tainted = {}  # id -> (weakref, pending forward) of what derives from their outputs
         self.probe_inputs = {}  # thread id -> the rows of the root forward under way to probe
+        self.replay_in = {}    # thread id -> what the root training forward under way started from
+        self.replay_trained = []  # (module, start, output) of the forwards trained since the last step
+        self.replays = []      # (weights, [(start, output)]) of the model's last steps, oldest first
+        self.replay_base = None  # the model's state after its last step (its first: at that one)
         self.thresholded = {}  # id -> weakref of eval outputs compared with a threshold
         self.zero_div = {}     # id -> weakref of tensors whose NaN is a metric's 0/0
         self.one_rows = {}     # id -> (weakref, its root) of one-positive-per-row predictions
@@ -2721,6 +2732,7 @@ class Recorder(Provenance, Saturation, Stream):
             self.init = _snapshot(picked)
             self.first_step_state = self.root_states()
             self.after = {}
+            self.replays, self.replay_base = [], self.init
         self.brackets[id(optimizer)] = None
         self.place_last_pre_hook(optimizer)
 
@@ -2848,10 +2860,29 @@ class Recorder(Provenance, Saturation, Stream):
             obs["effective_steps"] += 1
         obs["idle_steps"] += not moved
         self.after = {k: p.detach().clone() for k, p in self.model_params().items() if k in before}
-        self.final = _snapshot(self.model)
+        self.keep_replay(before)
+        self.final = self.replay_base = _snapshot(self.model)
         with _no_torch_function():
             # every move is judged (proven or not), credited or not
             self.step_post_check(moved > 0)
+
+    def keep_replay(self, before):
+        """The model's forwards trained since the last step, with the weights they ran at: its
+        state after its last step, the parameters this step holds as they were right before
+        its update (a max-norm written between two steps is in them)."""
+        records = [(start, out) for module, start, out in self.replay_trained if module is self.model]
+        self.replay_trained = []
+        if not records:
+            return
+        self.replays.append(({**(self.replay_base or self.init), **before}, records))
+        rows = 0
+        for i in range(len(self.replays) - 1, -1, -1):
+            rows += sum(next((len(x) for x in start[0] if _T.is_tensor(x) and x.dim()), 0)
+                        for start, _ in self.replays[i][1])
+            if rows >= REPLAY_ROWS:
+                del self.replays[:i]
+                break
+        del self.replays[:-REPLAY_STEPS]
 
     # -- the learning rate a step really used -----------------------------------------
 
@@ -2940,10 +2971,42 @@ class Recorder(Provenance, Saturation, Stream):
         rows = x.detach() if entry and x is not None and x.is_floating_point() and x.dim() >= 2 else None
         if self.training_forward:
             self.probe_inputs[thread] = rows  # probed once the forward's fate is known
+            self.replay_in[thread] = self.replay_start(module, inputs)
             return
         obs["eval_forwards"] += 1
         if rows is not None:
             self.leak_probe(rows, False)
+
+    def replay_start(self, module, inputs):
+        """What a training forward starts from, to replay it at the export: copies of its
+        arguments, the RNG state its dropout draws from and each module's mode. None inside an
+        optimizer step (a closure's forward runs at weights the step moves), with keyword
+        arguments (the hook is given the positional ones only) or a mode not readable."""
+        if self.brackets or self.call_kwargs():
+            return None
+        leaves, spec = _tree_flatten(inputs)
+        if not any(_T.is_tensor(x) for x in leaves):
+            return None
+        try:
+            modes = tuple((m, _training(m)) for m in _modules_of(module))
+        except Unreadable:
+            return None
+        leaves = tuple(x.detach().clone() if _T.is_tensor(x) else x for x in leaves)
+        return leaves, spec, modes, _T.get_rng_state()
+
+    def call_kwargs(self):
+        """The keyword arguments of the module call under way (torch's `_call_impl` frame)."""
+        thread = _thread_id()
+        nested = thread in self.peeking
+        self.peeking.add(thread)
+        try:
+            frame = _getframe(1)
+            while frame is not None and frame.f_code is not _module_call:
+                frame = frame.f_back
+            return None if frame is None else frame.f_locals.get("kwargs")
+        finally:
+            if not nested:
+                self.peeking.discard(thread)
 
     def first_input(self, module, x):
         """An input for tracing each root, a train-mode one when there is one: the model
@@ -3109,8 +3172,13 @@ class Recorder(Provenance, Saturation, Stream):
             self.obs["eval_per_sample"] += self.per_sample(module, inputs, output)
             return
         rows = self.probe_inputs.pop(thread, None)
+        start = self.replay_in.pop(thread, None)
         outputs = _outs(list(output.values()) if isinstance(output, dict) else output)
         forward = self.open_pending(outputs, rows, self.per_sample(module, inputs, output))
+        if forward is not None and start is not None:
+            leaves, spec = _tree_flatten(output)
+            forward["replay"] = (module, start, (tuple(x.detach().clone() if _T.is_tensor(x) else x
+                                                       for x in leaves), spec))
         if forward is None:
             if rows is not None:
                 self.leak_probe(rows, True)  # nothing to train on in its outputs: as its mode says
@@ -3139,6 +3207,8 @@ class Recorder(Provenance, Saturation, Stream):
         (counted, probed for the leak, its outputs' predictions judged)."""
         self.pending.remove(forward)
         forward["fate"] = "training" if trained else "evaluation"
+        if trained and "replay" in forward:
+            self.replay_trained = self.replay_trained[-REPLAY_FORWARDS + 1:] + [forward["replay"]]
         if trained:
             if forward["rows"] is not None:
                 self.leak_probe(forward["rows"], True)
@@ -3311,8 +3381,11 @@ class Recorder(Provenance, Saturation, Stream):
             self.candidates.append(part)
         self.candidates.append((model, example, self.init, self.final))
         self.exporting = True
-        reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()}, self.training_batch(x))
-                                    for m, x, _, final in self.candidates)
+        replays = tuple((self.model, weights, start, out) for weights, records in self.replays
+                        for start, out in records)
+        reply["candidates"] = tuple((m, x.clone(), {k: v.clone() for k, v in final.items()}, self.training_batch(x),
+                                     replays, {k: v.clone() for k, v in init.items()})
+                                    for m, x, init, final in self.candidates)
 
     def training_batch(self, example):
         """Up to MODE_ROWS banked training rows shaped as `example` (None when the model's

@@ -22,7 +22,8 @@ reach it (its docstring says how):
 - module hooks: what the model and its layers received.
 
 Afterwards the model the optimizer trained is exported as a TorchScript trace (here, with
-no recorder frame on the stack) and the recorder saves its weight sets, hashes both files
+no recorder frame on the stack; its last training forwards replayed, its outputs checked
+against what its parameters account for) and the recorder saves its weight sets, hashes both files
 and seals its observations with a per-run key (popped from the environment before the fix
 runs). The observations are hints: they can lower a score, never lift it past what the
 held-out metric supports. A run that ends before the seal, with it forged, with the
@@ -191,16 +192,24 @@ def mixed_rows(example, rows=MODE_ROWS, urandom=os.urandom, generator=torch.Gene
     return gather(example, 0, index)
 
 
-def set_mode(model, training, modules=torch.nn.Module.modules, set_attribute=object.__setattr__,
+def set_training(m, flag, set_attribute=object.__setattr__, script=torch.jit.RecursiveScriptModule,
+                 script_setattr=torch._C.ScriptModule.setattr, isinstance=isinstance, instance_dict=object.__getattribute__):
+    """A module's flag set directly: its own `train` or `__setattr__` could keep it as it was
+    (a TorchScript module's is its C++ module's)."""
+    set_attribute(m, "training", flag)
+    if isinstance(m, script):
+        script_setattr(instance_dict(m, "_c"), "training", flag)
+
+
+def set_mode(model, training, modules=torch.nn.Module.modules, set_training=set_training,
              norm=torch.nn.modules.batchnorm._NormBase, isinstance=isinstance, getattr=getattr):
-    """Every module's flag set directly: a module's own `train` or `__setattr__` could keep
-    it as it was. Norm layers with running statistics stay evaluated: in training they
-    normalise a batch by its own statistics, which for rows mixed from a few examples are
-    nothing like the data's (an honest batch-norm model would differ on half the rows), and
-    they would move the running statistics of the model just exported."""
+    """Every module's flag set directly. Norm layers with running statistics stay evaluated:
+    in training they normalise a batch by its own statistics, which for rows mixed from a few
+    examples are nothing like the data's (an honest batch-norm model would differ on half the
+    rows), and they would move the running statistics of the model just exported."""
     for m in modules(model):
         running = isinstance(m, norm) and getattr(m, "track_running_stats", False)
-        set_attribute(m, "training", training and not running)
+        set_training(m, training and not running)
 
 
 def mode_mismatch(model, example, batch, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
@@ -247,20 +256,184 @@ def mode_mismatch(model, example, batch, probe_rows=probe_rows, mixed_rows=mixed
     return None
 
 
+def thawed_tree(frozen_tree, thawed=thawed, unflatten=torch.utils._pytree.tree_unflatten, tuple=tuple,
+                list=list, type=type):
+    leaves, spec = frozen_tree
+    return unflatten(list(thawed(x[1]) if type(x) is tuple and x[0] == "t" else x[1] for x in leaves), spec)
+
+
+def frozen_tree(tree, frozen=frozen, tuple=tuple, is_tensor=torch.is_tensor):
+    """A tree of tensors (a forward's arguments or outputs, flattened) frozen leaf by leaf."""
+    leaves, spec = tree
+    return tuple(("t", frozen(x)) if is_tensor(x) else ("v", x) for x in leaves), spec
+
+
+def frozen_replays(replays, frozen=frozen, frozen_tree=frozen_tree, tuple=tuple):
+    """The replays handed over, frozen before the fix's code runs again at the export."""
+    return tuple((model, tuple((k, frozen(v)) for k, v in weights.items()), frozen_tree(start[:2]), start[2],
+                  frozen(start[3]), frozen_tree(out)) for model, weights, start, out in replays)
+
+
+def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first_tensor, disagreement=disagreement,
+                    set_training=set_training, modules=torch.nn.Module.modules, load=torch.nn.Module.load_state_dict,
+                    get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
+                    enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
+                    no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
+                    str=str, dict=dict, range=range, len=len, size=_BASE.size, slack=MODE_SLACK, int=int):
+    """Why the model the optimizer trained, given again what its last training forwards got
+    (their rows, the weights they ran at, each module's mode, the RNG state their dropout drew
+    from), predicts those rows otherwise than those forwards did, or None. A forward that
+    answers from a rule or baked-in data once training is over (a flag the script sets
+    afterwards, in every mode) agrees with itself in training and when evaluated at the
+    export, not with what it computed while it trained (GYM-32b). Each forward is replayed
+    twice: what the two differ by is the training computation's own randomness (a generator
+    of the fix's own, say)."""
+    rows = differ = noise = 0.0
+    model = None
+    state = get_rng_state()
+    # outside any torch function or dispatch mode, as mode_mismatch
+    with no_torch_function(), no_python_dispatch():
+        try:
+            for model, weights, args, modes, rng, out in replays:
+                recorded = first(thawed_tree(out))
+                if recorded is None:
+                    continue
+                load(model, dict((k, thawed(v)) for k, v in weights))
+                for m in modules(model):
+                    set_training(m, True)  # a module added since: as its model
+                for m, flag in modes:
+                    set_training(m, flag)
+                passes = []
+                with enable_grad():
+                    for _ in range(2):
+                        set_rng_state(thawed(rng))
+                        passes.append(first(model(*thawed_tree(args))))
+                a, b = passes
+                if a is None or b is None:
+                    return "the model's last training forwards, replayed, return no scores"
+                n = size(recorded)[0] if len(size(recorded)) else 1
+                rows += n
+                noise += n * disagreement(a, b)
+                differ += n * (disagreement(a, recorded) + disagreement(b, recorded)) / 2
+        except exception as error:
+            return (f"the model's last training forwards fail when replayed at the export: "
+                    f"{type(error).__name__}: {str(error)[:200]}")
+        finally:
+            set_rng_state(state)
+            if model is not None:
+                for m in modules(model):
+                    set_training(m, False)
+    if rows and differ / rows > noise / rows + max(slack, 2.0 / rows):
+        return (f"the model predicts {differ / rows:.0%} of the {int(rows)} rows of its last training forwards "
+                f"otherwise than it did in training, at the same weights ({noise / rows:.0%} between two replays)")
+    return None
+
+
+# Points of the straight path from the weights training started at to the last step's where
+# the outputs' derivative along it is taken (twice as many for the second estimate) (GYM-32c/d).
+PATH_POINTS = 8
+
+
+def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, probe_rows=probe_rows, thawed=thawed,
+                  first=first_tensor, disagreement=disagreement, set_mode=set_mode,
+                  named_parameters=torch.nn.Module.named_parameters, call=torch.func.functional_call,
+                  grad=torch.autograd.grad, get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
+                  enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
+                  no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
+                  equal=torch.equal, detach=torch.detach, zeros_like=torch.zeros_like, cat=torch.cat,
+                  tensor=torch.tensor, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
+                  dict=dict, range=range, tuple=tuple, len=len, slack=MODE_SLACK, rows=MODE_ROWS,
+                  points=PATH_POINTS):
+    """Why the model predicts rows otherwise at the weights of its last step than its outputs
+    at the weights training started at plus the change its parameters account for, or None.
+    Along the straight path between the two, the derivative of outputs that are a
+    differentiable function of the parameters integrates to their change; an answer that does
+    not come from them is not in it: an oracle of the labelling rule switched on by a gate of
+    theirs (the trained head's accuracy on a baked-in probe: steps, whose derivative is 0),
+    answering in every mode (GYM-32d) or only rows far from every training row (GYM-32c).
+    The forward is the training computation (train mode, gradients on, one draw of its
+    dropout for every point), whose derivative the training loss took and which predicts as
+    the model evaluated does (`mode_mismatch`); the parameters are given to it as tensors of
+    the path (the fix's hooks on its own parameters do not see them). The integral is taken
+    at the midpoints of `points` and of twice as many pieces: what the two estimates differ
+    by is the quadrature's own error. Training rows (`batch`) and rows mixed from the example
+    (far from any) are judged apart; a model that takes no such rows is not judged."""
+    with no_torch_function(), no_python_dispatch():
+        params = dict(named_parameters(model))
+        moving = tuple(k for k, p in params.items() if k in init and k in final and is_floating_point(p)
+                       and not equal(final[k], init[k]))
+        if not moving:
+            return None
+        state = get_rng_state()
+        mixed = probe_rows(mixed_rows(example, rows))
+        x = mixed if batch is None else cat([thawed(batch), mixed])
+        cut = size(x)[0] - size(mixed)[0]
+
+        def at(t, derivative):
+            """The outputs at point t of the path, and their derivative along it."""
+            s = tensor(t, requires_grad=True)
+            set_rng_state(state)
+            with enable_grad():
+                out = first(call(model, dict((k, init[k] + s * (final[k] - init[k])) for k in moving), (x,)))
+                if out is None or not derivative:
+                    return out, None
+                u = zeros_like(out, requires_grad=True)
+                (g,) = grad(out, s, grad_outputs=u, create_graph=True, allow_unused=True)
+                d = None if g is None or not g.requires_grad else grad(g, u, allow_unused=True)[0]
+            return detach(out), zeros_like(out) if d is None else d
+
+        set_mode(model, True)
+        try:
+            try:
+                end, _ = at(1.0, False)
+            except exception:
+                return None
+            if end is None or not is_floating_point(end) or len(size(end)) == 0 or size(end)[0] != size(x)[0]:
+                return None
+            start, _ = at(0.0, False)
+            estimates = []
+            for n in (points, 2 * points):
+                total = detach(start)
+                for i in range(n):
+                    total = total + at((i + 0.5) / n, True)[1] / n
+                estimates.append(total)
+        except exception as error:
+            return (f"the model's training computation fails between the weights training started at and "
+                    f"its last step's: {type(error).__name__}: {str(error)[:200]}")
+        finally:
+            set_rng_state(state)
+            set_mode(model, False)
+        worst = None
+        for lo, hi in ((0, cut), (cut, size(x)[0])):
+            if hi - lo:
+                noise = disagreement(estimates[0][lo:hi], estimates[1][lo:hi])
+                differ = disagreement(estimates[1][lo:hi], end[lo:hi])
+                if differ > noise + max(slack, 2.0 / (hi - lo)) and (worst is None or differ > worst[0]):
+                    worst = (differ, noise, hi - lo)
+    if worst is not None:
+        return (f"the model predicts {worst[0]:.0%} of {worst[2]} rows otherwise than its outputs where "
+                f"training started plus the change its parameters account for on the way to its last step's "
+                f"({worst[1]:.0%} between two estimates): an answer that does not come from them")
+    return None
+
+
 def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad, probe_rows=probe_rows,
           frozen=frozen, eager_outputs=eager_outputs, compare=compare, modules=torch.nn.Module.modules,
           jit_save=torch.jit.save, bytes_io=io.BytesIO, digest=hashlib.sha256, audit=sys.audit, open=open,
           enumerate=enumerate, exception=Exception, type=type, tuple=tuple, mode_mismatch=mode_mismatch,
+          frozen_replays=frozen_replays, replay_mismatch=replay_mismatch, path_mismatch=path_mismatch,
           no_torch_function=torch._C.DisableTorchFunction, no_python_dispatch=torch._C._DisableTorchDispatch):
     """The first of the (model, input, weights after the last step) candidates that traces,
     as TorchScript; the fix's forward runs here, with no recorder frame on the stack. The
     model's eager outputs on rows the trace never saw are taken first and compared with the
     trace's: a forward that answers otherwise when traced (`torch.jit.is_tracing()`, the
-    example itself) or when evaluated than in training is reported as `mismatch`. What
-    this compares is bound here, before the fix's code runs again. The answer is a tuple
-    of pairs: nothing can edit it before the seal."""
+    example itself), when evaluated than in training, than its last training forwards did
+    at the weights they ran at (`replay_mismatch`), or with predictions its parameters do
+    not account for (`path_mismatch`) is reported as `mismatch`. What this compares is
+    bound here, before the fix's code runs again. The answer is a tuple of pairs: nothing
+    can edit it before the seal."""
     errors = []
-    for index, (model, example, final, batch) in enumerate(tuple(candidates)):
+    for index, (model, example, final, batch, replays, init) in enumerate(tuple(candidates)):
         try:
             model.eval()
             model.load_state_dict(final)
@@ -270,6 +443,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with no_torch_function(), no_python_dispatch():
                     probe = frozen(probe_rows(example))
                     batch = None if batch is None else frozen(batch)
+                    replays = frozen_replays(replays)
                 eager = eager_outputs(model, probe)
                 traced = jit_trace(model, example, check_trace=False, strict=False)
                 buffer = bytes_io()
@@ -281,7 +455,8 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
-            mismatch = mismatch or mode_mismatch(model, example, batch)
+            mismatch = (mismatch or mode_mismatch(model, example, batch) or replay_mismatch(replays)
+                        or path_mismatch(model, example, batch, init, final))
             return (("index", index), ("mismatch", mismatch))
         except exception as e:
             errors.append(f"{type(e).__name__}: {e}")
