@@ -329,21 +329,27 @@ def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first
     return None
 
 
+class Unjudged(Exception):
+    """A check that cannot be made on this model."""
+
+
 # Points of the straight path from the weights training started at to the last step's where
-# the outputs' derivative along it is taken (twice as many for the second estimate) (GYM-32c/d).
-PATH_POINTS = 8
+# the outputs' derivative along it is taken (twice as many for the second estimate), on
+# PATH_ROWS training rows and as many rows mixed from the example (GYM-32c/d).
+PATH_POINTS = 4
+PATH_ROWS = 64
 
 
 def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, probe_rows=probe_rows, thawed=thawed,
                   first=first_tensor, disagreement=disagreement, set_mode=set_mode,
                   named_parameters=torch.nn.Module.named_parameters, call=torch.func.functional_call,
-                  grad=torch.autograd.grad, get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
+                  dual_level=torch.autograd.forward_ad.dual_level, make_dual=torch.autograd.forward_ad.make_dual,
+                  unpack_dual=torch.autograd.forward_ad.unpack_dual, get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
-                  equal=torch.equal, detach=torch.detach, zeros_like=torch.zeros_like, cat=torch.cat,
-                  tensor=torch.tensor, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
-                  dict=dict, range=range, tuple=tuple, len=len, slack=MODE_SLACK, rows=MODE_ROWS,
-                  points=PATH_POINTS):
+                  equal=torch.equal, detach=torch.detach, cat=torch.cat, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
+                  dict=dict, range=range, tuple=tuple, len=len, slack=MODE_SLACK, rows=PATH_ROWS,
+                  points=PATH_POINTS, unjudged=Unjudged):
     """Why the model predicts rows otherwise at the weights of its last step than its outputs
     at the weights training started at plus the change its parameters account for, or None.
     Along the straight path between the two, the derivative of outputs that are a
@@ -354,7 +360,8 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
     The forward is the training computation (train mode, gradients on, one draw of its
     dropout for every point), whose derivative the training loss took and which predicts as
     the model evaluated does (`mode_mismatch`); the parameters are given to it as tensors of
-    the path (the fix's hooks on its own parameters do not see them). The integral is taken
+    the path, their derivative as their forward-mode tangent (the fix's hooks on its own
+    parameters see neither; a model with an op forward mode lacks is not judged). The integral is taken
     at the midpoints of `points` and of twice as many pieces: what the two estimates differ
     by is the quadrature's own error. Training rows (`batch`) and rows mixed from the example
     (far from any) are judged apart; a model that takes no such rows is not judged."""
@@ -366,21 +373,23 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
             return None
         state = get_rng_state()
         mixed = probe_rows(mixed_rows(example, rows))
-        x = mixed if batch is None else cat([thawed(batch), mixed])
+        x = mixed if batch is None else cat([thawed(batch)[:rows], mixed])
         cut = size(x)[0] - size(mixed)[0]
 
         def at(t, derivative):
-            """The outputs at point t of the path, and their derivative along it."""
-            s = tensor(t, requires_grad=True)
+            """The outputs at point t of the path, and their derivative along it (forward-mode)."""
             set_rng_state(state)
-            with enable_grad():
-                out = first(call(model, dict((k, init[k] + s * (final[k] - init[k])) for k in moving), (x,)))
-                if out is None or not derivative:
-                    return out, None
-                u = zeros_like(out, requires_grad=True)
-                (g,) = grad(out, s, grad_outputs=u, create_graph=True, allow_unused=True)
-                d = None if g is None or not g.requires_grad else grad(g, u, allow_unused=True)[0]
-            return detach(out), zeros_like(out) if d is None else d
+            with enable_grad(), dual_level():
+                weights = dict((k, init[k] + t * (final[k] - init[k])) for k in moving)
+                if derivative:
+                    try:
+                        weights = dict((k, make_dual(w, final[k] - init[k])) for k, w in weights.items())
+                        out = first(call(model, weights, (x,)))
+                        out, d = (None, None) if out is None else unpack_dual(out)
+                    except exception:
+                        raise unjudged  # an op of the model's without a forward derivative
+                    return out, d
+                return first(call(model, weights, (x,))), None
 
         set_mode(model, True)
         try:
@@ -390,13 +399,16 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                 return None
             if end is None or not is_floating_point(end) or len(size(end)) == 0 or size(end)[0] != size(x)[0]:
                 return None
-            start, _ = at(0.0, False)
+            end, start = detach(end), detach(at(0.0, False)[0])
             estimates = []
             for n in (points, 2 * points):
-                total = detach(start)
+                total = start
                 for i in range(n):
-                    total = total + at((i + 0.5) / n, True)[1] / n
+                    d = at((i + 0.5) / n, True)[1]
+                    total = total if d is None else total + detach(d) / n
                 estimates.append(total)
+        except unjudged:
+            return None
         except exception as error:
             return (f"the model's training computation fails between the weights training started at and "
                     f"its last step's: {type(error).__name__}: {str(error)[:200]}")
