@@ -296,8 +296,8 @@ def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first
         try:
             for model, weights, args, modes, rng, out in replays:
                 recorded = first(thawed_tree(out))
-                if recorded is None:
-                    continue
+                if recorded is None or not len(size(recorded)):
+                    continue  # no scores per row (a module returning its loss)
                 load(model, dict((k, thawed(v)) for k, v in weights))
                 for m in modules(model):
                     set_training(m, True)  # a module added since: as its model
@@ -311,7 +311,7 @@ def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first
                 a, b = passes
                 if a is None or b is None:
                     return "the model's last training forwards, replayed, return no scores"
-                n = size(recorded)[0] if len(size(recorded)) else 1
+                n = size(recorded)[0]
                 rows += n
                 noise += n * disagreement(a, b)
                 differ += n * (disagreement(a, recorded) + disagreement(b, recorded)) / 2
