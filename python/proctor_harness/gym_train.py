@@ -348,7 +348,7 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
                   equal=torch.equal, detach=torch.detach, cat=torch.cat, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
-                  dict=dict, range=range, tuple=tuple, len=len, slack=MODE_SLACK, rows=PATH_ROWS,
+                  dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, rows=PATH_ROWS,
                   points=PATH_POINTS, unjudged=Unjudged):
     """Why the model predicts rows otherwise at the weights of its last step than its outputs
     at the weights training started at plus the change its parameters account for, or None.
@@ -362,8 +362,8 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
     the model evaluated does (`mode_mismatch`); the parameters are given to it as tensors of
     the path, their derivative as their forward-mode tangent (the fix's hooks on its own
     parameters see neither; a model with an op forward mode lacks is not judged). The integral is taken
-    at the midpoints of `points` and of twice as many pieces: what the two estimates differ
-    by is the quadrature's own error. Training rows (`batch`) and rows mixed from the example
+    at the midpoints of `points` pieces, and when that estimate does not predict as the
+    model does, of twice as many: what the two differ by is the quadrature's own error. Training rows (`batch`) and rows mixed from the example
     (far from any) are judged apart; a model that takes no such rows is not judged."""
     with no_torch_function(), no_python_dispatch():
         params = dict(named_parameters(model))
@@ -391,6 +391,10 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                     return out, d
                 return first(call(model, weights, (x,))), None
 
+        def explained(estimate):
+            return all(disagreement(estimate[lo:hi], end[lo:hi]) <= max(slack, 2.0 / (hi - lo))
+                       for lo, hi in ((0, cut), (cut, size(x)[0])) if hi - lo)
+
         set_mode(model, True)
         try:
             try:
@@ -407,6 +411,8 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                     d = at((i + 0.5) / n, True)[1]
                     total = total if d is None else total + detach(d) / n
                 estimates.append(total)
+                if explained(total):
+                    return None  # the first estimate predicts as the model does: nothing to find
         except unjudged:
             return None
         except exception as error:
