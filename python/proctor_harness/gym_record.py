@@ -2981,8 +2981,10 @@ class Recorder(Provenance, Saturation, Stream):
         """What a training forward starts from, to replay it at the export: copies of its
         arguments, the RNG state its dropout draws from and each module's mode. None inside an
         optimizer step (a closure's forward runs at weights the step moves), with keyword
-        arguments (the hook is given the positional ones only) or a mode not readable."""
-        if self.brackets or self.call_kwargs():
+        arguments (the hook is given the positional ones only) or a mode not readable; none
+        for a root that is not the model once the model is known (a layer of a model whose
+        forward is called directly: its inputs are activations, kept for nothing)."""
+        if self.brackets or self.model is not None and module is not self.model or self.call_kwargs():
             return None
         leaves, spec = _tree_flatten(inputs)
         if not any(_T.is_tensor(x) for x in leaves):
