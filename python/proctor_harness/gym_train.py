@@ -347,7 +347,8 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                   unpack_dual=torch.autograd.forward_ad.unpack_dual, get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
-                  equal=torch.equal, detach=torch.detach, cat=torch.cat, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
+                  equal=torch.equal, detach=torch.detach, cat=torch.cat, clamp=torch.clamp, amin=torch.amin,
+                  amax=torch.amax, float=float, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
                   dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, rows=PATH_ROWS,
                   points=PATH_POINTS, unjudged=Unjudged):
     """Why the model predicts rows otherwise at the weights of its last step than its outputs
@@ -363,8 +364,10 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
     the path, their derivative as their forward-mode tangent (the fix's hooks on its own
     parameters see neither; a model with an op forward mode lacks is not judged). The integral is taken
     at the midpoints of `points` pieces, and when that estimate does not predict as the
-    model does, of twice as many: what the two differ by is the quadrature's own error. Training rows (`batch`) and rows mixed from the example
-    (far from any) are judged apart; a model that takes no such rows is not judged."""
+    model does, of twice as many: what the two differ by is the quadrature's own error; rows
+    where they disagree beyond `slack` (a steep sigmoid on the path) are not judged.
+    Training rows (`batch`) and rows mixed from the example (far from any) are judged
+    apart; a model that takes no such rows is not judged."""
     with no_torch_function(), no_python_dispatch():
         params = dict(named_parameters(model))
         moving = tuple(k for k, p in params.items() if k in init and k in final and is_floating_point(p)
@@ -391,6 +394,11 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                     return out, d
                 return first(call(model, weights, (x,))), None
 
+        def within(estimate):
+            """Probabilities estimated as probabilities: an estimate past 0 or 1 keeps its side
+            of 0.5 (`predictions` reads values outside [0, 1] as logits)."""
+            return clamp(estimate, 0.0, 1.0) if probabilities else estimate
+
         def explained(estimate):
             return all(disagreement(estimate[lo:hi], end[lo:hi]) <= max(slack, 2.0 / (hi - lo))
                        for lo, hi in ((0, cut), (cut, size(x)[0])) if hi - lo)
@@ -404,12 +412,14 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
             if end is None or not is_floating_point(end) or len(size(end)) == 0 or size(end)[0] != size(x)[0]:
                 return None
             end, start = detach(end), detach(at(0.0, False)[0])
+            probabilities = float(amin(end)) >= 0.0 and float(amax(end)) <= 1.0
             estimates = []
             for n in (points, 2 * points):
                 total = start
                 for i in range(n):
                     d = at((i + 0.5) / n, True)[1]
                     total = total if d is None else total + detach(d) / n
+                total = within(total)
                 estimates.append(total)
                 if explained(total):
                     return None  # the first estimate predicts as the model does: nothing to find
@@ -426,7 +436,9 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
             if hi - lo:
                 noise = disagreement(estimates[0][lo:hi], estimates[1][lo:hi])
                 differ = disagreement(estimates[1][lo:hi], end[lo:hi])
-                if differ > noise + max(slack, 2.0 / (hi - lo)) and (worst is None or differ > worst[0]):
+                # judged only where the quadrature converged (a sigmoid steep on the path is not)
+                if (noise <= slack and differ > noise + max(slack, 2.0 / (hi - lo))
+                        and (worst is None or differ > worst[0])):
                     worst = (differ, noise, hi - lo)
     if worst is not None:
         return (f"the model predicts {worst[0]:.0%} of {worst[2]} rows otherwise than its outputs where "
