@@ -212,6 +212,7 @@ fn sweep_stale_runs(runs: &Path) {
 /// 0555 directories), and checks an existing install byte for byte: a file a run or a
 /// user changed (content or mode) is rewritten, loudly.
 fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
+    use std::os::unix::fs::PermissionsExt;
     let mut hash: u64 = 0xcbf29ce484222325;
     for (name, text) in HARNESS {
         for b in name.bytes().chain(text.bytes()) {
@@ -239,7 +240,10 @@ fn install_harness(home: &Path) -> Result<PathBuf, JobError> {
         .join(format!(".tmp-{}-{attempt}", std::process::id()));
     std::fs::create_dir_all(tmp.join("proctor_harness")).map_err(err)?;
     for (name, text) in HARNESS {
+        // read-only as written: `repair_harness` takes any other mode for tampering
         std::fs::write(tmp.join(name), text).map_err(err)?;
+        std::fs::set_permissions(tmp.join(name), std::fs::Permissions::from_mode(0o444))
+            .map_err(err)?;
     }
     match std::fs::rename(&tmp, &dir) {
         Ok(()) => {}
