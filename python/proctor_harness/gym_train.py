@@ -212,15 +212,18 @@ def set_mode(model, training, modules=torch.nn.Module.modules, set_training=set_
         set_training(m, training and not running)
 
 
-def mode_mismatch(model, example, batch, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
+def mode_mismatch(model, traced, example, batch, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
                   first=first_tensor, disagreement=disagreement, set_mode=set_mode, no_grad=torch.no_grad,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
                   str=str, slack=MODE_SLACK, rows=MODE_ROWS):
-    """Why the model evaluated (eval mode, no gradients) predicts rows otherwise than the
-    same model computes them while training (train mode, gradients on), or None. The
-    held-out side only ever sees the evaluated model: a forward that answers from a rule or
-    baked-in data when evaluated, and trains honestly, earns what it did not learn (GYM-32).
+    """Why the model evaluated (`traced`, the export itself) predicts rows otherwise than the
+    model computes them while training (train mode, gradients on), or None. The held-out
+    side only ever sees the evaluated model: a forward that answers from a rule or baked-in
+    data when evaluated, and trains honestly, earns what it did not learn (GYM-32). The
+    evaluated side is the trace, not another call of the fix's forward: a forward that
+    answers from the rule for its first calls after training only (the export's eager
+    outputs and the trace) would answer honestly here.
     Two training passes measure the training computation's own randomness (dropout); a
     model that takes no such batch when evaluated is not judged, one that then fails on it
     in training is (it would hide what it computes there). The rows are a batch of training
@@ -232,9 +235,9 @@ def mode_mismatch(model, example, batch, probe_rows=probe_rows, mixed_rows=mixed
         try:
             probe = frozen(probe_rows(mixed_rows(example))) if batch is None else batch
             with no_grad():
-                e = first(model(thawed(probe)))
+                e = first(traced(thawed(probe)))
         except exception:
-            return None
+            return None  # a trace bound to the example's shape: not judged
         if e is None:
             return None
         try:
@@ -485,7 +488,7 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
-            mismatch = (mismatch or mode_mismatch(model, example, batch) or replay_mismatch(replays)
+            mismatch = (mismatch or mode_mismatch(model, traced, example, batch) or replay_mismatch(replays)
                         or path_mismatch(model, example, batch, init, final))
             return (("index", index), ("mismatch", mismatch))
         except exception as e:
