@@ -22,6 +22,8 @@ randomness drawn here (no sandbox that ran the fix can predict it):
 - `rebatched`: the final weights on the rows in a secret order and batch size. A
   sample's prediction must not depend on the batch it comes in (a forward that answers
   differently for the evaluator's batch size); proctor scores the worse of the two.
+
+And one judges the export by what its parameters account for (`path_check`).
 """
 import ast
 import json
@@ -34,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from proctor_harness import gym_judge
+from proctor_harness.gym_train import path_mismatch, script_slots
 
 
 def original_generator(path, function):
@@ -209,6 +212,68 @@ def _rebatched(model, inputs, result, generator):
     return back
 
 
+def _same(a, b):
+    return torch.equal(a, b) or a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+def _check_stateless(model, loaded, result):
+    """An evaluated model changes none of its weights or buffers: one that does (a counter in
+    a buffer its trace adds to) can answer by the order of its calls, honestly for the first
+    batch (the rows a check takes) and from a rule for the others. Its names go to
+    `result["stateful"]`."""
+    changed = sorted(k for k, v in model.state_dict().items() if k in loaded and not _same(v, loaded[k].to(v.dtype)))
+    if changed:
+        result["stateful"] = changed
+
+
+# Held-out rows the path check judges the export on.
+PATH_ROWS = 256
+
+
+def _path_check(model, weights, inputs, result):
+    """The export's predictions on held-out rows, at the final weights, against its outputs at
+    the first weights plus the change its parameters account for along the path between them
+    (`gym_train.path_mismatch`); why they differ goes to `result["path_mismatch"]`. The
+    check the train run makes on the fix's own forward, made where it cannot be told apart
+    from the evaluation: no code of the fix's runs here, the model is the bytes evaluated
+    (a pure function of its weights, rows and RNG state), the rows are ones it never saw. A
+    forward that answered from a rule only when it was exported (its first calls after
+    training, GYM-32f) or only on rows like the data is judged by that answer."""
+    slots = script_slots(model._c)
+    get, put = torch._C.ScriptModule.getattr, torch._C.ScriptModule.setattr
+    init, final = weights["init"], weights["final"]
+    params = {k: get(*slots[k]) for k in slots if k in init and k in final}
+    batch = result["batch"]
+
+    def forward(values, x):
+        saved = {k: get(*slots[k]) for k in values}
+        try:
+            # every call from the final state: a trace can keep a counter in a buffer
+            for k, w in final.items():
+                if k in slots and k not in values:
+                    put(*slots[k], w)
+            for k, w in values.items():
+                put(*slots[k], w)
+            outs = []
+            for i in range(0, len(x), batch):
+                chunk = x[i:i + batch]
+                n = len(chunk)
+                if n < batch:
+                    chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
+                outs.append(_first_tensor(model(chunk))[:n])
+            return torch.cat(outs)
+        finally:
+            for k, w in saved.items():
+                put(*slots[k], w)
+
+    model.load_state_dict(final, strict=False)
+    x = inputs[result["view"]][:PATH_ROWS].to(_input_dtype(model))
+    with torch.jit.optimized_execution(False):
+        why = path_mismatch(forward, params, [x], init, final)
+    if why is not None:
+        result["path_mismatch"] = why
+
+
 def _tensor_json(out):
     return {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
 
@@ -235,7 +300,13 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
             if out is not None:
                 result["outputs"][name] = _tensor_json(out)
         if "final" in result["outputs"]:
+            _check_stateless(model, weights["final"], result)
             _ablations(model, weights, inputs, result)
+            if "init" in weights:
+                try:
+                    _path_check(model, weights, inputs, result)
+                except Exception as e:
+                    result.setdefault("errors", []).append(f"path check: {type(e).__name__}: {str(e)[:300]}")
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {str(e)[:1000]}"
     with open(out_path, "w") as f:

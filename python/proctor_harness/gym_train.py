@@ -341,61 +341,87 @@ class Unjudged(Exception):
 # PATH_ROWS training rows and as many rows mixed from the example (GYM-32c/d).
 PATH_POINTS = 4
 PATH_ROWS = 64
+# The central difference's half-width, as a share of the path, where forward mode fails (ten
+# times as wide in float32): a step of the outputs lies within it of one of the 12 points
+# with a chance of 0.024%, a staircase of a thousand steps (a gate on a probe's accuracy)
+# has one there with a chance of 21%.
+PATH_STEP = 1e-5
 
 
-def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, probe_rows=probe_rows, thawed=thawed,
-                  first=first_tensor, disagreement=disagreement, set_mode=set_mode,
-                  named_parameters=torch.nn.Module.named_parameters, call=torch.func.functional_call,
+def path_mismatch(forward, params, segments, init, final, first=first_tensor, disagreement=disagreement,
                   dual_level=torch.autograd.forward_ad.dual_level, make_dual=torch.autograd.forward_ad.make_dual,
                   unpack_dual=torch.autograd.forward_ad.unpack_dual, get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
                   equal=torch.equal, detach=torch.detach, cat=torch.cat, clamp=torch.clamp, amin=torch.amin,
                   amax=torch.amax, float=float, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
-                  dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, rows=PATH_ROWS,
-                  points=PATH_POINTS, unjudged=Unjudged):
-    """Why the model predicts rows otherwise at the weights of its last step than its outputs
-    at the weights training started at plus the change its parameters account for, or None.
+                  dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, points=PATH_POINTS,
+                  step=PATH_STEP, sub=torch.sub, div=torch.div, dtype=_BASE.dtype.__get__,
+                  float32=torch.float32, float64=torch.float64, to=_BASE.to, isfinite=torch.isfinite,
+                  every=torch.all, nonzero=torch.nonzero, reshape=torch.reshape, index_select=torch.index_select,
+                  count=torch.sum, sum=sum, int=int, unjudged=Unjudged):
+    """Why the model (`forward(weights, rows)`, its parameters `params`) predicts rows
+    otherwise at the weights of its last step than its outputs at the weights training
+    started at plus the change its parameters account for, or None.
     Along the straight path between the two, the derivative of outputs that are a
     differentiable function of the parameters integrates to their change; an answer that does
     not come from them is not in it: an oracle of the labelling rule switched on by a gate of
     theirs (the trained head's accuracy on a baked-in probe: steps, whose derivative is 0),
     answering in every mode (GYM-32d) or only rows far from every training row (GYM-32c).
-    The forward is the training computation (train mode, gradients on, one draw of its
-    dropout for every point), whose derivative the training loss took and which predicts as
-    the model evaluated does (`mode_mismatch`); the parameters are given to it as tensors of
-    the path, their derivative as their forward-mode tangent (the fix's hooks on its own
-    parameters see neither; a model with an op forward mode lacks is not judged). The integral is taken
+    The forward is the training computation (`eager_path_mismatch`) and the export itself
+    (`gym_heldout.path_check`), with one draw of its randomness for every point; the
+    parameters are given to it as tensors of the path, their derivative as their
+    forward-mode tangent (or a central difference, where an op lacks forward mode). The integral is taken
     at the midpoints of `points` pieces, and when that estimate does not predict as the
     model does, of twice as many: what the two differ by is the quadrature's own error; rows
     where they disagree beyond `slack` (a steep sigmoid on the path) are not judged.
-    Training rows (`batch`) and rows mixed from the example (far from any) are judged
-    apart; a model that takes no such rows is not judged."""
+    The rows come in `segments` judged apart (training rows, rows far from any); a model
+    that takes no such rows is not judged."""
     with no_torch_function(), no_python_dispatch():
-        params = dict(named_parameters(model))
         moving = tuple(k for k, p in params.items() if k in init and k in final and is_floating_point(p)
                        and not equal(final[k], init[k]))
         if not moving:
             return None
         state = get_rng_state()
-        mixed = probe_rows(mixed_rows(example, rows))
-        x = mixed if batch is None else cat([thawed(batch)[:rows], mixed])
-        cut = size(x)[0] - size(mixed)[0]
+        x = cat(segments)
+        bounds, lo = [], 0
+        for segment in segments:
+            bounds.append((lo, lo + size(segment)[0]))
+            lo += size(segment)[0]
+        init64, final64 = (dict((k, to(w[k], float64)) for k in moving) for w in (init, final))
+        x64 = to(x, float64) if is_floating_point(x) else x
+
+        def outputs(t, tangent=False, wide=False):
+            """The outputs at point t of the path (in float64 when `wide`)."""
+            set_rng_state(state)
+            start, end, rows = (init, final, x) if not wide else (init64, final64, x64)
+            weights = dict((k, start[k] + t * (end[k] - start[k])) for k in moving)
+            if tangent:
+                weights = dict((k, make_dual(w, end[k] - start[k])) for k, w in weights.items())
+            return first(forward(weights, rows))
 
         def at(t, derivative):
-            """The outputs at point t of the path, and their derivative along it (forward-mode)."""
-            set_rng_state(state)
-            with enable_grad(), dual_level():
-                weights = dict((k, init[k] + t * (final[k] - init[k])) for k in moving)
-                if derivative:
+            """The outputs at point t of the path, and their derivative along it: forward-mode,
+            or where an op of the model's lacks it (one a model could hold for nothing but to
+            go unjudged), a central difference, in float64 where the model computes in it."""
+            with enable_grad():
+                if not derivative:
+                    return outputs(t), None
+                try:
+                    with dual_level():
+                        out = outputs(t, True)
+                        return (None, None) if out is None else unpack_dual(out)
+                except exception:
+                    pass
+                for wide, h in ((True, step), (False, 10 * step)):
                     try:
-                        weights = dict((k, make_dual(w, final[k] - init[k])) for k, w in weights.items())
-                        out = first(call(model, weights, (x,)))
-                        out, d = (None, None) if out is None else unpack_dual(out)
+                        high, low = outputs(t + h, wide=wide), outputs(t - h, wide=wide)
                     except exception:
-                        raise unjudged  # an op of the model's without a forward derivative
-                    return out, d
-                return first(call(model, weights, (x,))), None
+                        continue
+                    if high is None or low is None or dtype(high) not in (float32, float64):
+                        break
+                    return None, to(div(sub(high, low), 2 * h), dtype(end))
+                raise unjudged
 
         def within(estimate):
             """Probabilities estimated as probabilities: an estimate past 0 or 1 keeps its side
@@ -404,9 +430,8 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
 
         def explained(estimate):
             return all(disagreement(estimate[lo:hi], end[lo:hi]) <= max(slack, 2.0 / (hi - lo))
-                       for lo, hi in ((0, cut), (cut, size(x)[0])) if hi - lo)
+                       for lo, hi in bounds if hi - lo)
 
-        set_mode(model, True)
         try:
             try:
                 end, _ = at(1.0, False)
@@ -414,14 +439,21 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
                 return None
             if end is None or not is_floating_point(end) or len(size(end)) == 0 or size(end)[0] != size(x)[0]:
                 return None
-            end, start = detach(end), detach(at(0.0, False)[0])
+            # rows the model scores as non-finite are scored wrong held-out: not judged
+            finite = every(isfinite(reshape(end, [size(end)[0], -1])), 1)
+            keep = reshape(nonzero(finite), [-1])
+            if not size(keep)[0]:
+                return None
+            counts = tuple(int(count(finite[lo:hi])) for lo, hi in bounds)
+            bounds = tuple((sum(counts[:i]), sum(counts[:i + 1])) for i in range(len(counts)))
+            end, start = index_select(detach(end), 0, keep), index_select(detach(at(0.0, False)[0]), 0, keep)
             probabilities = float(amin(end)) >= 0.0 and float(amax(end)) <= 1.0
             estimates = []
             for n in (points, 2 * points):
                 total = start
                 for i in range(n):
                     d = at((i + 0.5) / n, True)[1]
-                    total = total if d is None else total + detach(d) / n
+                    total = total if d is None else total + index_select(detach(d), 0, keep) / n
                 total = within(total)
                 estimates.append(total)
                 if explained(total):
@@ -429,13 +461,12 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
         except unjudged:
             return None
         except exception as error:
-            return (f"the model's training computation fails between the weights training started at and "
-                    f"its last step's: {type(error).__name__}: {str(error)[:200]}")
+            return (f"the model fails between the weights training started at and its last step's: "
+                    f"{type(error).__name__}: {str(error)[:200]}")
         finally:
             set_rng_state(state)
-            set_mode(model, False)
         worst = None
-        for lo, hi in ((0, cut), (cut, size(x)[0])):
+        for lo, hi in bounds:
             if hi - lo:
                 noise = disagreement(estimates[0][lo:hi], estimates[1][lo:hi])
                 differ = disagreement(estimates[1][lo:hi], end[lo:hi])
@@ -450,11 +481,48 @@ def path_mismatch(model, example, batch, init, final, mixed_rows=mixed_rows, pro
     return None
 
 
+def eager_path_mismatch(model, example, batch, init, final, path_mismatch=path_mismatch, set_mode=set_mode,
+                        named_parameters=torch.nn.Module.named_parameters, call=torch.func.functional_call,
+                        mixed_rows=mixed_rows, probe_rows=probe_rows, thawed=thawed, narrow=torch.narrow,
+                        size=_BASE.size, min=min, dict=dict, rows=PATH_ROWS):
+    """The path check on the training computation: the fix's forward in train mode, gradients
+    on, whose derivative the training loss took and which predicts as the model evaluated
+    does (`mode_mismatch`); the fix's hooks on its own parameters see neither the path's
+    tensors nor their tangents. Training rows (`batch`) and rows mixed from the example (far
+    from any) are judged apart. The export itself is judged on the held-out rows, in the
+    held-out sandbox (`gym_heldout.path_check`)."""
+    mixed = probe_rows(mixed_rows(example, rows))
+    segments = [mixed]
+    if batch is not None:
+        batch = thawed(batch)
+        segments.insert(0, narrow(batch, 0, 0, min(rows, size(batch)[0])))
+    set_mode(model, True)
+    try:
+        return path_mismatch(lambda weights, x: call(model, weights, (x,)), dict(named_parameters(model)),
+                             segments, init, final)
+    finally:
+        set_mode(model, False)
+
+
+def script_slots(module, parameters=torch._C.ParameterDict, buffers=torch._C.BufferDict,
+                 submodules=torch._C.ModuleDict):
+    """name -> (C++ module, attribute) of every parameter and buffer of a TorchScript module."""
+    slots, todo = {}, [("", module)]
+    while todo:
+        prefix, m = todo.pop()
+        for kind in (parameters, buffers):
+            for name, _ in kind(m).items():
+                slots[prefix + name] = (m, name)
+        todo.extend((prefix + name + ".", sub) for name, sub in submodules(m).items())
+    return slots
+
+
 def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad, probe_rows=probe_rows,
           frozen=frozen, eager_outputs=eager_outputs, compare=compare, modules=torch.nn.Module.modules,
           jit_save=torch.jit.save, bytes_io=io.BytesIO, digest=hashlib.sha256, audit=sys.audit, open=open,
           enumerate=enumerate, exception=Exception, type=type, tuple=tuple, mode_mismatch=mode_mismatch,
-          frozen_replays=frozen_replays, replay_mismatch=replay_mismatch, path_mismatch=path_mismatch,
+          frozen_replays=frozen_replays, replay_mismatch=replay_mismatch, eager_path_mismatch=eager_path_mismatch,
+          thawed=thawed, dict=dict, is_tensor=torch.is_tensor,
           no_torch_function=torch._C.DisableTorchFunction, no_python_dispatch=torch._C._DisableTorchDispatch):
     """The first of the (model, input, weights after the last step) candidates that traces,
     as TorchScript; the fix's forward runs here, with no recorder frame on the stack. The
@@ -462,12 +530,14 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
     trace's: a forward that answers otherwise when traced (`torch.jit.is_tracing()`, the
     example itself), when evaluated than in training, than its last training forwards did
     at the weights they ran at (`replay_mismatch`), or with predictions its parameters do
-    not account for (`path_mismatch`) is reported as `mismatch`. What this compares is
-    bound here, before the fix's code runs again. The answer is a tuple of pairs: nothing
-    can edit it before the seal."""
+    not account for (`path_mismatch`) is reported
+    as `mismatch`. What this compares is bound here, before the fix's code runs again. The
+    answer is a tuple of pairs: nothing can edit it before the seal."""
     errors = []
     for index, (model, example, final, batch, replays, init) in enumerate(tuple(candidates)):
         try:
+            with no_torch_function(), no_python_dispatch():
+                ends = tuple(tuple((k, frozen(v)) for k, v in weights.items() if is_tensor(v)) for weights in (init, final))
             model.eval()
             model.load_state_dict(final)
             for m in modules(model):
@@ -488,8 +558,10 @@ def trace(candidates, out_dir, jit_trace=torch.jit.trace, no_grad=torch.no_grad,
                 with open(out_dir + "/model.pt", "wb") as f:
                     f.write(data)
                 mismatch = None if eager is None else compare(eager, traced, probe)
+            with no_torch_function(), no_python_dispatch():
+                init, final = (dict((k, thawed(v)) for k, v in weights) for weights in ends)
             mismatch = (mismatch or mode_mismatch(model, traced, example, batch) or replay_mismatch(replays)
-                        or path_mismatch(model, example, batch, init, final))
+                        or eager_path_mismatch(model, example, batch, init, final))
             return (("index", index), ("mismatch", mismatch))
         except exception as e:
             errors.append(f"{type(e).__name__}: {e}")

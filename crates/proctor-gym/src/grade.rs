@@ -120,6 +120,10 @@ struct Evidence {
     proven_metric: Option<f64>,
     /// Per-output binary cross-entropy of the final weights' outputs (0/1 labels only).
     final_log_loss: Option<f64>,
+    /// Why the export, evaluated held-out, is not the model trained: its predictions are
+    /// not what its parameters account for along the path from the first weights to the
+    /// final ones, or it changes its own state when evaluated (`gym_heldout`).
+    heldout_mismatch: Option<String>,
     heldout_note: String,
 }
 
@@ -279,6 +283,7 @@ async fn run_all(
         rebatched_metric: None,
         proven_metric: None,
         final_log_loss: None,
+        heldout_mismatch: None,
         heldout_note: String::new(),
     };
     if evidence.obs.is_null() {
@@ -535,6 +540,23 @@ async fn predict(
         .ok()
         .zip(labels.as_ref())
         .and_then(|(outputs, labels)| crate::heldout::log_loss(&outputs, labels));
+    let stateful: Vec<&str> = out["stateful"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    evidence.heldout_mismatch = out["path_mismatch"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            (!stateful.is_empty()).then(|| {
+                format!(
+                    "it changes its own {} when evaluated, so it can answer by the order of its calls",
+                    stateful.join(", ")
+                )
+            })
+        });
     evidence.judge = out["judge"].clone();
     let why = [
         &out["error"],
@@ -747,6 +769,15 @@ fn report(task: &Task, e: Evidence) -> GradeReport {
                 "the exported model does not compute what the script's model computes in \
                  training on rows it was not traced with ({why}): the model evaluated is not \
                  the one trained"
+            ),
+        ))
+    } else if let Some(why) = &e.heldout_mismatch {
+        // Measured in the held-out sandbox on the bytes evaluated: no call of the fix's
+        // forward that could tell the check from the evaluation.
+        Some((
+            "export_mismatch",
+            format!(
+                "the exported model, evaluated on the held-out rows, is not the one trained: {why}"
             ),
         ))
     } else if e.init_metric.is_some_and(|m| m >= PRELEARNED_METRIC) {
