@@ -242,7 +242,9 @@ def _path_check(model, weights, inputs, result):
     slots = script_slots(model._c)
     get, put = torch._C.ScriptModule.getattr, torch._C.ScriptModule.setattr
     init, final = weights["init"], weights["final"]
-    params = {k: get(*slots[k]) for k in slots if k in init and k in final}
+    # the parameters move along the path, the buffers stay as evaluated (a running mean takes
+    # no gradient; a flag in a buffer is the re-drawn evaluations' to find)
+    params = {k: get(*slots[k]) for k in script_slots(model._c, buffers=False) if k in init and k in final}
     batch = result["batch"]
 
     def forward(values, x):

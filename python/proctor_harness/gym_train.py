@@ -341,11 +341,8 @@ class Unjudged(Exception):
 # PATH_ROWS training rows and as many rows mixed from the example (GYM-32c/d).
 PATH_POINTS = 4
 PATH_ROWS = 64
-# The central difference's half-width, as a share of the path, where forward mode fails (ten
-# times as wide in float32): a step of the outputs lies within it of one of the 12 points
-# with a chance of 0.024%, a staircase of a thousand steps (a gate on a probe's accuracy)
-# has one there with a chance of 21%.
-PATH_STEP = 1e-5
+# Output entries whose gradients reverse mode takes at once, where forward mode fails.
+REVERSE_BATCH = 512
 
 
 def path_mismatch(forward, params, segments, init, final, first=first_tensor, disagreement=disagreement,
@@ -356,8 +353,10 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                   equal=torch.equal, detach=torch.detach, cat=torch.cat, clamp=torch.clamp, amin=torch.amin,
                   amax=torch.amax, float=float, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
                   dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, points=PATH_POINTS,
-                  step=PATH_STEP, sub=torch.sub, div=torch.div, dtype=_BASE.dtype.__get__,
-                  float32=torch.float32, float64=torch.float64, to=_BASE.to, isfinite=torch.isfinite,
+                  dtype=_BASE.dtype.__get__, requires_grad=_BASE.requires_grad_, grad=torch.autograd.grad,
+                  eye=torch.eye, mv=torch.mv, numel=torch.numel, narrow=torch.narrow, zip=zip, min=min,
+                  batch=REVERSE_BATCH,
+                  isfinite=torch.isfinite,
                   every=torch.all, nonzero=torch.nonzero, reshape=torch.reshape, index_select=torch.index_select,
                   count=torch.sum, sum=sum, int=int, unjudged=Unjudged):
     """Why the model (`forward(weights, rows)`, its parameters `params`) predicts rows
@@ -371,7 +370,8 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
     The forward is the training computation (`eager_path_mismatch`) and the export itself
     (`gym_heldout.path_check`), with one draw of its randomness for every point; the
     parameters are given to it as tensors of the path, their derivative as their
-    forward-mode tangent (or a central difference, where an op lacks forward mode). The integral is taken
+    forward-mode tangent (reverse mode where an op lacks forward mode: a central difference
+    would see the steps of a staircase gate as a slope). The integral is taken
     at the midpoints of `points` pieces, and when that estimate does not predict as the
     model does, of twice as many: what the two differ by is the quadrature's own error; rows
     where they disagree beyond `slack` (a steep sigmoid on the path) are not judged.
@@ -388,40 +388,53 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
         for segment in segments:
             bounds.append((lo, lo + size(segment)[0]))
             lo += size(segment)[0]
-        init64, final64 = (dict((k, to(w[k], float64)) for k in moving) for w in (init, final))
-        x64 = to(x, float64) if is_floating_point(x) else x
 
-        def outputs(t, tangent=False, wide=False):
-            """The outputs at point t of the path (in float64 when `wide`)."""
+        def outputs(t, tangent=False, leaves=False):
+            """The outputs at point t of the path, and the weights there: with their tangent,
+            or as leaves that take gradients."""
             set_rng_state(state)
-            start, end, rows = (init, final, x) if not wide else (init64, final64, x64)
-            weights = dict((k, start[k] + t * (end[k] - start[k])) for k in moving)
+            weights = dict((k, detach(init[k] + t * (final[k] - init[k]))) for k in moving)
             if tangent:
-                weights = dict((k, make_dual(w, end[k] - start[k])) for k, w in weights.items())
-            return first(forward(weights, rows))
+                weights = dict((k, make_dual(w, final[k] - init[k])) for k, w in weights.items())
+            for w in weights.values() if leaves else ():
+                requires_grad(w)
+            return first(forward(weights, x)), weights
+
+        def reverse(out, weights):
+            """The outputs' derivative along the path by reverse mode, one gradient per output
+            entry (batched): exact where forward mode is missing for an op of the model's (one
+            a model could hold for nothing but to leave the check unjudged)."""
+            flat, total = reshape(out, [-1]), 0
+            ones = eye(numel(flat), dtype=dtype(flat))
+            for lo in range(0, numel(flat), batch):
+                hi = min(numel(flat), lo + batch)
+                picks = narrow(ones, 0, lo, hi - lo)
+                grads = grad(flat, tuple(weights.values()), picks, retain_graph=True, allow_unused=True,
+                             is_grads_batched=True)
+                part = 0
+                for k, g in zip(weights, grads):
+                    if g is not None:
+                        part = part + mv(reshape(g, [hi - lo, -1]), reshape(final[k] - init[k], [-1]))
+                total = part if lo == 0 else cat([total, part])
+            return reshape(total, size(out))
 
         def at(t, derivative):
             """The outputs at point t of the path, and their derivative along it: forward-mode,
-            or where an op of the model's lacks it (one a model could hold for nothing but to
-            go unjudged), a central difference, in float64 where the model computes in it."""
+            or reverse mode where an op lacks forward mode."""
             with enable_grad():
                 if not derivative:
-                    return outputs(t), None
+                    return outputs(t)[0], None
                 try:
                     with dual_level():
-                        out = outputs(t, True)
+                        out = outputs(t, True)[0]
                         return (None, None) if out is None else unpack_dual(out)
                 except exception:
                     pass
-                for wide, h in ((True, step), (False, 10 * step)):
-                    try:
-                        high, low = outputs(t + h, wide=wide), outputs(t - h, wide=wide)
-                    except exception:
-                        continue
-                    if high is None or low is None or dtype(high) not in (float32, float64):
-                        break
-                    return None, to(div(sub(high, low), 2 * h), dtype(end))
-                raise unjudged
+                try:
+                    out, weights = outputs(t, leaves=True)
+                    return None, None if out is None else detach(reverse(out, weights))
+                except exception:
+                    raise unjudged
 
         def within(estimate):
             """Probabilities estimated as probabilities: an estimate past 0 or 1 keeps its side
@@ -504,13 +517,13 @@ def eager_path_mismatch(model, example, batch, init, final, path_mismatch=path_m
         set_mode(model, False)
 
 
-def script_slots(module, parameters=torch._C.ParameterDict, buffers=torch._C.BufferDict,
+def script_slots(module, buffers=True, parameter_dict=torch._C.ParameterDict, buffer_dict=torch._C.BufferDict,
                  submodules=torch._C.ModuleDict):
-    """name -> (C++ module, attribute) of every parameter and buffer of a TorchScript module."""
+    """name -> (C++ module, attribute) of every parameter (and buffer) of a TorchScript module."""
     slots, todo = {}, [("", module)]
     while todo:
         prefix, m = todo.pop()
-        for kind in (parameters, buffers):
+        for kind in (parameter_dict, buffer_dict) if buffers else (parameter_dict,):
             for name, _ in kind(m).items():
                 slots[prefix + name] = (m, name)
         todo.extend((prefix + name + ".", sub) for name, sub in submodules(m).items())
