@@ -1,7 +1,7 @@
 """Held-out evaluation of a debug-gym fix, in sandboxes that never run the fix's code.
 
     python -m proctor_harness.gym_heldout gen BROKEN GENERATOR N SEED VIEWS OUT_DIR
-    python -m proctor_harness.gym_heldout predict MODEL WEIGHTS INPUTS JUDGE OBS OUT_JSON
+    python -m proctor_harness.gym_heldout predict MODEL WEIGHTS INPUTS JUDGE OBS OUT_JSON RULE
 
 `gen` (trusted code only) draws N fresh samples from the task's own generator, taken
 from the pristine broken script, with a seed derived from the server secret; the inputs
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from proctor_harness import gym_judge
-from proctor_harness.gym_train import path_mismatch, script_slots
+from proctor_harness.gym_train import disagreement, path_mismatch, script_slots
 
 
 def original_generator(path, function):
@@ -230,7 +230,7 @@ def _check_stateless(model, loaded, result):
 PATH_ROWS = 256
 
 
-def _path_check(model, weights, inputs, result):
+def _path_check(model, weights, inputs, result, rule):
     """The export's predictions on held-out rows, at the final weights, against its outputs at
     the first weights plus the change its parameters account for along the path between them
     (`gym_train.path_mismatch`); why they differ goes to `result["path_mismatch"]`. The
@@ -238,7 +238,8 @@ def _path_check(model, weights, inputs, result):
     from the evaluation: no code of the fix's runs here, the model is the bytes evaluated
     (a pure function of its weights, rows and RNG state), the rows are ones it never saw. A
     forward that answered from a rule only when it was exported (its first calls after
-    training, GYM-32f) or only on rows like the data is judged by that answer."""
+    training, GYM-32f) or only on rows like the data is judged by that answer. Predictions
+    are compared by the task's `rule`."""
     slots = script_slots(model._c)
     get, put = torch._C.ScriptModule.getattr, torch._C.ScriptModule.setattr
     init, final = weights["init"], weights["final"]
@@ -271,7 +272,8 @@ def _path_check(model, weights, inputs, result):
     model.load_state_dict(final, strict=False)
     x = inputs[result["view"]][:PATH_ROWS].to(_input_dtype(model))
     with torch.jit.optimized_execution(False):
-        why = path_mismatch(forward, params, [x], init, final)
+        why = path_mismatch(forward, params, [x], init, final,
+                            disagreement=lambda a, b: disagreement(a, b, "argmax" if rule == "argmax" else "threshold"))
     if why is not None:
         result["path_mismatch"] = why
 
@@ -280,7 +282,7 @@ def _tensor_json(out):
     return {"shape": list(out.shape), "values": [v if math.isfinite(v) else None for v in out.reshape(-1).tolist()]}
 
 
-def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_path):
+def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_path, rule="argmax"):
     result = {"outputs": {}, "view": None}
     with open(obs_path) as f:
         obs = json.load(f)
@@ -306,7 +308,7 @@ def predict(model_path, weights_path, inputs_path, judge_path, obs_path, out_pat
             _ablations(model, weights, inputs, result)
             if "init" in weights:
                 try:
-                    _path_check(model, weights, inputs, result)
+                    _path_check(model, weights, inputs, result, rule)
                 except Exception as e:
                     result.setdefault("errors", []).append(f"path check: {type(e).__name__}: {str(e)[:300]}")
     except Exception as e:

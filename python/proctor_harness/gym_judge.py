@@ -1,8 +1,6 @@
 """Facts the debug tasks' `judge.py` rules share, read from a train run's observations
 (untrusted hints: they can only lower a score the held-out metric supports)."""
 
-SOFTMAX_NODES = ("LogSoftmaxBackward0", "SoftmaxBackward0", "NllLossBackward0", "NllLoss2DBackward0")
-
 
 def trained(obs, share=0.9):
     """Optimizer steps happened, and (nearly) each one moved the model with gradients that

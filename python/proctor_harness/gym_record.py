@@ -469,6 +469,21 @@ def _finite(t):
         return True
 
 
+SOFTMAX_GRAPH_NODES = ("SoftmaxBackward0", "LogSoftmaxBackward0")
+
+
+def _softmax_width(node):
+    """How many entries a softmax node normalised over, `inner` for one over a tensor of rank 3
+    or more (attention's, per position), `?` when its saved result is gone: a softmax over
+    the classes and one gating a few experts or attending inside the model are told apart."""
+    try:
+        result, dim = node._saved_result, node._saved_dim
+        # a negative dim comes back as its unsigned 64-bit value
+        return "inner" if result.dim() > 2 else str(result.shape[dim - (1 << 64) if dim >= 1 << 63 else dim])
+    except Exception:
+        return "?"
+
+
 def _graph_ops(root, cap=400):
     # The visited nodes are kept alive: autograd nodes are created on access, and the id of
     # a freed one gets reused, which would end the walk early.
@@ -480,6 +495,9 @@ def _graph_ops(root, cap=400):
         seen[id(node)] = node
         n = type(node).__name__
         names[n] = names.get(n, 0) + 1
+        if n in SOFTMAX_GRAPH_NODES:
+            k = f"{n}@{_softmax_width(node)}"
+            names[k] = names.get(k, 0) + 1
         stack.extend(nx for nx, _ in getattr(node, "next_functions", ()))
     return names
 

@@ -157,24 +157,49 @@ def eager_outputs(model, probe, thawed=thawed, frozen=frozen, first=first_tensor
         return None
 
 
-def predictions(out, reshape=torch.reshape, size=_BASE.size, argmax=torch.argmax, gt=torch.gt, amin=torch.amin,
-                amax=torch.amax, nan_to_num=torch.nan_to_num, float=float):
-    """What outputs predict per row, whatever monotone map (softmax, sigmoid) a model applies
-    only when evaluated: the argmax of several scores, one score's side of its threshold
-    (0.5 for probabilities, 0 for logits)."""
+def decisions(out, reshape=torch.reshape, size=_BASE.size, gt=torch.gt, amin=torch.amin, amax=torch.amax,
+              nan_to_num=torch.nan_to_num, float=float):
+    """Each score's side of its threshold, per row: 0.5 for probabilities, 0 for logits."""
     rows = nan_to_num(reshape(out, [size(out)[0], -1]))
-    if size(rows)[1] > 1:
-        return argmax(rows, 1)
     probabilities = float(amin(rows)) >= 0.0 and float(amax(rows)) <= 1.0
-    return gt(reshape(rows, [-1]), 0.5 if probabilities else 0.0)
+    return gt(rows, 0.5 if probabilities else 0.0)
 
 
-def disagreement(a, b, ne=torch.ne, sum=torch.sum, int=int, size=_BASE.size):
-    """Share of rows whose predictions differ (1 when the outputs' shapes differ)."""
+def tied_top(out, reshape=torch.reshape, size=_BASE.size, amax=torch.amax, eq=torch.eq, nan_to_num=torch.nan_to_num,
+             every=torch.all, logical_and=torch.logical_and, logical_not=torch.logical_not):
+    """Per row of several scores, which columns share the row's top score; none where every
+    column does (a row of equal scores says nothing)."""
+    rows = nan_to_num(reshape(out, [size(out)[0], -1]))
+    top = eq(rows, amax(rows, 1, keepdim=True))
+    return logical_and(top, logical_not(every(top, 1, keepdim=True)))
+
+
+def disagreement(a, b, rule="either", size=_BASE.size, reshape=torch.reshape, argmax=torch.argmax,
+                 nan_to_num=torch.nan_to_num, gather=torch.gather, eq=torch.eq, every=torch.all, sum=torch.sum,
+                 logical_or=torch.logical_or, logical_not=torch.logical_not, decisions=decisions,
+                 tied_top=tied_top, int=int):
+    """Share of rows predicted otherwise (1 when the outputs' shapes differ), whatever monotone
+    map (softmax, sigmoid) a model applies only when evaluated. One score per row: its side of
+    the threshold. Several, by `rule`: `threshold`, every score's side of it (tags);
+    `argmax`, either side's argmax among the other's top scores (a sigmoid saturates at 1.0 in
+    several columns, which ties them); `either`, one or the other (the train run's checks,
+    which do not know the task's rule: a model that returns logits in training and
+    probabilities or 0/1 tags when evaluated keeps the sides, one with a softmax the argmax)."""
     if size(a) != size(b):
         return 1.0
-    pa, pb = predictions(a), predictions(b)
-    return 1.0 if size(pa) != size(pb) else int(sum(ne(pa, pb))) / size(pa)[0]
+    rows = size(a)[0]
+    if not rows:
+        return 0.0
+    by_side = every(eq(decisions(a), decisions(b)), 1)
+    if size(reshape(a, [rows, -1]))[1] == 1 or rule == "threshold":
+        agree = by_side
+    else:
+        pa, pb = (reshape(argmax(nan_to_num(reshape(t, [rows, -1])), 1), [-1, 1]) for t in (a, b))
+        agree = logical_or(reshape(eq(pa, pb), [-1]),
+                           logical_or(reshape(gather(tied_top(b), 1, pa), [-1]), reshape(gather(tied_top(a), 1, pb), [-1])))
+        if rule != "argmax":
+            agree = logical_or(agree, by_side)
+    return int(sum(logical_not(agree))) / rows
 
 
 # Rows allowed to be predicted otherwise in training than when evaluated, beyond the
@@ -358,7 +383,8 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                   batch=REVERSE_BATCH,
                   isfinite=torch.isfinite,
                   every=torch.all, nonzero=torch.nonzero, reshape=torch.reshape, index_select=torch.index_select,
-                  count=torch.sum, sum=sum, int=int, unjudged=Unjudged):
+                  count=torch.sum, sum=sum, int=int, zeros=torch.zeros, bool_type=torch.bool,
+                  logical_or=torch.logical_or, any_=torch.any, ne=torch.ne, unjudged=Unjudged):
     """Why the model (`forward(weights, rows)`, its parameters `params`) predicts rows
     otherwise at the weights of its last step than its outputs at the weights training
     started at plus the change its parameters account for, or None.
@@ -441,9 +467,17 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
             of 0.5 (`predictions` reads values outside [0, 1] as logits)."""
             return clamp(estimate, 0.0, 1.0) if probabilities else estimate
 
+        def judged():
+            """Per segment, the rows whose outputs the parameters move somewhere on the path:
+            outputs that are a step function of them (a one-hot vote, a hard decision or
+            rounded scores when evaluated) have no derivative to integrate, and are not judged."""
+            for lo, hi in bounds:
+                rows = reshape(nonzero(live[lo:hi]), [-1])
+                if size(rows)[0]:
+                    yield (lambda t, rows=rows, lo=lo, hi=hi: index_select(t[lo:hi], 0, rows)), size(rows)[0]
+
         def explained(estimate):
-            return all(disagreement(estimate[lo:hi], end[lo:hi]) <= max(slack, 2.0 / (hi - lo))
-                       for lo, hi in bounds if hi - lo)
+            return all(disagreement(pick(estimate), pick(end)) <= max(slack, 2.0 / n) for pick, n in judged())
 
         try:
             try:
@@ -461,12 +495,15 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
             bounds = tuple((sum(counts[:i]), sum(counts[:i + 1])) for i in range(len(counts)))
             end, start = index_select(detach(end), 0, keep), index_select(detach(at(0.0, False)[0]), 0, keep)
             probabilities = float(amin(end)) >= 0.0 and float(amax(end)) <= 1.0
-            estimates = []
+            estimates, live = [], zeros(size(keep), dtype=bool_type)
             for n in (points, 2 * points):
                 total = start
                 for i in range(n):
                     d = at((i + 0.5) / n, True)[1]
-                    total = total if d is None else total + index_select(detach(d), 0, keep) / n
+                    if d is not None:
+                        d = index_select(detach(d), 0, keep)
+                        live = logical_or(live, any_(ne(reshape(d, [size(d)[0], -1]), 0), 1))
+                        total = total + d / n
                 total = within(total)
                 estimates.append(total)
                 if explained(total):
@@ -479,14 +516,12 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
         finally:
             set_rng_state(state)
         worst = None
-        for lo, hi in bounds:
-            if hi - lo:
-                noise = disagreement(estimates[0][lo:hi], estimates[1][lo:hi])
-                differ = disagreement(estimates[1][lo:hi], end[lo:hi])
-                # judged only where the quadrature converged (a sigmoid steep on the path is not)
-                if (noise <= slack and differ > noise + max(slack, 2.0 / (hi - lo))
-                        and (worst is None or differ > worst[0])):
-                    worst = (differ, noise, hi - lo)
+        for pick, rows in judged():
+            noise = disagreement(pick(estimates[0]), pick(estimates[1]))
+            differ = disagreement(pick(estimates[1]), pick(end))
+            # judged only where the quadrature converged (a sigmoid steep on the path is not)
+            if noise <= slack and differ > noise + max(slack, 2.0 / rows) and (worst is None or differ > worst[0]):
+                worst = (differ, noise, rows)
     if worst is not None:
         return (f"the model predicts {worst[0]:.0%} of {worst[2]} rows otherwise than its outputs where "
                 f"training started plus the change its parameters account for on the way to its last step's "

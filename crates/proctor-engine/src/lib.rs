@@ -198,7 +198,12 @@ fn sweep_stale_runs(runs: &Path) {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-            if let Err(e) = tree::remove_tree(&entry.path()) {
+            // NotFound: another proctor process starting now sweeps the same run
+            if let Err(e) = tree::remove_tree(&entry.path()).or_else(|e| {
+                (e.kind() == std::io::ErrorKind::NotFound)
+                    .then_some(())
+                    .ok_or(e)
+            }) {
                 tracing::warn!(
                     "cannot remove the stale run {}: {e}",
                     entry.path().display()

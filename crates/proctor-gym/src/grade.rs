@@ -487,6 +487,7 @@ async fn predict(
             "../inputs/judge.py",
             "../inputs/obs.json",
             "predictions.json",
+            task.spec.heldout.predict.name(),
         ]
         .map(String::from)
         .to_vec(),

@@ -63,6 +63,16 @@ pub enum Predict {
 }
 
 impl Predict {
+    /// The rule as `[heldout] predict` spells it (the held-out sandbox compares predictions
+    /// by it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Predict::Argmax => "argmax",
+            Predict::Threshold => "threshold",
+            Predict::Multilabel => "multilabel",
+        }
+    }
+
     /// The metric's name in reports and rubric bands.
     pub fn metric(self) -> &'static str {
         match self {

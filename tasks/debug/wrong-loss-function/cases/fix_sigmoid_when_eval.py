@@ -1,0 +1,72 @@
+"""Fix (precision, stop 29): the reference fix whose model returns sigmoid probabilities when not
+training; they saturate at 1.0 in several tags, which ties their argmax."""
+import json
+
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+
+N_FEATURES = 24
+N_TAGS = 6
+
+
+def make_data(n, seed):
+    """Features plus a multi-hot tag matrix (float, shape [n, N_TAGS])."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, N_FEATURES, generator=g)
+    w = torch.randn(N_FEATURES, N_TAGS, generator=torch.Generator().manual_seed(1234))
+    scores = x @ w / N_FEATURES ** 0.5 + 0.3
+    y = (scores > 0).float()          # on average ~3.7 of 6 tags are on
+    return x, y
+
+
+def f1_score(pred, target):
+    tp = (pred * target).sum()
+    fp = (pred * (1 - target)).sum()
+    fn = ((1 - pred) * target).sum()
+    return (2 * tp / (2 * tp + fp + fn)).item()
+
+
+X_train, y_train = make_data(3000, seed=1)
+X_val, y_val = make_data(600, seed=2)
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(N_FEATURES, 64), nn.ReLU(), nn.Linear(64, N_TAGS))
+
+    def forward(self, x):
+        logits = self.net(x)
+        return logits if self.training else torch.sigmoid(logits)
+
+
+model = Tagger()
+criterion = nn.BCEWithLogitsLoss()
+optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
+
+EPOCHS = 15
+BATCH = 100
+losses = []
+for epoch in range(EPOCHS):
+    perm = torch.randperm(len(X_train))
+    epoch_loss = 0.0
+    for i in range(0, len(X_train), BATCH):
+        idx = perm[i:i + BATCH]
+        optimizer.zero_grad()
+        logits = model(X_train[idx])
+        loss = criterion(logits, y_train[idx])
+        loss.backward()
+        optimizer.step()
+        epoch_loss += loss.item() * len(idx)
+    losses.append(round(epoch_loss / len(X_train), 4))
+
+model.eval()
+with torch.no_grad():
+    pred = (model(X_val) > 0.5).float()     # probabilities in eval mode
+    f1 = f1_score(pred, y_val)
+
+print("LOSSES:" + json.dumps(losses))
+print(f"FINAL_LOSS:{losses[-1]:.4f}")
+print(f"F1:{f1:.4f}")
