@@ -366,7 +366,9 @@ class Unjudged(Exception):
 # PATH_ROWS training rows and as many rows mixed from the example (GYM-32c/d).
 PATH_POINTS = 4
 PATH_ROWS = 64
-# Output entries whose gradients reverse mode takes at once, where forward mode fails.
+# Where forward mode fails: rows whose outputs reverse mode differentiates together, and
+# output entries whose gradients it takes at once.
+REVERSE_ROWS = 8
 REVERSE_BATCH = 512
 
 
@@ -380,7 +382,7 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                   dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, points=PATH_POINTS,
                   dtype=_BASE.dtype.__get__, requires_grad=_BASE.requires_grad_, grad=torch.autograd.grad,
                   eye=torch.eye, mv=torch.mv, numel=torch.numel, narrow=torch.narrow, zip=zip, min=min,
-                  batch=REVERSE_BATCH,
+                  batch=REVERSE_BATCH, reverse_rows=REVERSE_ROWS,
                   isfinite=torch.isfinite,
                   every=torch.all, nonzero=torch.nonzero, reshape=torch.reshape, index_select=torch.index_select,
                   count=torch.sum, sum=sum, int=int, zeros=torch.zeros, bool_type=torch.bool,
@@ -415,16 +417,16 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
             bounds.append((lo, lo + size(segment)[0]))
             lo += size(segment)[0]
 
-        def outputs(t, tangent=False, leaves=False):
-            """The outputs at point t of the path, and the weights there: with their tangent,
-            or as leaves that take gradients."""
+        def outputs(t, tangent=False, leaves=False, rows=None):
+            """The outputs at point t of the path (on `rows`, all by default), and the weights
+            there: with their tangent, or as leaves that take gradients."""
             set_rng_state(state)
             weights = dict((k, detach(init[k] + t * (final[k] - init[k]))) for k in moving)
             if tangent:
                 weights = dict((k, make_dual(w, final[k] - init[k])) for k, w in weights.items())
             for w in weights.values() if leaves else ():
                 requires_grad(w)
-            return first(forward(weights, x)), weights
+            return first(forward(weights, x if rows is None else rows)), weights
 
         def reverse(out, weights):
             """The outputs' derivative along the path by reverse mode, one gradient per output
@@ -457,8 +459,15 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                 except exception:
                     pass
                 try:
-                    out, weights = outputs(t, leaves=True)
-                    return None, None if out is None else detach(reverse(out, weights))
+                    # a few rows at a time: each output entry's gradient costs a backward of
+                    # the rows taken with it (a CNN's over all of them ran out of memory)
+                    parts = []
+                    for lo in range(0, size(x)[0], reverse_rows):
+                        out, weights = outputs(t, leaves=True, rows=narrow(x, 0, lo, min(reverse_rows, size(x)[0] - lo)))
+                        if out is None:
+                            return None, None
+                        parts.append(detach(reverse(out, weights)))
+                    return None, cat(parts)
                 except exception:
                     raise unjudged
 
