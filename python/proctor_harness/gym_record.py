@@ -469,6 +469,15 @@ def _finite(t):
         return True
 
 
+def _next_nodes(node):
+    """The nodes a graph node leads to, in its inputs' order; none for one that no longer
+    tells (a custom autograd.Function's node, once its graph ran, raises on the access)."""
+    try:
+        return tuple(nx for nx, _ in node.next_functions)
+    except (RuntimeError, AttributeError):
+        return ()
+
+
 SOFTMAX_GRAPH_NODES = ("SoftmaxBackward0", "LogSoftmaxBackward0")
 
 
@@ -498,7 +507,7 @@ def _graph_ops(root, cap=400):
         if n in SOFTMAX_GRAPH_NODES:
             k = f"{n}@{_softmax_width(node)}"
             names[k] = names.get(k, 0) + 1
-        stack.extend(nx for nx, _ in getattr(node, "next_functions", ()))
+        stack.extend(_next_nodes(node))
     return names
 
 
@@ -522,7 +531,7 @@ def _reached_keys(roots, wanted):
         seen.add(key)
         if key in wanted:
             found.add(key)
-        queue.extend(nx for nx, _ in node.next_functions)
+        queue.extend(_next_nodes(node))
     return found
 
 
@@ -1307,7 +1316,7 @@ class Provenance:
                 else:
                     finals[id(node)] = node
                 crossed = crossed | {out[1]}
-            for i, (nx, _) in enumerate(node.next_functions):
+            for i, nx in enumerate(_next_nodes(node)):
                 var = getattr(nx, "variable", None) if nx is not None else None
                 if var is None:
                     stack.append((nx, crossed))
@@ -1325,7 +1334,7 @@ class Provenance:
                 continue
             seen[id(n)] = n  # alive while walking: ids of freed wrappers get reused
             count += self.raw_log_nodes.get(id(n)) is n
-            stack.extend(nx for nx, _ in n.next_functions)
+            stack.extend(_next_nodes(n))
         return count
 
     # -- each backward ---------------------------------------------------------------
@@ -1689,7 +1698,7 @@ class Provenance:
             if id(node) in self.outputs:
                 return id(node)
             seen[id(node)] = node  # alive while walking: ids of freed wrappers get reused
-            stack.extend(n for n, _ in node.next_functions)
+            stack.extend(_next_nodes(node))
         return ("own", id(t)) if stack or self.known(self.derived, t) else None
 
     def consume_chain(self, t):
