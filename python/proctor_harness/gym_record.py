@@ -3355,7 +3355,10 @@ class Recorder(Provenance, Saturation, Stream):
         obs["graphs_accumulated"] = self.accumulated()
         with _no_torch_function():
             for node in self.recent_graphs:
-                self.walk_graph(node)
+                try:
+                    self.walk_graph(node)
+                except Exception:
+                    pass  # a node that raises when read: the recorder must still stop watching
         self.recent_graphs = []
         torch.set_grad_enabled(True)
         self.mode.__exit__(None, None, None)
