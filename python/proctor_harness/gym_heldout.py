@@ -23,7 +23,7 @@ randomness drawn here (no sandbox that ran the fix can predict it):
   sample's prediction must not depend on the batch it comes in (a forward that answers
   differently for the evaluator's batch size); proctor scores the worse of the two.
 
-And one judges the export by what its parameters account for (`path_check`).
+And one judges the export by what its parameters account for (`_path_check`).
 """
 import ast
 import json
@@ -91,22 +91,28 @@ def _first_tensor(out):
     return out
 
 
-def _outputs(model, x, batch):
-    """The model's outputs on every row, `batch` rows per call; the last call is padded to a
-    full batch, since a trace may have fixed the batch size it saw (`reshape(len(x), -1)`)."""
-    x = x.to(_input_dtype(model))
+def _in_batches(model, x, batch):
+    """The model's scores on every row, `batch` rows per call, with whatever grad mode or
+    tangents the caller has on; the last call is padded to a full batch, since a trace may
+    have fixed the batch size it saw (`reshape(len(x), -1)`)."""
     outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            chunk = x[i:i + batch]
-            n = len(chunk)
-            if n < batch:
-                chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
-            out = _first_tensor(model(chunk)).float()
-            if len(out) != batch:
-                raise ValueError(f"the model returned {len(out)} rows for {batch} inputs")
-            outs.append(out[:n].reshape(n, -1))
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
+        out = _first_tensor(model(chunk))
+        if len(out) != batch:
+            raise ValueError(f"the model returned {len(out)} rows for {batch} inputs")
+        outs.append(out[:n])
     return torch.cat(outs)
+
+
+def _outputs(model, x, batch):
+    """The model's outputs on every row, as float rows."""
+    with torch.no_grad():
+        out = _in_batches(model, x.to(_input_dtype(model)), batch).float()
+    return out.reshape(len(out), -1)
 
 
 def _batches(obs):
@@ -246,7 +252,6 @@ def _path_check(model, weights, inputs, result, rule):
     # the parameters move along the path, the buffers stay as evaluated (a running mean takes
     # no gradient; a flag in a buffer is the re-drawn evaluations' to find)
     params = {k: get(*slots[k]) for k in script_slots(model._c, buffers=False) if k in init and k in final}
-    batch = result["batch"]
 
     def forward(values, x):
         saved = {k: get(*slots[k]) for k in values}
@@ -257,14 +262,7 @@ def _path_check(model, weights, inputs, result, rule):
                     put(*slots[k], w)
             for k, w in values.items():
                 put(*slots[k], w)
-            outs = []
-            for i in range(0, len(x), batch):
-                chunk = x[i:i + batch]
-                n = len(chunk)
-                if n < batch:
-                    chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
-                outs.append(_first_tensor(model(chunk))[:n])
-            return torch.cat(outs)
+            return _in_batches(model, x, result["batch"])
         finally:
             for k, w in saved.items():
                 put(*slots[k], w)

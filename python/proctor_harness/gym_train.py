@@ -396,7 +396,7 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
     theirs (the trained head's accuracy on a baked-in probe: steps, whose derivative is 0),
     answering in every mode (GYM-32d) or only rows far from every training row (GYM-32c).
     The forward is the training computation (`eager_path_mismatch`) and the export itself
-    (`gym_heldout.path_check`), with one draw of its randomness for every point; the
+    (`gym_heldout._path_check`), with one draw of its randomness for every point; the
     parameters are given to it as tensors of the path, their derivative as their
     forward-mode tangent (reverse mode where an op lacks forward mode: a central difference
     would see the steps of a staircase gate as a slope). The integral is taken
@@ -547,7 +547,7 @@ def eager_path_mismatch(model, example, batch, init, final, path_mismatch=path_m
     does (`mode_mismatch`); the fix's hooks on its own parameters see neither the path's
     tensors nor their tangents. Training rows (`batch`) and rows mixed from the example (far
     from any) are judged apart. The export itself is judged on the held-out rows, in the
-    held-out sandbox (`gym_heldout.path_check`)."""
+    held-out sandbox (`gym_heldout._path_check`)."""
     mixed = probe_rows(mixed_rows(example, rows))
     segments = [mixed]
     if batch is not None:
