@@ -208,6 +208,13 @@ MODE_SLACK = 0.05
 MODE_ROWS = 128
 
 
+def beyond_noise(differ, noise, rows, slack=MODE_SLACK, max=max):
+    """Whether a share `differ` of `rows` rows predicted otherwise is more than the share
+    `noise` the computation's own randomness accounts for, by the slack (by two rows, on
+    few rows): the one bound every check of the export holds a model to."""
+    return differ > noise + max(slack, 2.0 / rows)
+
+
 def mixed_rows(example, rows=MODE_ROWS, urandom=os.urandom, generator=torch.Generator, randint=torch.randint,
                gather=torch.gather, size=_BASE.size, int_from=int.from_bytes, list=list):
     """`rows` rows whose every entry is taken from a random row of the example (the example
@@ -240,8 +247,8 @@ def set_mode(model, training, modules=torch.nn.Module.modules, set_training=set_
 def mode_mismatch(model, traced, example, batch, probe_rows=probe_rows, mixed_rows=mixed_rows, frozen=frozen, thawed=thawed,
                   first=first_tensor, disagreement=disagreement, set_mode=set_mode, no_grad=torch.no_grad,
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
-                  no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
-                  str=str, slack=MODE_SLACK, rows=MODE_ROWS):
+                  no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, type=type,
+                  str=str, beyond_noise=beyond_noise, rows=MODE_ROWS):
     """Why the model evaluated (`traced`, the export itself) predicts rows otherwise than the
     model computes them while training (train mode, gradients on), or None. The held-out
     side only ever sees the evaluated model: a forward that answers from a rule or baked-in
@@ -278,7 +285,7 @@ def mode_mismatch(model, traced, example, batch, probe_rows=probe_rows, mixed_ro
                     f"{type(error).__name__}: {str(error)[:200]}")
         finally:
             set_mode(model, False)
-    if differ > noise + max(slack, 2.0 / rows):
+    if beyond_noise(differ, noise, rows):
         return (f"the model evaluated predicts {differ:.0%} of {rows} rows otherwise than it computes them "
                 f"in training ({noise:.0%} between two training passes)")
     return None
@@ -306,8 +313,8 @@ def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first
                     set_training=set_training, modules=torch.nn.Module.modules, load=torch.nn.Module.load_state_dict,
                     get_rng_state=torch.get_rng_state, set_rng_state=torch.set_rng_state,
                     enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
-                    no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, max=max, type=type,
-                    str=str, dict=dict, range=range, len=len, size=_BASE.size, slack=MODE_SLACK, int=int):
+                    no_python_dispatch=torch._C._DisableTorchDispatch, exception=Exception, type=type,
+                    str=str, dict=dict, range=range, len=len, size=_BASE.size, beyond_noise=beyond_noise, int=int):
     """Why the model the optimizer trained, given again what its last training forwards got
     (their rows, the weights they ran at, each module's mode, the RNG state their dropout drew
     from), predicts those rows otherwise than those forwards did, or None. A forward that
@@ -351,7 +358,7 @@ def replay_mismatch(replays, thawed=thawed, thawed_tree=thawed_tree, first=first
             if model is not None:
                 for m in modules(model):
                     set_training(m, False)
-    if rows and differ / rows > noise / rows + max(slack, 2.0 / rows):
+    if rows and beyond_noise(differ / rows, noise / rows, rows):
         return (f"the model predicts {differ / rows:.0%} of the {int(rows)} rows of its last training forwards "
                 f"otherwise than it did in training, at the same weights ({noise / rows:.0%} between two replays)")
     return None
@@ -378,8 +385,9 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                   enable_grad=torch.enable_grad, no_torch_function=torch._C.DisableTorchFunction,
                   no_python_dispatch=torch._C._DisableTorchDispatch, is_floating_point=torch.is_floating_point,
                   equal=torch.equal, detach=torch.detach, cat=torch.cat, clamp=torch.clamp, amin=torch.amin,
-                  amax=torch.amax, float=float, size=_BASE.size, exception=Exception, max=max, type=type, str=str,
-                  dict=dict, range=range, tuple=tuple, len=len, all=all, slack=MODE_SLACK, points=PATH_POINTS,
+                  amax=torch.amax, float=float, size=_BASE.size, exception=Exception, type=type, str=str,
+                  dict=dict, range=range, tuple=tuple, len=len, any=any, slack=MODE_SLACK, beyond_noise=beyond_noise,
+                  points=PATH_POINTS,
                   dtype=_BASE.dtype.__get__, requires_grad=_BASE.requires_grad_, grad=torch.autograd.grad,
                   eye=torch.eye, mv=torch.mv, numel=torch.numel, narrow=torch.narrow, zip=zip, min=min,
                   batch=REVERSE_BATCH, reverse_rows=REVERSE_ROWS,
@@ -473,7 +481,7 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
 
         def within(estimate):
             """Probabilities estimated as probabilities: an estimate past 0 or 1 keeps its side
-            of 0.5 (`predictions` reads values outside [0, 1] as logits)."""
+            of 0.5 (`decisions` reads values outside [0, 1] as logits)."""
             return clamp(estimate, 0.0, 1.0) if probabilities else estimate
 
         def judged():
@@ -486,7 +494,7 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
                     yield (lambda t, rows=rows, lo=lo, hi=hi: index_select(t[lo:hi], 0, rows)), size(rows)[0]
 
         def explained(estimate):
-            return all(disagreement(pick(estimate), pick(end)) <= max(slack, 2.0 / n) for pick, n in judged())
+            return not any(beyond_noise(disagreement(pick(estimate), pick(end)), 0.0, n) for pick, n in judged())
 
         try:
             try:
@@ -529,7 +537,7 @@ def path_mismatch(forward, params, segments, init, final, first=first_tensor, di
             noise = disagreement(pick(estimates[0]), pick(estimates[1]))
             differ = disagreement(pick(estimates[1]), pick(end))
             # judged only where the quadrature converged (a sigmoid steep on the path is not)
-            if noise <= slack and differ > noise + max(slack, 2.0 / rows) and (worst is None or differ > worst[0]):
+            if noise <= slack and beyond_noise(differ, noise, rows) and (worst is None or differ > worst[0]):
                 worst = (differ, noise, rows)
     if worst is not None:
         return (f"the model predicts {worst[0]:.0%} of {worst[2]} rows otherwise than its outputs where "
